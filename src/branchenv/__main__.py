@@ -1,0 +1,3 @@
+from branchenv.cli import main
+
+main()

@@ -1,0 +1,451 @@
+"""Project settings: where they come from, what they may hold, and the one place that reads them.
+
+Sources, lowest to highest precedence:
+
+1. built-in defaults;
+2. ``[tool.branchenv]`` in the project's ``pyproject.toml``;
+3. ``branchenv.toml`` in the project directory (top-level table, same keys);
+4. environment variables ``BRANCHENV_<KEY>`` (``BRANCHENV_REGION``; list values comma-separated;
+   an empty value means "unset" for settings that may be unset);
+5. explicit overrides from the CLI (flags); an override whose value is ``None`` is ignored.
+
+The project directory is the first directory, walking up from the working directory, that holds
+``branchenv.toml``, a ``pyproject.toml`` with a ``[tool.branchenv]`` table, ``Pulumi.yaml`` or
+``.git``; failing that, the working directory itself.
+
+Every value is checked where it is read, so a bad one is reported as one line naming the file
+(or environment variable, or flag), the key and the fix, raised as :class:`ConfigError`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+
+from branchenv.errors import ConfigError, UsageError
+
+PYPROJECT = "pyproject.toml"
+CONFIG_FILE = "branchenv.toml"
+ENV_PREFIX = "BRANCHENV_"
+
+SOURCE_DEFAULT = "default"
+SOURCE_PYPROJECT = "pyproject.toml [tool.branchenv]"
+SOURCE_CONFIG_FILE = "branchenv.toml"
+
+TARGETS = ("local", "aws")
+ENGINES = ("pulumi", "inprocess")
+
+_REGION_RE = re.compile(r"^[a-z]{2}(?:-(?:gov|iso[a-z]?))?-[a-z]+-[0-9]{1,2}$")
+_ACCOUNT_RE = re.compile(r"^[0-9]{12}$")
+# AWS tag keys: Unicode letters, digits, white space and _ . : / = + - @ (at most 128 characters).
+_TAG_KEY_RE = re.compile(r"^[\w .:/=+\-@]+$")
+_URL_SCHEME_RE = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.\-]*://")
+_URL_USERINFO_RE = re.compile(r"(://)[^/@]*@")
+_MAX_TAG_PREFIX = 64
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """The settings of one project, each with the source its value came from (``sources``)."""
+
+    project_dir: Path
+    program: str = "infra/aws"
+    default_ttl: str = "24h"
+    tag_prefix: str = "branchenv:"
+    protected_patterns: tuple[str, ...] = ("prod*", "production*", "staging*", "main", "master")
+    backend_url: str | None = None
+    default_target: str = "local"
+    engine: str | None = None
+    region: str = "us-east-1"
+    allowed_account_ids: tuple[str, ...] = ()
+    state_dir: str = ".branchenv"
+    idle_after: str | None = None
+    max_age: str | None = None
+    max_reap: int = 25
+    reap_concurrency: int = 4
+    max_hourly: Decimal | None = None
+    max_total: Decimal | None = None
+    latency_p95_ms: int = 500
+    sources: dict[str, str] = dataclasses.field(default_factory=dict)
+
+    @property
+    def state_path(self) -> Path:
+        """Absolute path of the state directory (``state_dir`` under the project directory)."""
+        return (self.project_dir / self.state_dir).resolve()
+
+    @property
+    def program_path(self) -> Path:
+        """Absolute path of the Pulumi program directory."""
+        return (self.project_dir / self.program).resolve()
+
+    @property
+    def effective_backend_url(self) -> str:
+        """``backend_url``, or the local file backend under the state directory when unset."""
+        if self.backend_url is not None:
+            return self.backend_url
+        return (self.state_path / "pulumi").as_uri()
+
+    def values(self) -> dict[str, Any]:
+        """Every setting's value by name, in declaration order (no ``project_dir``/``sources``)."""
+        return {name: getattr(self, name) for name in SETTING_NAMES}
+
+
+SETTING_NAMES: tuple[str, ...] = tuple(
+    f.name for f in dataclasses.fields(Settings) if f.name not in {"project_dir", "sources"}
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class SettingEntry:
+    """One row of ``branchenv config show``: a setting, its value and where the value came from."""
+
+    key: str
+    value: Any
+    source: str
+
+
+def describe(settings: Settings) -> tuple[SettingEntry, ...]:
+    """Each setting with its value (secrets in URLs redacted) and source, in a stable order."""
+    entries = []
+    for name in SETTING_NAMES:
+        value = getattr(settings, name)
+        if isinstance(value, str) and name == "backend_url":
+            value = redact_url(value)
+        entries.append(SettingEntry(name, value, settings.sources.get(name, SOURCE_DEFAULT)))
+    return tuple(entries)
+
+
+def redact_url(url: str) -> str:
+    """Hide the user-info part of a URL (``scheme://user:secret@host`` -> ``scheme://***@host``)."""
+    return _URL_USERINFO_RE.sub(r"\1***@", url)
+
+
+# --- checking values -----------------------------------------------------------------------
+
+
+class _Invalid(Exception):
+    """A value that does not fit its setting; ``str()`` says why and how to fix it."""
+
+
+def _str(value: object) -> str:
+    if not isinstance(value, str):
+        raise _Invalid(f"expected a string, got {_type_name(value)}; quote the value")
+    return value
+
+
+def _type_name(value: object) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a number"
+    if isinstance(value, list | tuple):
+        return "a list"
+    if isinstance(value, dict):
+        return "a table"
+    return type(value).__name__
+
+
+def _nonempty_str(value: object) -> str:
+    text = _str(value).strip()
+    if not text:
+        raise _Invalid("it is empty; give a value or remove the key")
+    return text
+
+
+def _ttl(value: object) -> str:
+    text = _nonempty_str(value)
+    from branchenv.metadata import parse_ttl
+
+    try:
+        parse_ttl(text)
+    except UsageError as exc:
+        # parse_ttl speaks of the --ttl flag; here the value came from a setting
+        raise _Invalid(str(exc).removeprefix("--ttl ")) from exc
+    return text
+
+
+def _optional(check: Callable[[object], Any]) -> Callable[[object], Any]:
+    def checked(value: object) -> Any:
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return None
+        return check(value)
+
+    return checked
+
+
+def _str_list(value: object) -> tuple[str, ...]:
+    if isinstance(value, str):
+        raise _Invalid('expected a list of strings; write it as ["a", "b"]')
+    if not isinstance(value, list | tuple):
+        raise _Invalid(f'expected a list of strings, got {_type_name(value)}; write ["a", "b"]')
+    items: list[str] = []
+    for item in value:
+        if not isinstance(item, str) or not item.strip():
+            raise _Invalid(f"every item must be a non-empty string, got {item!r}")
+        items.append(item.strip())
+    return tuple(items)
+
+
+def _account_ids(value: object) -> tuple[str, ...]:
+    if isinstance(value, list | tuple) and any(isinstance(v, int) for v in value):
+        raise _Invalid(
+            'account ids must be quoted strings (leading zeros matter): ["012345678901"]'
+        )
+    ids = _str_list(value)
+    for account in ids:
+        if not _ACCOUNT_RE.match(account):
+            raise _Invalid(f"{account!r} is not a 12-digit AWS account id")
+    return ids
+
+
+def _choice(choices: tuple[str, ...]) -> Callable[[object], str]:
+    def checked(value: object) -> str:
+        text = _nonempty_str(value).lower()
+        if text not in choices:
+            raise _Invalid(f"{text!r} is not one of: {', '.join(choices)}")
+        return text
+
+    return checked
+
+
+def _engine(value: object) -> str | None:
+    if value is None:
+        return None
+    text = _str(value).strip().lower()
+    if text in {"", "auto"}:
+        return None
+    if text not in ENGINES:
+        raise _Invalid(f"{text!r} is not one of: auto, {', '.join(ENGINES)}")
+    return text
+
+
+def _region(value: object) -> str:
+    text = _nonempty_str(value)
+    if not _REGION_RE.match(text):
+        raise _Invalid(f"{text!r} is not an AWS region name; use a form like us-east-1")
+    return text
+
+
+def _tag_prefix(value: object) -> str:
+    text = _str(value)
+    if not text.endswith(":") or len(text) < 2:
+        raise _Invalid(f"{text!r} must be a name ending with ':' such as 'branchenv:'")
+    if text.lower().startswith("aws:"):
+        raise _Invalid("tag keys starting with 'aws:' are reserved by AWS; pick another prefix")
+    if len(text) > _MAX_TAG_PREFIX or not _TAG_KEY_RE.match(text):
+        raise _Invalid(
+            f"{text!r} is not a valid AWS tag key prefix; use at most {_MAX_TAG_PREFIX} "
+            "letters, digits, spaces and _ . : / = + - @"
+        )
+    return text
+
+
+def _backend_url(value: object) -> str:
+    text = _nonempty_str(value)
+    if not _URL_SCHEME_RE.match(text):
+        raise _Invalid(
+            "expected a URL such as file://~/.pulumi, s3://bucket or https://api.pulumi.com"
+        )
+    return text
+
+
+def _int_at_least(minimum: int) -> Callable[[object], int]:
+    def checked(value: object) -> int:
+        if isinstance(value, str):
+            try:
+                value = int(value.strip())
+            except ValueError:
+                raise _Invalid(f"{value!r} is not a whole number") from None
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise _Invalid(f"expected a whole number, got {_type_name(value)}")
+        if value < minimum:
+            raise _Invalid(f"{value} is too small; use a whole number >= {minimum}")
+        return value
+
+    return checked
+
+
+def _usd(value: object) -> Decimal:
+    if isinstance(value, bool):
+        raise _Invalid('expected an amount in USD such as "2.50", got a boolean')
+    if isinstance(value, int | float | Decimal):
+        value = str(value)
+    text = _nonempty_str(value)
+    try:
+        amount = Decimal(text)
+    except InvalidOperation:
+        raise _Invalid(f'{text!r} is not an amount in USD such as "2.50"') from None
+    if not amount.is_finite() or amount < 0:
+        raise _Invalid(f"{text!r} must be a finite amount >= 0 in USD")
+    return amount
+
+
+def _relative_dir(value: object) -> str:
+    return _nonempty_str(value)
+
+
+_CHECKS: dict[str, Callable[[object], Any]] = {
+    "program": _relative_dir,
+    "default_ttl": _ttl,
+    "tag_prefix": _tag_prefix,
+    "protected_patterns": _str_list,
+    "backend_url": _optional(_backend_url),
+    "default_target": _choice(TARGETS),
+    "engine": _engine,
+    "region": _region,
+    "allowed_account_ids": _account_ids,
+    "state_dir": _relative_dir,
+    "idle_after": _optional(_ttl),
+    "max_age": _optional(_ttl),
+    "max_reap": _int_at_least(0),
+    "reap_concurrency": _int_at_least(1),
+    "max_hourly": _optional(_usd),
+    "max_total": _optional(_usd),
+    "latency_p95_ms": _int_at_least(1),
+}
+_LIST_KEYS = frozenset({"protected_patterns", "allowed_account_ids"})
+assert set(_CHECKS) == set(SETTING_NAMES), "every setting needs a check"
+
+
+def _check(key: str, raw: object, where: str, fix_hint: str) -> Any:
+    try:
+        return _CHECKS[key](raw)
+    except _Invalid as exc:
+        raise ConfigError(f"{where}: bad value for '{key}': {exc} ({fix_hint})") from None
+
+
+def _unknown_key(key: str, where: str, fix_hint: str) -> ConfigError:
+    close = difflib.get_close_matches(key, SETTING_NAMES, n=1, cutoff=0.6)
+    hint = f"did you mean '{close[0]}'?" if close else f"valid keys: {', '.join(SETTING_NAMES)}"
+    return ConfigError(f"{where}: unknown key '{key}'; {hint} ({fix_hint})")
+
+
+# --- reading sources -----------------------------------------------------------------------
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc}); fix the syntax of that file") from None
+    except OSError as exc:
+        raise ConfigError(
+            f"{path}: cannot be read ({exc.strerror}); check its permissions"
+        ) from None
+
+
+def _pyproject_table(path: Path) -> dict[str, Any] | None:
+    """The ``[tool.branchenv]`` table of a pyproject.toml, or None when it has none."""
+    tool = _read_toml(path).get("tool")
+    if not isinstance(tool, dict) or "branchenv" not in tool:
+        return None
+    table = tool["branchenv"]
+    if not isinstance(table, dict):
+        raise ConfigError(
+            f"{path}: 'tool.branchenv' must be a table; write it as a [tool.branchenv] section"
+        )
+    return table
+
+
+def find_project_dir(cwd: Path) -> Path:
+    """The nearest directory at or above ``cwd`` that marks a branchenv project (see module doc)."""
+    start = cwd.resolve()
+    for directory in (start, *start.parents):
+        if (directory / CONFIG_FILE).is_file():
+            return directory
+        pyproject = directory / PYPROJECT
+        if pyproject.is_file() and _pyproject_table(pyproject) is not None:
+            return directory
+        if (directory / "Pulumi.yaml").is_file() or (directory / ".git").exists():
+            return directory
+    return start
+
+
+def _apply_table(
+    table: Mapping[str, Any],
+    path: Path,
+    label: str,
+    where: str,
+    values: dict[str, Any],
+    sources: dict[str, str],
+) -> None:
+    for key, raw in table.items():
+        if key not in _CHECKS:
+            raise _unknown_key(key, where, f"fix it in {path.name}")
+        values[key] = _check(key, raw, where, f"fix it in {path.name}")
+        sources[key] = label
+
+
+def _env_value(key: str, text: str) -> object:
+    if key in _LIST_KEYS:
+        return [part.strip() for part in text.split(",") if part.strip()]
+    return text
+
+
+def load_settings(
+    *,
+    cwd: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, object] | None = None,
+    flag_names: Mapping[str, str] | None = None,
+) -> Settings:
+    """Read the project's settings from every source, checking each value where it is read.
+
+    ``overrides`` maps setting names to values given on the command line (``None`` values are
+    ignored, so the CLI can pass every flag); ``flag_names`` maps a setting name to the flag
+    that set it (``{"default_target": "--target"}``) for messages and sources, defaulting to
+    ``--<key-with-dashes>``. Raises :class:`ConfigError` for a malformed file, an unknown key or
+    a bad value.
+    """
+    project_dir = find_project_dir(cwd if cwd is not None else Path.cwd())
+    environ = os.environ if env is None else env
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = dict.fromkeys(SETTING_NAMES, SOURCE_DEFAULT)
+
+    pyproject = project_dir / PYPROJECT
+    if pyproject.is_file():
+        table = _pyproject_table(pyproject)
+        if table is not None:
+            _apply_table(
+                table, pyproject, SOURCE_PYPROJECT, f"{pyproject} [tool.branchenv]", values, sources
+            )
+    config_file = project_dir / CONFIG_FILE
+    if config_file.is_file():
+        _apply_table(
+            _read_toml(config_file),
+            config_file,
+            SOURCE_CONFIG_FILE,
+            str(config_file),
+            values,
+            sources,
+        )
+
+    for key in SETTING_NAMES:
+        var = f"{ENV_PREFIX}{key.upper()}"
+        if var in environ:
+            where = f"env {var}"
+            values[key] = _check(key, _env_value(key, environ[var]), where, f"fix or unset {var}")
+            sources[key] = where
+
+    names = flag_names or {}
+    for key, raw in (overrides or {}).items():
+        if raw is None:
+            continue
+        if key not in _CHECKS:
+            raise ValueError(f"override for unknown setting {key!r}; valid: {SETTING_NAMES}")
+        flag = names.get(key, "--" + key.replace("_", "-"))
+        where = f"flag {flag}"
+        values[key] = _check(key, raw, where, f"fix the value of {flag}")
+        sources[key] = where
+
+    return Settings(project_dir=project_dir, sources=sources, **values)

@@ -1,0 +1,91 @@
+"""The one error tree of branchenv.
+
+The CLI catches :class:`BranchenvError` once, prints its message as one line on stderr and exits
+with its ``exit_code``. Anything else escaping is a bug and keeps its traceback.
+
+::
+
+    BranchenvError                       exit 1  an operation failed
+    ├── UsageError                       exit 2  bad input, usage or configuration
+    │   ├── ConfigError                          a malformed or unknown setting
+    │   ├── NamingError                          a branch that leaves no usable name
+    │   ├── EngineUnavailable                    an engine that cannot run here (no pulumi CLI)
+    │   └── UnsupportedResource                  program uses types the engine cannot create
+    ├── SafetyRefusal                    exit 3  refused by a safety rule
+    ├── OperationFailed                  exit 1  generic failure of an operation
+    ├── LocalCloudError                  exit 1  the local cloud failed to start/stop/answer
+    ├── StackNotFound                    exit 1  no such stack
+    ├── StackLocked                      exit 1  another update holds the stack's lock
+    └── EngineError                      exit 1  the engine failed while running the program
+
+Messages say what to do next and name the flag or variable; they never contain secrets.
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_REFUSED = 3
+
+
+class BranchenvError(Exception):
+    """Base of every error branchenv reports to a user."""
+
+    exit_code: int = EXIT_FAILED
+
+
+class UsageError(BranchenvError):
+    """Bad input, usage or configuration (exit 2)."""
+
+    exit_code = EXIT_USAGE
+
+
+class ConfigError(UsageError):
+    """A malformed or unknown configuration setting."""
+
+
+class NamingError(UsageError):
+    """A branch name that leaves nothing usable for a stack name."""
+
+
+class EngineUnavailable(UsageError):
+    """The chosen engine cannot run on this machine (for example no ``pulumi`` CLI)."""
+
+
+class UnsupportedResource(UsageError):
+    """The program uses resource types the engine cannot materialize; nothing was created."""
+
+    def __init__(self, types: list[str], engine: str) -> None:
+        self.types = sorted(set(types))
+        super().__init__(
+            f"the {engine} engine cannot create {len(self.types)} resource type(s) used by the "
+            f"program: {', '.join(self.types)}; nothing was created. Use `--engine pulumi` with a "
+            "real pulumi CLI, or remove these resources from the program"
+        )
+
+
+class SafetyRefusal(BranchenvError):
+    """Refused by a safety rule (exit 3)."""
+
+    exit_code = EXIT_REFUSED
+
+
+class OperationFailed(BranchenvError):
+    """An operation failed (exit 1)."""
+
+
+class LocalCloudError(BranchenvError):
+    """The local cloud could not be started, stopped or reached."""
+
+
+class StackNotFound(BranchenvError):
+    """No stack of that name exists in the engine's backend."""
+
+
+class StackLocked(BranchenvError):
+    """Another update holds the stack's lock (a concurrent `up` or `down`)."""
+
+
+class EngineError(BranchenvError):
+    """The engine failed while running the program."""

@@ -1,0 +1,72 @@
+"""The local cloud process: ``python -m branchenv.localcloud.serve --state-dir DIR``.
+
+Runs, in one process, a moto server and the local function runner, each on 127.0.0.1 with a
+free port, then writes ``server.json`` (ports, pid) atomically so the parent can find them.
+SIGTERM/SIGINT stop both servers and every function worker. Nothing binds beyond loopback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+
+LOOPBACK = "127.0.0.1"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="branchenv.localcloud.serve")
+    parser.add_argument("--state-dir", required=True, type=Path)
+    parser.add_argument("--port", type=int, default=0)
+    args = parser.parse_args(argv)
+    state_dir: Path = args.state_dir
+
+    from moto.moto_server.threaded_moto_server import ThreadedMotoServer
+
+    from branchenv.localcloud.functions import FunctionRunner
+
+    moto_server = ThreadedMotoServer(ip_address=LOOPBACK, port=args.port, verbose=False)
+    moto_server.start()
+    _, moto_port = moto_server.get_host_and_port()
+    endpoint_url = f"http://{LOOPBACK}:{moto_port}"
+
+    runner = FunctionRunner(
+        endpoint_url=endpoint_url, work_dir=state_dir / "functions", host=LOOPBACK, port=0
+    )
+    runner.start()
+
+    info = {
+        "pid": os.getpid(),
+        "port": moto_port,
+        "functions_port": runner.port,
+        "endpoint_url": endpoint_url,
+        "functions_url": runner.url,
+        "started_at": dt.datetime.now(dt.UTC).isoformat(),
+    }
+    tmp = state_dir / "server.json.tmp"
+    tmp.write_text(json.dumps(info))
+    tmp.replace(state_dir / "server.json")
+    print(f"local cloud: moto on {endpoint_url}, functions on {runner.url}", flush=True)
+
+    stop = threading.Event()
+
+    def _on_signal(signum: int, _frame: object) -> None:
+        print(f"local cloud: signal {signum}, stopping", flush=True)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+    stop.wait()
+    runner.stop()
+    moto_server.stop()
+    print("local cloud: stopped", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

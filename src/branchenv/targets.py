@@ -1,0 +1,121 @@
+"""Targets: where a stack's resources live.
+
+``aws`` is a real account reached through the standard credential chain. ``local`` is the local
+cloud (a moto server on loopback plus the local function runner), started by branchenv.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING, Any
+
+from branchenv.errors import UsageError
+
+if TYPE_CHECKING:
+    import boto3
+
+TARGET_NAMES = ("local", "aws")
+
+# Dummy credentials for the local cloud; moto accepts any. Never real keys.
+LOCAL_ACCESS_KEY = "branchenv-local"
+LOCAL_SECRET_KEY = "branchenv-local-secret"  # noqa: S105 - a fixed dummy for moto
+LOCAL_ACCOUNT_ID = "123456789012"
+
+# Services the programs use; the local stack template points each at the local cloud.
+LOCAL_ENDPOINT_SERVICES = (
+    "apigateway",
+    "apigatewayv2",
+    "cloudwatch",
+    "cloudwatchlogs",
+    "dynamodb",
+    "iam",
+    "lambda",
+    "resourcegroupstaggingapi",
+    "s3",
+    "sns",
+    "sqs",
+    "sts",
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Target:
+    """Where resources live. For ``local``, ``endpoint_url`` is the moto server's base URL and
+    ``functions_url`` the local function runner's."""
+
+    name: str
+    region: str
+    endpoint_url: str | None = None
+    functions_url: str | None = None
+
+    @property
+    def is_local(self) -> bool:
+        return self.name == "local"
+
+    def session(self) -> boto3.Session:
+        """A boto3 session bound to this target (dummy credentials on the local cloud)."""
+        import boto3
+
+        if self.is_local:
+            return boto3.Session(
+                aws_access_key_id=LOCAL_ACCESS_KEY,
+                aws_secret_access_key=LOCAL_SECRET_KEY,
+                region_name=self.region,
+            )
+        return boto3.Session(region_name=self.region)
+
+    def client(self, service: str) -> Any:
+        """A boto3 client for ``service`` on this target (the local cloud over HTTP if local)."""
+        from botocore.config import Config
+
+        cfg = Config(retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=5)
+        if self.is_local:
+            return self.session().client(service, endpoint_url=self.endpoint_url, config=cfg)
+        return self.session().client(service, config=cfg)
+
+    def aws_env(self) -> dict[str, str]:
+        """Environment for a subprocess (pulumi CLI, a function worker) to reach this target."""
+        env = {"AWS_REGION": self.region, "AWS_DEFAULT_REGION": self.region}
+        if self.is_local:
+            assert self.endpoint_url is not None
+            env.update(
+                AWS_ACCESS_KEY_ID=LOCAL_ACCESS_KEY,
+                AWS_SECRET_ACCESS_KEY=LOCAL_SECRET_KEY,
+                AWS_ENDPOINT_URL=self.endpoint_url,
+            )
+        return env
+
+    def pulumi_config(self) -> dict[str, str]:
+        """Provider config for this target (what pulumilocal sets for LocalStack users)."""
+        import json
+
+        cfg = {"aws:region": self.region}
+        if self.is_local:
+            assert self.endpoint_url is not None
+            cfg.update(
+                {
+                    "aws:accessKey": LOCAL_ACCESS_KEY,
+                    "aws:secretKey": LOCAL_SECRET_KEY,
+                    "aws:s3UsePathStyle": "true",
+                    "aws:skipCredentialsValidation": "true",
+                    "aws:skipRequestingAccountId": "true",
+                    "aws:skipMetadataApiCheck": "true",
+                    "aws:skipRegionValidation": "true",
+                    "aws:endpoints": json.dumps(
+                        [{svc: self.endpoint_url for svc in LOCAL_ENDPOINT_SERVICES}]
+                    ),
+                }
+            )
+            if self.functions_url:
+                cfg["branchenv:localFunctionsUrl"] = self.functions_url
+        return cfg
+
+
+def check_target_name(name: str) -> str:
+    """Validate a target name; a wrong one names the valid choices (exit 2)."""
+    if name not in TARGET_NAMES:
+        raise UsageError(
+            f"unknown target {name!r}. Valid targets: {', '.join(TARGET_NAMES)} "
+            "(pass `--target NAME` or set BRANCHENV_DEFAULT_TARGET)"
+        )
+    return name

@@ -1,0 +1,63 @@
+"""Shared fixtures. No test may reach a real AWS account or a real Pulumi backend: every test
+runs with ``AWS_*`` and ``PULUMI_*`` stripped from the environment."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Strip AWS_* / PULUMI_* / CI branch variables so no test touches a real account."""
+    for key in list(os.environ):
+        if key.startswith(("AWS_", "PULUMI_", "BRANCHENV_", "GITHUB_", "CI_COMMIT_", "GITLAB_")):
+            monkeypatch.delenv(key, raising=False)
+    # boto3 must never find a real credentials file either.
+    monkeypatch.setenv("AWS_CONFIG_FILE", os.devnull)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return REPO_ROOT
+
+
+@pytest.fixture(scope="session")
+def local_cloud_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("localcloud-state")
+
+
+@pytest.fixture(scope="session")
+def local_cloud(local_cloud_dir: Path) -> Iterator[object]:
+    """A local cloud of this test session's own (a real moto server process on loopback).
+
+    Yields a :class:`branchenv.targets.Target` for it; the server stops at session end.
+    """
+    from branchenv.localcloud import LocalCloud
+
+    cloud = LocalCloud(local_cloud_dir)
+    status = cloud.start()
+    try:
+        yield status.target("us-east-1")
+    finally:
+        cloud.stop()
+
+
+def subprocess_env(**extra: str) -> dict[str, str]:
+    """An environment for CLI subprocesses: no AWS_/PULUMI_ variables, plus ``extra``."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("AWS_", "PULUMI_", "BRANCHENV_", "GITHUB_", "CI_COMMIT_", "GITLAB_"))
+    }
+    env["AWS_CONFIG_FILE"] = os.devnull
+    env["AWS_SHARED_CREDENTIALS_FILE"] = os.devnull
+    env.update(extra)
+    return env
