@@ -18,7 +18,7 @@ TARGET_NAMES = ("local", "aws")
 
 # Dummy credentials for the local cloud; moto accepts any. Never real keys.
 LOCAL_ACCESS_KEY = "branchenv-local"
-LOCAL_SECRET_KEY = "branchenv-local-secret"  # noqa: S105 - a fixed dummy for moto
+LOCAL_SECRET_KEY = "branchenv-local-secret"
 LOCAL_ACCOUNT_ID = "123456789012"
 
 # Services the programs use; the local stack template points each at the local cloud.
@@ -69,9 +69,10 @@ class Target:
         from botocore.config import Config
 
         cfg = Config(retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=5)
+        session: Any = self.session()
         if self.is_local:
-            return self.session().client(service, endpoint_url=self.endpoint_url, config=cfg)
-        return self.session().client(service, config=cfg)
+            return session.client(service, endpoint_url=self.endpoint_url, config=cfg)
+        return session.client(service, config=cfg)
 
     def aws_env(self) -> dict[str, str]:
         """Environment for a subprocess (pulumi CLI, a function worker) to reach this target."""

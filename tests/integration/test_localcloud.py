@@ -102,7 +102,7 @@ def test_start_failure_is_reported_with_log(tmp_path: Path) -> None:
     cloud.dir.mkdir(parents=True)
     (cloud.dir / "functions").write_text("not a directory")
     (cloud.dir / "server.json.tmp").mkdir()  # the child cannot write its info file
-    with pytest.raises(LocalCloudError, match="server.log"):
+    with pytest.raises(LocalCloudError, match=r"server\.log"):
         cloud.start()
     assert not cloud.pid_path.exists()
 
@@ -130,7 +130,11 @@ def test_cli_cloud_commands(tmp_path: Path) -> None:
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [str(exe), "cloud", *args], cwd=tmp_path, env=env, capture_output=True, text=True,
+            [str(exe), "cloud", *args],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
             timeout=60,
         )
 

@@ -67,9 +67,17 @@ def test_event_is_payload_format_2() -> None:
 
 def test_binary_body_is_base64() -> None:
     ev = build_event(
-        method="PUT", raw_path="/f", raw_query="", headers={"content-type": "image/png"},
-        body=b"\x89PNG", route_key="$default", path_params={}, api_id="", account_id="1",
-        domain="d", source_ip="127.0.0.1",
+        method="PUT",
+        raw_path="/f",
+        raw_query="",
+        headers={"content-type": "image/png"},
+        body=b"\x89PNG",
+        route_key="$default",
+        path_params={},
+        api_id="",
+        account_id="1",
+        domain="d",
+        source_ip="127.0.0.1",
     )
     assert ev["isBase64Encoded"] is True
     assert base64.b64decode(ev["body"]) == b"\x89PNG"
@@ -77,11 +85,13 @@ def test_binary_body_is_base64() -> None:
 
 def test_response_shapes() -> None:
     assert to_http_response({"statusCode": 201, "body": "x", "headers": {"a": "b"}}) == (
-        201, {"a": "b"}, b"x",
+        201,
+        {"a": "b"},
+        b"x",
     )
     raw = base64.b64encode(b"\x00\x01").decode()
     assert to_http_response({"statusCode": 200, "body": raw, "isBase64Encoded": True})[2] == (
         b"\x00\x01"
     )
-    status, headers, body = to_http_response({"hello": "world"})
+    status, _headers, body = to_http_response({"hello": "world"})
     assert status == 200 and json.loads(body) == {"hello": "world"}

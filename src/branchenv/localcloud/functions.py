@@ -391,14 +391,17 @@ class FunctionRunner:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            def log_message(self, format: str, *args: Any) -> None:
                 sys.stderr.write("functions: " + (format % args) + "\n")
 
             def _serve(self) -> None:
                 length = int(self.headers.get("content-length") or 0)
                 body = self.rfile.read(length) if length else b""
                 status, headers, payload = runner.handle(
-                    self.command, self.path, dict(self.headers.items()), body,
+                    self.command,
+                    self.path,
+                    dict(self.headers.items()),
+                    body,
                     self.client_address[0],
                 )
                 self.send_response(status)
@@ -422,7 +425,8 @@ class FunctionRunner:
 
     @property
     def url(self) -> str:
-        return f"http://{self._server.server_address[0]}:{self.port}"
+        host = self._server.server_address[0]
+        return f"http://{host if isinstance(host, str) else host.decode()}:{self.port}"
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -476,7 +480,9 @@ class FunctionRunner:
         except RunnerError as exc:
             return _json(exc.status, {"message": str(exc)})
 
-    def invoke(self, spec: FunctionSpec, event: dict[str, Any]) -> tuple[int, dict[str, str], bytes]:
+    def invoke(
+        self, spec: FunctionSpec, event: dict[str, Any]
+    ) -> tuple[int, dict[str, str], bytes]:
         pool = self._pool(spec)
         worker = pool.acquire()
         request_id = uuid.uuid4().hex
@@ -485,7 +491,9 @@ class FunctionRunner:
         elapsed_ms = (time.monotonic() - started) * 1000
         if reply is None:
             pool.discard(worker)
-            sys.stderr.write(f"functions: {spec.name} timed out or died after {elapsed_ms:.0f} ms\n")
+            sys.stderr.write(
+                f"functions: {spec.name} timed out or died after {elapsed_ms:.0f} ms\n"
+            )
             return _json(503, {"message": "Service Unavailable"})
         pool.release(worker)
         if not reply.get("ok"):

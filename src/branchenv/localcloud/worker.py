@@ -58,9 +58,7 @@ def main() -> int:
             proto.write(json.dumps({"ok": True, "result": result}, default=str) + "\n")
         except Exception as exc:
             traceback.print_exc()
-            proto.write(
-                json.dumps({"ok": False, "error": f"{type(exc).__name__}: {exc}"}) + "\n"
-            )
+            proto.write(json.dumps({"ok": False, "error": f"{type(exc).__name__}: {exc}"}) + "\n")
     return 0
 
 

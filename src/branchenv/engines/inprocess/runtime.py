@@ -1,0 +1,175 @@
+"""Run a Pulumi Python program on the SDK's mock runtime (``pulumi.runtime.set_mocks``).
+
+The SDK resolves dependencies exactly as under the real engine: a resource is registered (and
+our ``new_resource`` called) once every input it depends on is known, so whatever
+``new_resource`` returns for one resource flows into the inputs of the next. The runtime's
+settings are process-global, so runs are serialized and each gets a fresh thread (fresh context
+variables, fresh event loop) and a fresh root stack resource.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import runpy
+import sys
+import threading
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from branchenv.errors import EngineError
+
+_RUN_LOCK = threading.Lock()
+
+
+@dataclasses.dataclass(frozen=True)
+class Registration:
+    """One resource registration as the SDK sends it to the engine."""
+
+    type: str
+    name: str
+    urn: str
+    inputs: dict[str, Any]
+    provider: str  # "<provider urn>::<provider id>" or "" for the default provider
+    parent: str
+    dependencies: tuple[str, ...]
+    custom: bool
+
+
+NewResource = Callable[[Registration], tuple[str, dict[str, Any]]]
+"""Called for each resource: returns its physical id and its output state."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ProgramRun:
+    """What one run of the program produced: exported outputs and registrations in order."""
+
+    outputs: dict[str, Any]
+    registrations: tuple[Registration, ...]
+
+
+def run_program(
+    *,
+    program_dir: Path,
+    project: str,
+    stack: str,
+    config: Mapping[str, str],
+    new_resource: NewResource,
+    preview: bool,
+) -> ProgramRun:
+    """Execute ``program_dir/__main__.py`` under mocks; return its exports and registrations."""
+    main = program_dir / "__main__.py"
+    if not main.is_file():
+        raise EngineError(
+            f"no Pulumi program at {main}; set `program` in [tool.branchenv] or pass --program"
+        )
+    result: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            result["run"] = _run_in_thread(
+                main, program_dir, project, stack, dict(config), new_resource, preview
+            )
+        except BaseException as exc:  # handed to the caller's thread below
+            result["error"] = exc
+
+    with _RUN_LOCK:
+        thread = threading.Thread(target=target, name=f"pulumi-mocks-{stack}", daemon=True)
+        thread.start()
+        thread.join()
+    if "error" in result:
+        raise result["error"]
+    run: ProgramRun = result["run"]
+    return run
+
+
+def _run_in_thread(
+    main: Path,
+    program_dir: Path,
+    project: str,
+    stack: str,
+    config: dict[str, str],
+    new_resource: NewResource,
+    preview: bool,
+) -> ProgramRun:
+    import pulumi
+    from pulumi.runtime import mocks as pmocks
+    from pulumi.runtime import settings as psettings
+    from pulumi.runtime.config import set_all_config
+    from pulumi.runtime.stack import run_pulumi_func
+    from pulumi.runtime.sync_await import _ensure_event_loop, _sync_await
+
+    registrations: list[Registration] = []
+    reg_lock = threading.Lock()
+
+    class _Mocks(pmocks.Mocks):
+        def new_resource(self, args: Any) -> tuple[str | None, dict[str, Any]]:
+            raise AssertionError("replaced by the monitor below")
+
+        def call(self, args: Any) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
+            if args.token == "aws:index/getCallerIdentity:getCallerIdentity":
+                return {"accountId": "123456789012", "arn": "", "userId": ""}, None
+            if args.token == "aws:index/getRegion:getRegion":
+                return {"name": config.get("aws:region", "us-east-1")}, None
+            raise EngineError(
+                f"the inprocess engine does not support the data source {args.token!r}; "
+                "use `--engine pulumi` or drop the lookup from the program"
+            )
+
+    class _Monitor(pmocks.MockMonitor):
+        def RegisterResource(self, request: Any) -> Any:
+            from pulumi.runtime import rpc
+            from pulumi.runtime.proto import resource_pb2
+
+            urn = self.make_urn(request.parent, request.type, request.name)
+            if request.type == "pulumi:pulumi:Stack":
+                return resource_pb2.RegisterResourceResponse(urn=urn)
+            _ensure_event_loop()  # type: ignore[no-untyped-call]
+            inputs = rpc.deserialize_properties(request.object)
+            reg = Registration(
+                type=request.type,
+                name=request.name,
+                urn=urn,
+                inputs=dict(inputs),
+                provider=request.provider,
+                parent=request.parent,
+                dependencies=tuple(request.dependencies),
+                custom=bool(request.custom),
+            )
+            id_, state = new_resource(reg)
+            with reg_lock:
+                registrations.append(reg)
+            obj = _sync_await(rpc.serialize_properties(state, {}))
+            self.resources[urn] = pmocks.MockMonitor.ResourceRegistration(urn, id_, state)
+            return resource_pb2.RegisterResourceResponse(urn=urn, id=id_, object=obj)
+
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    saved_path = list(sys.path)
+    try:
+        psettings.ROOT.set(None)
+        mocks = _Mocks()
+        pmocks.set_mocks(
+            mocks, project=project, stack=stack, preview=preview, monitor=_Monitor(mocks)
+        )
+        set_all_config(config)
+        psettings.SETTINGS.rpc_manager.clear()
+        psettings.SETTINGS.outputs.clear()
+        sys.path.insert(0, str(program_dir))
+
+        def program() -> None:
+            runpy.run_path(str(main), run_name="__main__")
+
+        _sync_await(run_pulumi_func(program))
+        root = psettings.get_root_resource()
+        exported: dict[str, Any] = dict(getattr(root, "outputs", {}) or {})
+        outputs = _sync_await(pulumi.Output.from_input(exported).future()) or {}
+        return ProgramRun(outputs=dict(outputs), registrations=tuple(registrations))
+    except pulumi.RunError as exc:
+        raise EngineError(f"the program failed: {exc}") from exc
+    finally:
+        sys.path[:] = saved_path
+        psettings.ROOT.set(None)
+        loop.close()
+        asyncio.set_event_loop(None)
