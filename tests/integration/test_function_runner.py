@@ -12,7 +12,7 @@ import requests
 
 from branchenv.targets import Target
 
-HANDLER = '''
+HANDLER = """
 import json, os, boto3
 
 def handler(event, context):
@@ -37,7 +37,7 @@ def handler(event, context):
             "version": event["version"],
         }),
     }
-'''
+"""
 
 
 def _zip(source: str) -> bytes:

@@ -21,7 +21,7 @@ app.add_typer(cloud_app, name="cloud")
 JsonOpt = typer.Option(False, "--json", help="Print machine-readable JSON.")
 
 
-def _cloud() -> tuple["LocalCloud", str]:
+def _cloud() -> tuple[LocalCloud, str]:
     from branchenv.config import load_settings
     from branchenv.localcloud import LocalCloud
 

@@ -8,6 +8,7 @@ import decimal
 import enum
 import json
 import pathlib
+import sys
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -54,11 +55,12 @@ def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any
     from rich.table import Table
 
     t = Table(title=title)
+    console = Console() if sys.stdout.isatty() else Console(width=200)
     for c in columns:
         t.add_column(c)
     for row in rows:
         t.add_row(*("" if v is None else str(v) for v in row))
-    Console().print(t)
+    console.print(t)
 
 
 def status(message: str) -> None:

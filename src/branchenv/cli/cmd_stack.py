@@ -1,0 +1,173 @@
+"""`branchenv up | outputs | ls | down`: one branch, one stack."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import typer
+
+from branchenv.cli import render
+from branchenv.cli.progress import progress
+
+if TYPE_CHECKING:
+    from branchenv.config import Settings
+    from branchenv.provision import StackContext
+
+app = typer.Typer()
+
+BranchOpt = typer.Option(
+    None, "--branch", "-b", help="Branch name (default: CI variables, then the git checkout)."
+)
+TargetOpt = typer.Option(None, "--target", "-t", help="Where resources live: local | aws.")
+EngineOpt = typer.Option(
+    None,
+    "--engine",
+    "-e",
+    help="pulumi | inprocess (default: pulumi; inprocess on the local target without a pulumi CLI).",
+)
+JsonOpt = typer.Option(False, "--json", help="Print machine-readable JSON.")
+
+
+def _settings(target: str | None = None, engine: str | None = None) -> Settings:
+    from branchenv.config import load_settings
+
+    return load_settings(
+        overrides={"default_target": target, "engine": engine},
+        flag_names={"default_target": "--target", "engine": "--engine"},
+    )
+
+
+def _context(
+    branch: str | None, target: str | None, engine: str | None, *, start_local_cloud: bool = True
+) -> StackContext:
+    from branchenv.provision import resolve
+
+    settings = _settings(target, engine)
+    return resolve(
+        settings, branch=branch, target=None, engine=None, start_local_cloud=start_local_cloud
+    )
+
+
+def _notes(notes: tuple[str, ...]) -> None:
+    for note in notes:
+        render.status(f"note: {note}")
+
+
+@app.command("up")
+def up(
+    branch: str | None = BranchOpt,
+    target: str | None = TargetOpt,
+    engine: str | None = EngineOpt,
+    ttl: str | None = typer.Option(None, "--ttl", help="Time to live: 90m, 24h, 7d, ..."),
+    profile: str = typer.Option("ephemeral", "--profile", help="ephemeral | prodlike"),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Create or update this branch's stack (idempotent) and print its outputs."""
+    from branchenv import provision
+    from branchenv.metadata import format_duration, parse_ttl
+
+    if ttl is not None:
+        parse_ttl(ttl)  # bad input fails before anything starts
+    ctx = _context(branch, target, engine)
+    _notes(ctx.notes)
+    title = f"up {ctx.names.stack} ({ctx.engine.name} engine, target {ctx.target.name})"
+    with progress(title, quiet=False) as sink:
+        outcome = provision.up(ctx, ttl=ttl, profile=profile, on_output=sink)
+
+    def human() -> None:
+        md = outcome.metadata
+        typer.echo(
+            f"stack {outcome.stack} (branch {outcome.branch}) is up: {outcome.resource_count} "
+            f"resources, expires in {format_duration(md.expires_at - md.created_at)} "
+            f"[{outcome.duration_s:.1f} s]"
+        )
+        _outputs_table(outcome.outputs)
+
+    render.emit(outcome, as_json=as_json, human=human)
+
+
+def _outputs_table(outputs: dict[str, Any]) -> None:
+    render.table("outputs", ["name", "value"], sorted(outputs.items()))
+
+
+@app.command("outputs")
+def outputs(
+    branch: str | None = BranchOpt,
+    target: str | None = TargetOpt,
+    engine: str | None = EngineOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Print this branch's stack outputs (endpoint, names, ARNs)."""
+    from branchenv import provision
+
+    ctx = _context(branch, target, engine, start_local_cloud=False)
+    values = provision.outputs(ctx)
+    render.emit(values, as_json=as_json, human=lambda: _outputs_table(values))
+
+
+@app.command("ls")
+def ls(
+    engine: str | None = EngineOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """List stacks: branch, owner, age, expires-in, resources, engine, target."""
+    from branchenv import provision
+    from branchenv.metadata import format_duration
+
+    settings = _settings(None, engine)
+    rows = provision.list_stacks(settings, engines=provision.engines_for_listing(settings, engine))
+
+    def dur(seconds: float | None) -> str:
+        if seconds is None:
+            return ""
+        import datetime as dt
+
+        return format_duration(dt.timedelta(seconds=seconds))
+
+    def human() -> None:
+        render.table(
+            f"{len(rows)} stack(s)",
+            ["stack", "branch", "owner", "age", "expires in", "resources", "engine", "target"],
+            [
+                (
+                    r.stack,
+                    r.branch or "(unmanaged)",
+                    r.owner,
+                    dur(r.age_s),
+                    ("expired " if r.expired else "") + dur(r.expires_in_s),
+                    r.resource_count,
+                    r.engine,
+                    r.target,
+                )
+                for r in rows
+            ],
+        )
+
+    render.emit(rows, as_json=as_json, human=human)
+
+
+@app.command("down")
+def down(
+    branch: str | None = BranchOpt,
+    target: str | None = TargetOpt,
+    engine: str | None = EngineOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Destroy this branch's stack and remove it. A stack already gone is not an error."""
+    from branchenv import provision
+
+    ctx = _context(branch, target, engine)
+    _notes(ctx.notes)
+    with progress(f"down {ctx.names.stack} ({ctx.engine.name} engine)") as sink:
+        outcome = provision.down(ctx, on_output=sink)
+
+    def human() -> None:
+        if outcome.already_absent:
+            typer.echo(f"stack {outcome.stack}: already gone, nothing to destroy")
+        else:
+            typer.echo(
+                f"stack {outcome.stack} destroyed: {outcome.deleted} resources deleted"
+                f"{', stack removed' if outcome.removed else ''} [{outcome.duration_s:.1f} s]"
+            )
+
+    render.emit(outcome, as_json=as_json, human=human)

@@ -1,0 +1,73 @@
+"""Fixtures for running the installed CLI as a user does, in a project of the test's own."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import REPO_ROOT, subprocess_env
+
+EXE = Path(sys.executable).parent / "branchenv"
+
+
+@dataclass
+class Project:
+    """A copy of the demo project (Pulumi.yaml, infra/, stacks/) in a temp dir."""
+
+    root: Path
+
+    def run(
+        self, *args: str, check: bool = False, timeout: float = 180, **env: str
+    ) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(
+            [str(EXE), *args],
+            cwd=self.root,
+            env=subprocess_env(**env),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        if check and proc.returncode != 0:
+            raise AssertionError(
+                f"branchenv {' '.join(args)} exited {proc.returncode}\n{proc.stderr}"
+            )
+        return proc
+
+    def json(self, *args: str, **env: str) -> Any:
+        proc = self.run(*args, "--json", check=True, **env)
+        return json.loads(proc.stdout)
+
+    def target(self) -> Any:
+        from branchenv.localcloud import LocalCloud
+
+        return LocalCloud(self.root / ".branchenv").status().target("us-east-1")
+
+
+def make_project(root: Path) -> Project:
+    shutil.copy(REPO_ROOT / "Pulumi.yaml", root / "Pulumi.yaml")
+    shutil.copytree(
+        REPO_ROOT / "infra", root / "infra", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    shutil.copytree(REPO_ROOT / "stacks", root / "stacks")
+    (root / "branchenv.toml").write_text(
+        'program = "infra/aws"\ndefault_target = "local"\ndefault_ttl = "2h"\n'
+    )
+    return Project(root)
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Project]:
+    """One demo project (and its own local cloud) per test module."""
+    proj = make_project(tmp_path_factory.mktemp("project"))
+    try:
+        yield proj
+    finally:
+        proj.run("cloud", "stop")
