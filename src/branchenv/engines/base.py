@@ -151,6 +151,11 @@ class Engine(Protocol):
         """The stack's metadata, or None when it lacks the managed marker."""
         ...
 
+    def set_metadata(self, *, stack: str, program: Path, metadata: StackMetadata) -> None:
+        """Replace the stack's metadata tags (e.g. to mark it reap-pending) without an update
+        of its resources."""
+        ...
+
 
 def pulumi_cli_available() -> bool:
     """True when a ``pulumi`` executable is on PATH."""

@@ -460,6 +460,15 @@ class InProcessEngine:
             raise StackNotFound(f"no stack named {stack!r} in project {project!r}")
         return StackMetadata.from_tags(state.tags)
 
+    def set_metadata(self, *, stack: str, program: Path, metadata: StackMetadata) -> None:
+        project = project_name(program)
+        with self.store.lock(project, stack, wait_s=self.lock_wait_s):
+            state = self.store.load(project, stack)
+            if state is None:
+                raise StackNotFound(f"no stack named {stack!r} in project {project!r}")
+            state.tags = metadata.to_tags()
+            self.store.save(state)
+
     def resources(self, *, stack: str, program: Path) -> list[ResourceEntry]:
         """The stack's resources as the state records them (for inventories and cost)."""
         project = project_name(program)

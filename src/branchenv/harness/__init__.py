@@ -1,0 +1,1 @@
+"""The integration harness: readiness, the pytest plugin and its fixtures, probes, reports."""
