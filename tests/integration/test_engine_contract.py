@@ -1,0 +1,148 @@
+"""One contract for every engine: what ``branchenv`` relies on, run against each engine that can
+run here.
+
+``inprocess`` runs the real program (infra/aws) on the SDK mock runtime against this session's
+local cloud. ``pulumi`` runs only when a real ``pulumi`` CLI is on PATH (it deploys the same
+program to the same local cloud); without one it is skipped, and its boundary is proven by
+test_pulumi_engine_standin.py instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import shutil
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import cast
+
+import pytest
+
+from branchenv.engines.base import Engine, get_engine
+from branchenv.errors import StackNotFound
+from branchenv.metadata import EngineName, StackMetadata
+from branchenv.naming import StackNames, names_for
+from branchenv.targets import Target
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+PROGRAM = REPO_ROOT / "infra" / "aws"
+NO_PULUMI = (
+    "pulumi CLI not on PATH; the pulumi engine is proven at its boundary by "
+    "test_pulumi_engine_standin.py"
+)
+
+
+@dataclass(frozen=True)
+class Case:
+    engine: Engine
+    target: Target
+    engine_name: EngineName
+
+
+@pytest.fixture(
+    params=["inprocess", pytest.param("pulumi", marks=pytest.mark.realpulumi)],
+)
+def case(request: pytest.FixtureRequest, tmp_path: Path) -> Case:
+    name = cast(EngineName, request.param)
+    if name == "pulumi" and shutil.which("pulumi") is None:
+        pytest.skip(NO_PULUMI)
+    # Requested lazily, so a skipped engine does not start the local cloud.
+    target = cast(Target, request.getfixturevalue("local_cloud"))
+    return Case(
+        engine=get_engine(name, state_dir=tmp_path / ".branchenv"), target=target, engine_name=name
+    )
+
+
+@pytest.fixture
+def names() -> StackNames:
+    return names_for(f"int-{uuid.uuid4().hex[:8]}")
+
+
+def metadata_for(case: Case, names: StackNames) -> StackMetadata:
+    return StackMetadata.create(
+        stack=names.stack,
+        branch=names.branch,
+        owner="contract@example.com",
+        commit="c0ffee0",
+        ttl=dt.timedelta(hours=2),
+        now=dt.datetime.now(dt.UTC),
+        target="local",
+        engine=case.engine_name,
+    )
+
+
+@contextlib.contextmanager
+def cleaned_up(case: Case, names: StackNames) -> Iterator[None]:
+    """Destroy (and remove) the stack afterwards, even when the test failed."""
+    try:
+        yield
+    finally:
+        with contextlib.suppress(StackNotFound):
+            case.engine.destroy(stack=names.stack, program=PROGRAM, target=case.target)
+
+
+def up(case: Case, names: StackNames, metadata: StackMetadata) -> object:
+    return case.engine.up(
+        stack=names.stack,
+        program=PROGRAM,
+        target=case.target,
+        metadata=metadata,
+        config={"branchenv:prefix": names.prefix},
+    )
+
+
+def test_up_is_idempotent_and_its_results_are_readable(case: Case, names: StackNames) -> None:
+    metadata = metadata_for(case, names)
+    with cleaned_up(case, names):
+        first = case.engine.up(
+            stack=names.stack,
+            program=PROGRAM,
+            target=case.target,
+            metadata=metadata,
+            config={"branchenv:prefix": names.prefix},
+        )
+        assert first.stack == names.stack
+        assert first.outputs.get("endpoint"), first.outputs
+
+        second = case.engine.up(
+            stack=names.stack,
+            program=PROGRAM,
+            target=case.target,
+            metadata=metadata,
+            config={"branchenv:prefix": names.prefix},
+        )
+        assert second.outputs == first.outputs
+        assert second.changes.get("create", 0) == 0, second.changes
+        urns = [r.urn for r in second.resources]
+        assert len(urns) == len(set(urns)), "duplicate resources after a second up"
+        assert set(urns) == {r.urn for r in first.resources}
+
+        assert case.engine.outputs(stack=names.stack, program=PROGRAM) == first.outputs
+        listed = {s.stack: s for s in case.engine.list_stacks(program=PROGRAM)}
+        assert names.stack in listed
+        assert listed[names.stack].metadata == metadata
+        assert case.engine.metadata(stack=names.stack, program=PROGRAM) == metadata
+
+
+def test_destroy_removes_the_stack_and_a_second_destroy_is_not_found(
+    case: Case, names: StackNames
+) -> None:
+    with cleaned_up(case, names):
+        up(case, names, metadata_for(case, names))
+
+        result = case.engine.destroy(stack=names.stack, program=PROGRAM, target=case.target)
+
+        assert result.stack == names.stack
+        assert result.removed is True
+        assert names.stack not in {s.stack for s in case.engine.list_stacks(program=PROGRAM)}
+        with pytest.raises(StackNotFound):
+            case.engine.destroy(stack=names.stack, program=PROGRAM, target=case.target)
+
+
+def test_a_missing_stack_is_not_found(case: Case, names: StackNames) -> None:
+    with pytest.raises(StackNotFound):
+        case.engine.outputs(stack=names.stack, program=PROGRAM)
+    with pytest.raises(StackNotFound):
+        case.engine.destroy(stack=names.stack, program=PROGRAM, target=case.target)
