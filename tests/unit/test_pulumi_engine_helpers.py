@@ -1,0 +1,97 @@
+"""Pure helpers of the pulumi engine, from tables of cases (no CLI, no automation)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import pytest
+
+from branchenv.engines.pulumi_engine import (
+    REDACTED,
+    LockHolder,
+    newest_lock_age,
+    parse_lock_holders,
+    path_config,
+    read_file_backend_locks,
+    redact_url,
+    scrub,
+    split_config,
+    stderr_tail,
+)
+from branchenv.errors import ConfigError
+
+UTC = dt.UTC
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "expected"),
+    [
+        (
+            "aws:endpoints",
+            [{"s3": "u1", "sqs": "u2"}],
+            {"aws:endpoints[0].s3": "u1", "aws:endpoints[0].sqs": "u2"},
+        ),
+        ("k", {"a.b": 1}, {'k["a.b"]': "1"}),
+        ("k", {"flag": True, "none": None}, {"k.flag": "true", "k.none": ""}),
+        ("k", [[1, 2]], {"k[0][0]": "1", "k[0][1]": "2"}),
+    ],
+)
+def test_path_config(key: str, value: object, expected: dict[str, str]) -> None:
+    assert path_config(key, value) == expected
+
+
+def test_split_config_structures_only_known_keys() -> None:
+    flat, paths = split_config(
+        {"aws:region": "us-east-1", "aws:endpoints": json.dumps([{"s3": "http://x"}])}
+    )
+    assert flat == {"aws:region": "us-east-1"}
+    assert paths == {"aws:endpoints[0].s3": "http://x"}
+    with pytest.raises(ConfigError, match="aws:endpoints"):
+        split_config({"aws:endpoints": "not json"})
+
+
+def test_scrub_and_redact() -> None:
+    assert scrub("pass=hunter2 and hunter2", ("hunter2", "")) == f"pass={REDACTED} and {REDACTED}"
+    assert redact_url("s3://user:pw@bucket/path?token=x") == "s3://bucket/path"
+    assert redact_url("file:///tmp/state") == "file:///tmp/state"
+
+
+def test_stderr_tail_keeps_diagnostics_and_the_end_of_stderr() -> None:
+    text = (
+        "code: 255\n stdout: Updating...\nerror: update failed\nmore\n"
+        " stderr: line1\nline2\nerror: boom\n"
+    )
+    assert stderr_tail(text) == "error: update failed | line1 | line2 | error: boom"
+    assert stderr_tail("code: 1\n stdout: \n stderr: ") == "(no error output)"
+
+
+LOCKED = """error: the stack is currently locked by 1 lock(s). Either wait for the other process(es) to end or delete the lock file with `pulumi cancel`.
+  file:///tmp/b/.pulumi/locks/organization/p/s/abc.json: created by ci@runner-1 (pid 4242) at 2026-11-25T10:00:00.123456789Z
+"""
+
+
+def test_parse_lock_holders_reads_the_real_error_lines() -> None:
+    [holder] = parse_lock_holders(LOCKED)
+    assert holder.user == "ci" and holder.host == "runner-1" and holder.pid == 4242
+    assert holder.created_at == dt.datetime(2026, 11, 25, 10, 0, 0, 123456, tzinfo=UTC)
+    assert parse_lock_holders("error: something else") == []
+
+
+def test_lock_files_and_their_age(tmp_path: Path) -> None:
+    folder = tmp_path / ".pulumi" / "locks" / "organization" / "proj" / "stk"
+    folder.mkdir(parents=True)
+    (folder / "1.json").write_text(
+        json.dumps(
+            {"pid": 7, "username": "u", "hostname": "h", "timestamp": "2026-11-25T09:00:00Z"}
+        )
+    )
+    (folder / "2.json").write_text("not json")  # a torn file still counts, timed by mtime
+    holders = read_file_backend_locks(tmp_path, "proj", "stk")
+    assert len(holders) == 2 and holders[0].pid == 7 and holders[1].user == "?"
+    now = dt.datetime(2026, 11, 25, 10, 0, 0, tzinfo=UTC)
+    only_first = [holders[0]]
+    assert newest_lock_age(only_first, now) == 3600.0
+    assert newest_lock_age([LockHolder("w", "u", "h", 1, None)], now) is None
+    assert read_file_backend_locks(tmp_path, "proj", "other") == []
