@@ -255,3 +255,27 @@ def test_demo_program_types_are_all_supported(repo_root: Path) -> None:
     declared = {r.type for r in run.registrations if r.custom} - {"pulumi:providers:aws"}
     assert len(declared) >= 14
     assert declared <= set(REGISTRY), declared - set(REGISTRY)
+
+
+def test_program_helper_modules_do_not_leak_between_runs(tmp_path: Path) -> None:
+    """Two programs with a same-named helper module each import their own."""
+    from branchenv.engines.inprocess.runtime import run_program
+
+    outputs = []
+    for value in ("one", "two"):
+        prog = tmp_path / value
+        prog.mkdir()
+        (prog / "helper.py").write_text(f"VALUE = {value!r}\n")
+        (prog / "__main__.py").write_text(
+            "import pulumi\nimport helper\npulumi.export('value', helper.VALUE)\n"
+        )
+        run = run_program(
+            program_dir=prog,
+            project="p",
+            stack="s",
+            config={},
+            new_resource=lambda reg: ("id", {}),
+            preview=False,
+        )
+        outputs.append(run.outputs["value"])
+    assert outputs == ["one", "two"]

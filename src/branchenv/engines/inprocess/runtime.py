@@ -147,6 +147,7 @@ def _run_in_thread(
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     saved_path = list(sys.path)
+    saved_modules = set(sys.modules)
     try:
         psettings.ROOT.set(None)
         mocks = _Mocks()
@@ -170,6 +171,17 @@ def _run_in_thread(
         raise EngineError(f"the program failed: {exc}") from exc
     finally:
         sys.path[:] = saved_path
+        _forget_program_modules(program_dir, saved_modules)
         psettings.ROOT.set(None)
         loop.close()
         asyncio.set_event_loop(None)
+
+
+def _forget_program_modules(program_dir: Path, before: set[str]) -> None:
+    """Drop the program's own modules (its helpers imported from ``program_dir``) so the next
+    run, of this program or another with a same-named helper, imports them afresh."""
+    root = str(program_dir.resolve())
+    for name in set(sys.modules) - before:
+        path = getattr(sys.modules.get(name), "__file__", None) or ""
+        if path.startswith(root):
+            del sys.modules[name]
