@@ -16,7 +16,8 @@ with its ``exit_code``. Anything else escaping is a bug and keeps its traceback.
     ├── LocalCloudError                  exit 1  the local cloud failed to start/stop/answer
     ├── StackNotFound                    exit 1  no such stack
     ├── StackLocked                      exit 1  another update holds the stack's lock
-    └── EngineError                      exit 1  the engine failed while running the program
+    ├── EngineError                      exit 1  the engine failed while running the program
+    └── BudgetExceeded                   exit 1  a stack's cost is over --max-hourly/--max-total
 
 Messages say what to do next and name the flag or variable; they never contain secrets.
 """
@@ -89,3 +90,7 @@ class StackLocked(BranchenvError):
 
 class EngineError(BranchenvError):
     """The engine failed while running the program."""
+
+
+class BudgetExceeded(BranchenvError):
+    """A stack's estimated cost is over a budget limit (``--max-hourly`` / ``--max-total``)."""

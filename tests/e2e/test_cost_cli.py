@@ -1,0 +1,100 @@
+"""`branchenv cost` as a user runs it, after a real `up` of the demo stack on the local cloud."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from decimal import Decimal
+from fractions import Fraction
+
+from branchenv.cost.estimate import cost_of_tagged, stack_cost
+from branchenv.engines import get_engine
+from branchenv.inventory import find_tagged
+from tests.e2e.conftest import Project
+from tests.unit.test_cost_estimate import US_HOURLY, q
+
+BRANCH = "feature/cost-e2e"
+
+
+def test_cost_report_and_budget_gate_after_up(project: Project) -> None:
+    up = project.json("up", "--branch", BRANCH, "--target", "local")
+    stack = up["stack"]
+    try:
+        report = project.json("cost", "--branch", BRANCH)
+        [row] = report["rows"]
+        assert row["stack"] == stack and row["stacks"] == 1
+        # The real inventory of the 18 demo resources prices exactly as computed by hand.
+        assert Decimal(row["hourly"]) == q(US_HOURLY)
+        assert row["unpriced_types"] == [] and row["unavailable"] == 0
+        so_far, projected = Decimal(row["so_far"]), Decimal(row["projected_to_expiry"])
+        # ttl 2h (the project's default_ttl): projection = hourly x 2 h (up to the 1e-20 kept)
+        assert abs(projected - q(US_HOURLY) * 2) < Decimal("1e-18")
+        assert 0 <= so_far <= projected
+
+        # Over --max-hourly: the report still prints, then exit 1 naming stack, limit, value.
+        over = project.run("cost", "--branch", BRANCH, "--max-hourly", "0.001")
+        assert over.returncode == 1, over.stderr
+        err = over.stderr.strip()
+        assert err.count("\n") == 0
+        assert f"stack {stack}" in err
+        assert "--max-hourly $0.0010/h" in err and "$0.0095/h" in err
+        assert stack in over.stdout
+
+        # The same gate from a setting (BRANCHENV_MAX_TOTAL), on the projection to expiry.
+        total = project.run("cost", "--branch", BRANCH, BRANCHENV_MAX_TOTAL="0.01")
+        assert total.returncode == 1
+        assert f"stack {stack}" in total.stderr and "--max-total $0.0100" in total.stderr
+        assert "$0.0190" in total.stderr
+
+        # Within budget: exit 0.
+        ok = project.run("cost", "--branch", BRANCH, "--max-hourly", "1", "--max-total", "5")
+        assert ok.returncode == 0, ok.stderr
+
+        # Other formats and groupings over every stack.
+        csv_out = project.run("cost", "--all", "--by", "owner", "--format", "csv", check=True)
+        rows = list(csv.reader(io.StringIO(csv_out.stdout)))
+        assert rows[0][0] == "owner" and rows[-1][0] == "total"
+        assert rows[-1][2] == str(q(US_HOURLY).quantize(Decimal("0.0001")))
+        md = project.run("cost", "--branch", BRANCH, "--format", "markdown", check=True).stdout
+        assert md.startswith("### branchenv cost by stack") and f"| {stack} | 1 |" in md
+        table = project.run("cost", "--branch", BRANCH, check=True).stdout
+        assert stack in table and "0.0095" in table
+
+        # The calls ls / ci / reap make, on the same stack.
+        engine = get_engine("inprocess", state_dir=project.root / ".branchenv")
+        program = project.root / "infra" / "aws"
+        md = engine.metadata(stack=stack, program=program)
+        from_engine = stack_cost(
+            engine, stack=stack, program=program, metadata=md, region="us-east-1"
+        )
+        assert from_engine.hourly == q(US_HOURLY) and from_engine.complete
+        # reap: the tagging API's view (no outputs there, so the function counts as 128 MB).
+        tagged = find_tagged(project.target(), key="branchenv:stack", values={stack})
+        by_tags = cost_of_tagged(tagged, stack=stack, default_region="us-east-1")
+        assert by_tags.hourly == q(US_HOURLY - Fraction("0.00020833375"))
+        assert by_tags.branch == BRANCH and by_tags.complete
+    finally:
+        project.run("down", "--branch", BRANCH, "--target", "local")
+    gone = json.loads(project.run("cost", "--branch", BRANCH, "--json", check=True).stdout)
+    assert gone["rows"] == [] and gone["totals"]["hourly"] == "0"
+
+
+def test_cost_usage_errors_exit_2(project: Project) -> None:
+    for args in (
+        ("cost", "--all", "--format", "xml"),
+        ("cost", "--all", "--by", "team"),
+        ("cost", "--all", "--branch", "x"),
+        ("cost", "--all", "--max-hourly", "lots"),
+    ):
+        proc = project.run(*args)
+        assert proc.returncode == 2, (args, proc.stderr)
+        assert proc.stderr.strip().count("\n") == 0
+
+
+def test_refresh_prices_without_credentials_fails_in_one_line(project: Project) -> None:
+    proc = project.run("cost", "refresh-prices", "--out", str(project.root / "p.json"))
+    assert proc.returncode == 1
+    assert proc.stderr.strip().count("\n") == 0
+    assert "Price List API" in proc.stderr and "pricing:GetProducts" in proc.stderr
+    assert not (project.root / "p.json").exists()
