@@ -1,0 +1,118 @@
+"""``branchenv render``: a Kubernetes program's manifests for a branch, written and validated."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from branchenv.cli import render as output
+from branchenv.render import DEFAULT_K8S_VERSION
+
+app = typer.Typer()
+
+
+BranchOpt = typer.Option(
+    None, "--branch", "-b", help="Branch name (default: CI variables, then the git checkout)."
+)
+ProgramOpt = typer.Option(
+    None,
+    "--program",
+    help="The Kubernetes Pulumi program, relative to the project (default: infra/k8s).",
+)
+OutOpt = typer.Option(
+    None, "--out", help="Directory for the manifests (default: <state dir>/manifests/<stack>)."
+)
+VersionOpt = typer.Option(
+    DEFAULT_K8S_VERSION,
+    "--k8s-version",
+    help="Kubernetes version whose schemas validate the manifests.",
+)
+ProfileOpt = typer.Option(
+    None, "--profile", help="ephemeral | prodlike (default: the stack template's, else ephemeral)."
+)
+TtlOpt = typer.Option(
+    None, "--ttl", help="Time to live for the janitor annotations: 90m, 24h, 7d, ..."
+)
+ConfigOpt = typer.Option(
+    [],
+    "--config",
+    "-c",
+    help="Stack config KEY=VALUE over stacks/Pulumi.k8s.yaml, e.g. branchenv:cpuLimit=500m.",
+)
+JsonOpt = typer.Option(False, "--json", help="Print machine-readable JSON.")
+
+
+@app.command("render")
+def render(
+    branch: str | None = BranchOpt,
+    program: Path | None = ProgramOpt,
+    out: Path | None = OutOpt,
+    k8s_version: str = VersionOpt,
+    profile: str | None = ProfileOpt,
+    ttl: str | None = TtlOpt,
+    config: list[str] = ConfigOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Render this branch's Kubernetes manifests (one YAML per object) and validate them
+    against the Kubernetes schema; exit 1 when any manifest fails validation."""
+    import os
+
+    from branchenv import render as core
+    from branchenv.config import load_settings
+    from branchenv.errors import OperationFailed
+    from branchenv.gitinfo import current_commit, detect_branch, detect_owner
+    from branchenv.metadata import parse_ttl
+    from branchenv.naming import names_for
+
+    settings = load_settings()
+    pairs = core.parse_config_pairs(config)  # bad input fails before anything runs
+    version = core.check_k8s_version(k8s_version)
+    chosen_ttl = ttl or settings.default_ttl
+    parse_ttl(chosen_ttl)
+    root = settings.project_dir
+    info = detect_branch(branch, env=os.environ, cwd=root)
+    names = names_for(info.name)
+    program_dir = root / (program if program is not None else Path(core.DEFAULT_PROGRAM))
+    out_dir = out if out is not None else settings.state_path / "manifests" / names.stack
+    stack_config = {**core.load_stack_template(root / core.STACK_TEMPLATE), **pairs}
+
+    result = core.render(
+        program_dir,
+        branch=info.name,
+        out_dir=out_dir.resolve(),
+        profile=profile,
+        k8s_version=version,
+        config=stack_config,
+        ttl=chosen_ttl,
+        owner=detect_owner(env=os.environ, cwd=root),
+        commit=current_commit(root),
+    )
+    document = {
+        "stack": result.stack,
+        "branch": result.branch,
+        "out_dir": result.out_dir,
+        "k8s_version": result.k8s_version,
+        "files": result.files,
+        "objects": result.objects,
+        "errors": [str(e) for e in result.errors],
+        "outputs": result.outputs,
+    }
+
+    def human() -> None:
+        output.table(
+            f"{len(result.files)} manifests for {result.stack} in {result.out_dir}",
+            ("file", "kind", "name"),
+            ((o.file.name, o.kind, o.name) for o in result.objects),
+        )
+        for issue in result.errors:
+            output.status(f"invalid: {issue}")
+        verdict = "all valid" if result.ok else f"{len(result.errors)} error(s)"
+        output.status(f"Kubernetes {result.k8s_version} schema: {verdict}")
+
+    output.emit(document, as_json=as_json, human=human)
+    if not result.ok:
+        raise OperationFailed(
+            f"{len(result.errors)} manifest problem(s) for Kubernetes {result.k8s_version} "
+            f"(first: {result.errors[0]}); fix the program in {program_dir}"
+        )
