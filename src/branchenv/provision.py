@@ -11,6 +11,7 @@ import datetime as dt
 import json
 import os
 from collections.abc import Mapping
+from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -86,6 +87,11 @@ class StackRow:
     expired: bool
     resource_count: int | None
     reap_pending: bool
+    cost_hourly: Decimal | None = None
+    """Estimated burn rate in USD/h (None when the engine cannot list the stack's resources)."""
+    cost_so_far: Decimal | None = None
+    """Estimated USD spent since creation; a lower bound when ``cost_unpriced`` is non-empty."""
+    cost_unpriced: tuple[str, ...] = ()
 
 
 def choose_engine(
@@ -313,11 +319,27 @@ def list_stacks(
     settings: Settings, *, engines: list[Engine], now: dt.datetime | None = None
 ) -> list[StackRow]:
     """Every stack the given engines know for the project's program, newest first."""
+    from branchenv.cost.estimate import estimate_stack, inventory_from_engine
+    from branchenv.cost.prices import load_prices
+
     now = now or dt.datetime.now(dt.UTC)
+    prices = load_prices()
     rows: list[StackRow] = []
     for engine in engines:
         for summary in engine.list_stacks(program=settings.program_path):
             md = summary.metadata
+            cost = estimate_stack(
+                inventory_from_engine(
+                    engine,
+                    stack=summary.stack,
+                    program=settings.program_path,
+                    metadata=md,
+                    default_region=settings.region,
+                ),
+                prices,
+                now=now,
+            )
+            priced = cost.inventory_available
             rows.append(
                 StackRow(
                     stack=summary.stack,
@@ -333,6 +355,9 @@ def list_stacks(
                     expired=md.expired(now) if md else False,
                     resource_count=summary.resource_count,
                     reap_pending=md.reap_pending if md else False,
+                    cost_hourly=cost.hourly if priced else None,
+                    cost_so_far=cost.so_far if priced else None,
+                    cost_unpriced=cost.unpriced_types,
                 )
             )
     rows.sort(key=lambda r: r.created_at or dt.datetime.min.replace(tzinfo=dt.UTC), reverse=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from decimal import Decimal
 
 import requests
 
@@ -110,6 +111,11 @@ def test_up_creates_everything_tagged_and_serving(project: Project) -> None:
         assert row["branch"] == "feature/x" and row["resource_count"] == 18
         assert row["engine"] == "inprocess" and row["target"] == "local"
         assert 0 < row["expires_in_s"] <= 2 * 3600
+        # ls carries the estimated cost (the demo stack's burn rate is small but not zero).
+        assert Decimal(row["cost_hourly"]) > 0 and Decimal(row["cost_so_far"]) >= 0
+        assert row["cost_unpriced"] == []
+        human = project.run("ls", check=True).stdout
+        assert "cost so far" in human and "$0.00" in human
     finally:
         project.run("down", "--branch", "feature/x")
     assert tagged(project, stack) == []

@@ -10,6 +10,8 @@ from branchenv.cli import render
 from branchenv.cli.progress import progress
 
 if TYPE_CHECKING:
+    from decimal import Decimal
+
     from branchenv.config import Settings
     from branchenv.provision import StackContext
 
@@ -86,6 +88,14 @@ def up(
     render.emit(outcome, as_json=as_json, human=human)
 
 
+def _money(value: Decimal | None, unpriced: tuple[str, ...]) -> str:
+    from branchenv.cost.budget import money
+
+    if value is None:
+        return "n/a"
+    return f"${money(value)}" + ("+" if unpriced else "")
+
+
 def _outputs_table(outputs: dict[str, Any]) -> None:
     render.table("outputs", ["name", "value"], sorted(outputs.items()))
 
@@ -127,7 +137,17 @@ def ls(
     def human() -> None:
         render.table(
             f"{len(rows)} stack(s)",
-            ["stack", "branch", "owner", "age", "expires in", "resources", "engine", "target"],
+            [
+                "stack",
+                "branch",
+                "owner",
+                "age",
+                "expires in",
+                "resources",
+                "cost so far",
+                "engine",
+                "target",
+            ],
             [
                 (
                     r.stack,
@@ -136,6 +156,7 @@ def ls(
                     dur(r.age_s),
                     ("expired " if r.expired else "") + dur(r.expires_in_s),
                     r.resource_count,
+                    _money(r.cost_so_far, r.cost_unpriced),
                     r.engine,
                     r.target,
                 )
