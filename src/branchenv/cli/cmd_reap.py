@@ -1,0 +1,127 @@
+"""`branchenv reap`: find stale branch stacks, destroy them (with `--yes`), sweep orphans."""
+
+from __future__ import annotations
+
+import typer
+
+from branchenv.cli import render
+
+app = typer.Typer()
+
+FORMATS = ("table", "json", "markdown")
+
+
+@app.command("reap")
+def reap(
+    yes: bool = typer.Option(False, "--yes", help="Act: destroy and delete. Default: dry run."),
+    orphans: bool = typer.Option(
+        False, "--orphans", help="Also sweep resources tagged for stacks no engine knows."
+    ),
+    max_reap: int | None = typer.Option(
+        None, "--max", help="Most stacks one run may destroy (default: the max_reap setting)."
+    ),
+    remote: str | None = typer.Option(
+        None,
+        "--remote",
+        help="Git remote (name or URL) whose branches are checked; stacks of deleted branches "
+        "are reaped. Default: not checked.",
+    ),
+    engine: str | None = typer.Option(
+        None, "--engine", "-e", help="pulumi | inprocess (default: every engine that runs here)."
+    ),
+    target: str | None = typer.Option(None, "--target", "-t", help="local | aws."),
+    output_format: str = typer.Option(
+        "table", "--format", help="table | json | markdown (--json is short for --format json)."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
+) -> None:
+    """Reap stale stacks: dry run by default; `--yes` destroys. Exit 1 if any deletion failed,
+    3 when a safety rule refuses."""
+    from branchenv import provision
+    from branchenv.config import load_settings
+    from branchenv.errors import OperationFailed, SafetyRefusal, UsageError
+    from branchenv.reaper import run
+    from branchenv.reaper.report import build_report
+    from branchenv.targets import Target, check_target_name
+
+    fmt = "json" if as_json else output_format.lower()
+    if fmt not in FORMATS:
+        raise UsageError(f"--format {output_format!r} is not one of: {', '.join(FORMATS)}")
+    settings = load_settings(
+        overrides={"default_target": target, "engine": engine, "max_reap": max_reap},
+        flag_names={"default_target": "--target", "engine": "--engine", "max_reap": "--max"},
+    )
+    target_name = check_target_name(settings.default_target)
+    if target_name == "aws":
+        tgt = Target("aws", settings.region)
+        run.check_account(tgt.client("sts"), settings.allowed_account_ids)
+    elif yes or orphans:
+        from branchenv.localcloud import LocalCloud
+
+        tgt = LocalCloud(settings.state_path).ensure(settings.region)
+    else:
+        tgt = Target("local", settings.region)
+    remote_branches = None
+    if remote is not None:
+        from branchenv.gitinfo import redact, remote_heads
+
+        remote_branches = remote_heads(remote, cwd=settings.project_dir)
+        remote = redact(remote)
+    engines = provision.engines_for_listing(settings, engine)
+    reap_plan = run.plan(
+        settings,
+        engines=engines,
+        target_name=target_name,
+        remote_branches=remote_branches,
+        remote=remote,
+        orphan_target=tgt if orphans else None,
+    )
+    if not yes:
+        _show(build_report(run.ReapResult(plan=reap_plan, acted=False)), fmt)
+        return
+    refusal = reap_plan.refusal()
+    if refusal is not None:
+        _show(build_report(run.ReapResult(plan=reap_plan, acted=False)), fmt)
+        raise SafetyRefusal(refusal)
+    result = run.execute(
+        reap_plan, settings=settings, engines=engines, target=tgt, on_output=render.status
+    )
+    report = build_report(result)
+    _show(report, fmt)
+    if report.failed:
+        raise OperationFailed(
+            f"{report.failed} deletion(s) failed (see the report); fix the cause and re-run "
+            "`branchenv reap --yes`"
+        )
+
+
+def _show(report: object, fmt: str) -> None:
+    from branchenv.reaper.report import (
+        ReapReport,
+        kept_columns,
+        orphan_columns,
+        reaped_columns,
+        summary_line,
+        to_markdown,
+    )
+
+    assert isinstance(report, ReapReport)
+    if fmt == "json":
+        render.emit_json(report)
+        return
+    if fmt == "markdown":
+        typer.echo(to_markdown(report))
+        return
+    title = "to reap (dry run)" if report.dry_run else "reaped"
+    headers, rows = reaped_columns(report)
+    render.table(f"{len(rows)} stack(s) {title}", headers, rows)
+    headers, rows = kept_columns(report)
+    render.table(f"{len(rows)} stack(s) kept", headers, rows)
+    if report.orphans_checked:
+        headers, rows = orphan_columns(report)
+        render.table(f"{len(rows)} orphaned resource(s)", headers, rows)
+    if report.remote is None:
+        typer.echo("note: branch-deleted rule not checked; pass `--remote origin` to check it")
+    typer.echo(summary_line(report))
+    if report.next_step:
+        typer.echo(report.next_step)

@@ -1,0 +1,194 @@
+"""One reaper run, end to end: list stacks -> decide -> (safety rails) -> destroy -> sweep.
+
+The CLI (`branchenv reap`) only parses flags and renders; everything it does is here. A run is
+a dry run unless ``act`` is true. Safety rails, in the order they apply:
+
+1. on target ``aws`` the caller's account must be in ``allowed_account_ids`` (else nothing at
+   all happens, exit 3);
+2. stacks without the managed marker, or matching a protected pattern, are never candidates;
+3. more candidates than ``max_reap`` -> refuse to act (exit 3), naming the counts;
+4. orphans need the managed-by tag and a stack matching no protected pattern.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import time
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from branchenv.errors import SafetyRefusal
+from branchenv.reaper.orphans import OrphanPlan, SweepOutcome, clients_for, find_orphans, sweep
+from branchenv.reaper.policy import Decision, ReapPolicy, decide
+
+if TYPE_CHECKING:
+    from branchenv.config import Settings
+    from branchenv.engines.base import Engine, OutputSink
+    from branchenv.metadata import StackMetadata
+    from branchenv.reaper.executor import Outcome, RetryPolicy
+    from branchenv.targets import Target
+
+
+@dataclasses.dataclass(frozen=True)
+class ReapPlan:
+    """What a run would do: a decision per stack, and (with ``--orphans``) the orphan plan."""
+
+    now: dt.datetime
+    target: str
+    engines: tuple[str, ...]
+    remote: str | None
+    decisions: tuple[Decision, ...]
+    orphans: OrphanPlan | None
+    max_reap: int
+    metadata: dict[tuple[str, str], StackMetadata | None] = dataclasses.field(
+        default_factory=dict, repr=False, compare=False
+    )
+
+    @property
+    def candidates(self) -> tuple[Decision, ...]:
+        return tuple(d for d in self.decisions if d.reap)
+
+    @property
+    def kept(self) -> tuple[Decision, ...]:
+        return tuple(d for d in self.decisions if not d.reap)
+
+    def refusal(self) -> str | None:
+        """Why acting on this plan is refused (too many candidates), or None."""
+        count = len(self.candidates)
+        if count > self.max_reap:
+            return (
+                f"{count} stacks are due for reaping but at most {self.max_reap} may be destroyed "
+                f"per run; check the plan, then raise the limit with `--max {count}` (or "
+                "BRANCHENV_MAX_REAP)"
+            )
+        return None
+
+
+@dataclasses.dataclass(frozen=True)
+class ReapResult:
+    """What a run did: the plan, each destroyed stack's outcome, each orphan's."""
+
+    plan: ReapPlan
+    acted: bool
+    outcomes: tuple[Outcome, ...] = ()
+    swept: tuple[SweepOutcome, ...] = ()
+
+    @property
+    def failed(self) -> int:
+        return sum(1 for o in self.outcomes if not o.ok) + sum(
+            1 for s in self.swept if s.status == "failed"
+        )
+
+
+def check_account(sts_client: Any, allowed: Sequence[str]) -> str:
+    """The caller's account id when it is in ``allowed``; else SafetyRefusal (exit 3)."""
+    account = str(sts_client.get_caller_identity()["Account"])
+    if not allowed:
+        raise SafetyRefusal(
+            f"refusing to reap in AWS account {account}: no allowed_account_ids are configured; "
+            f'add `allowed_account_ids = ["{account}"]` to branchenv.toml (or set '
+            "BRANCHENV_ALLOWED_ACCOUNT_IDS) if this account is meant for branch stacks"
+        )
+    if account not in allowed:
+        raise SafetyRefusal(
+            f"refusing to reap in AWS account {account}: it is not in allowed_account_ids "
+            f"({', '.join(allowed)}); use credentials for an allowed account or add it to "
+            "allowed_account_ids (BRANCHENV_ALLOWED_ACCOUNT_IDS)"
+        )
+    return account
+
+
+def plan(
+    settings: Settings,
+    *,
+    engines: Sequence[Engine],
+    target_name: str,
+    now: dt.datetime | None = None,
+    remote_branches: set[str] | None = None,
+    remote: str | None = None,
+    orphan_target: Target | None = None,
+    max_reap: int | None = None,
+) -> ReapPlan:
+    """Decide for every stack the engines know; with ``orphan_target``, find orphans there."""
+    from branchenv.engines.project import project_name
+
+    now = now or dt.datetime.now(dt.UTC)
+    policy = ReapPolicy.from_settings(settings, target=target_name)
+    program = settings.program_path
+    decisions: list[Decision] = []
+    metadata: dict[tuple[str, str], StackMetadata | None] = {}
+    known: set[str] = set()
+    for engine in engines:
+        summaries = engine.list_stacks(program=program)
+        for summary in summaries:
+            known.add(summary.stack)
+            metadata[(engine.name, summary.stack)] = summary.metadata
+        for decision in decide(summaries, now=now, remote_branches=remote_branches, config=policy):
+            decisions.append(dataclasses.replace(decision, engine=engine.name))
+    orphan_plan = None
+    if orphan_target is not None:
+        orphan_plan = find_orphans(
+            orphan_target,
+            known_stacks=known,
+            protected_patterns=settings.protected_patterns,
+            project=project_name(program),
+        )
+    return ReapPlan(
+        now=now,
+        target=target_name,
+        engines=tuple(e.name for e in engines),
+        remote=remote,
+        decisions=tuple(decisions),
+        orphans=orphan_plan,
+        max_reap=settings.max_reap if max_reap is None else max_reap,
+        metadata=metadata,
+    )
+
+
+def execute(
+    reap_plan: ReapPlan,
+    *,
+    settings: Settings,
+    engines: Sequence[Engine],
+    target: Target,
+    retry: RetryPolicy | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    on_output: OutputSink | None = None,
+    sweep_concurrency: int = 8,
+) -> ReapResult:
+    """Destroy the plan's candidates and sweep its orphans. Refuses (exit 3, nothing done)
+    when the plan has more candidates than its ``max_reap``."""
+    from branchenv.reaper.executor import ReapJob, destroy_all
+
+    refusal = reap_plan.refusal()
+    if refusal is not None:
+        raise SafetyRefusal(refusal)
+    by_name = {e.name: e for e in engines}
+    jobs = [
+        ReapJob(
+            stack=d.stack,
+            engine=by_name[d.engine],
+            metadata=reap_plan.metadata.get((d.engine, d.stack)),
+        )
+        for d in reap_plan.candidates
+    ]
+    outcomes = destroy_all(
+        jobs,
+        program=settings.program_path,
+        target=target,
+        concurrency=settings.reap_concurrency,
+        retry=retry,
+        sleep=sleep,
+        on_output=on_output,
+    )
+    swept: list[SweepOutcome] = []
+    if reap_plan.orphans is not None and reap_plan.orphans.orphans:
+        swept = sweep(
+            reap_plan.orphans.orphans,
+            clients=clients_for(target),
+            concurrency=sweep_concurrency,
+            sleep=sleep,
+            on_output=on_output,
+        )
+    return ReapResult(plan=reap_plan, acted=True, outcomes=tuple(outcomes), swept=tuple(swept))

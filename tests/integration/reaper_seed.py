@@ -1,0 +1,148 @@
+"""Seeding a reaper scenario on a local cloud: real inprocess stacks with crafted metadata, a
+real bare git remote, and orphaned resources made with boto3. Shared by the integration and
+e2e reaper tests."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import subprocess
+import uuid
+from pathlib import Path
+
+from branchenv.engines.base import Engine
+from branchenv.inventory import find_tagged
+from branchenv.metadata import StackMetadata
+from branchenv.naming import names_for
+from branchenv.provision import stack_template_config
+from branchenv.targets import LOCAL_ACCOUNT_ID, Target
+
+GIT_ENV = {
+    "GIT_AUTHOR_NAME": "t",
+    "GIT_AUTHOR_EMAIL": "t@example.com",
+    "GIT_COMMITTER_NAME": "t",
+    "GIT_COMMITTER_EMAIL": "t@example.com",
+    "GIT_CONFIG_NOSYSTEM": "1",
+    "HOME": "/nonexistent",
+    "PATH": "/usr/bin:/bin:/usr/local/bin",
+}
+
+
+def git(*args: str, cwd: Path) -> None:
+    subprocess.run(["git", *args], cwd=cwd, env=GIT_ENV, check=True, capture_output=True)
+
+
+def make_remote(root: Path, *, pushed: list[str], deleted: list[str]) -> Path:
+    """A bare repository with ``pushed`` branches, then ``deleted`` ones removed from it."""
+    bare = root / "remote.git"
+    work = root / "work"
+    git("init", "--bare", "-q", str(bare), cwd=root)
+    git("init", "-q", "-b", "main", str(work), cwd=root)
+    (work / "README").write_text("x\n")
+    git("add", "README", cwd=work)
+    git("commit", "-q", "-m", "init", cwd=work)
+    git("remote", "add", "origin", str(bare), cwd=work)
+    for branch in ["main", *pushed]:
+        git("push", "-q", "origin", f"HEAD:refs/heads/{branch}", cwd=work)
+    for branch in deleted:
+        git("push", "-q", "origin", "--delete", branch, cwd=work)
+    return bare
+
+
+def up_stack(
+    engine: Engine,
+    *,
+    project: Path,
+    program: Path,
+    target: Target,
+    branch: str,
+    now: dt.datetime,
+    age: dt.timedelta,
+    ttl: dt.timedelta,
+    managed: bool = True,
+    reap_pending: bool = False,
+) -> str:
+    """Create the branch's stack with the real engine, its metadata crafted (created ``age``
+    before ``now``); returns the stack name."""
+    names = names_for(branch)
+    md = StackMetadata.create(
+        stack=names.stack,
+        branch=branch,
+        owner="dev@example.com",
+        commit="abc1234",
+        ttl=ttl,
+        now=now - age,
+        target="local",
+        engine="inprocess",
+    )
+    md = dataclasses.replace(md, managed=managed, reap_pending=reap_pending)
+    config = stack_template_config(project, target)
+    config["branchenv:prefix"] = names.prefix
+    config["branchenv:profile"] = "ephemeral"
+    engine.up(stack=names.stack, program=program, target=target, metadata=md, config=config)
+    return names.stack
+
+
+@dataclasses.dataclass(frozen=True)
+class Orphans:
+    ghost: str
+    doomed: frozenset[str]
+    """ARNs the sweep must delete."""
+    skipped: frozenset[str]
+    """Tagged for the ghost stack but unmanaged or protected: must survive."""
+    untagged_bucket: str
+
+
+def seed_orphans(target: Target) -> Orphans:
+    """Resources of a stack no engine knows, plus ones the sweep must leave alone."""
+    suffix = uuid.uuid4().hex[:8]
+    ghost = f"ghost-{suffix}"
+    managed = [
+        {"Key": "branchenv:managed-by", "Value": "branchenv"},
+        {"Key": "branchenv:stack", "Value": ghost},
+    ]
+    tags = {t["Key"]: t["Value"] for t in managed}
+    sqs, s3, ddb = target.client("sqs"), target.client("s3"), target.client("dynamodb")
+    acct = f"{target.region}:{LOCAL_ACCOUNT_ID}"
+
+    sqs.create_queue(QueueName=f"orph-q-{suffix}", tags=tags)
+    s3.create_bucket(Bucket=f"orph-b-{suffix}")
+    s3.put_bucket_tagging(Bucket=f"orph-b-{suffix}", Tagging={"TagSet": managed})
+    s3.put_object(Bucket=f"orph-b-{suffix}", Key="k", Body=b"x")
+    table = ddb.create_table(
+        TableName=f"orph-t-{suffix}",
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        BillingMode="PAY_PER_REQUEST",
+        Tags=managed,
+    )["TableDescription"]["TableArn"]
+    # Tagged for the ghost stack but without the managed-by marker: never touched.
+    sqs.create_queue(QueueName=f"orph-unmanaged-{suffix}", tags={"branchenv:stack": ghost})
+    # Managed, but its stack matches a protected pattern: never touched.
+    sqs.create_queue(
+        QueueName=f"orph-prod-{suffix}",
+        tags={"branchenv:managed-by": "branchenv", "branchenv:stack": f"prod-{suffix}"},
+    )
+    s3.create_bucket(Bucket=f"untagged-{suffix}")
+    return Orphans(
+        ghost=ghost,
+        doomed=frozenset(
+            {f"arn:aws:sqs:{acct}:orph-q-{suffix}", f"arn:aws:s3:::orph-b-{suffix}", table}
+        ),
+        skipped=frozenset(
+            {
+                f"arn:aws:sqs:{acct}:orph-unmanaged-{suffix}",
+                f"arn:aws:sqs:{acct}:orph-prod-{suffix}",
+            }
+        ),
+        untagged_bucket=f"untagged-{suffix}",
+    )
+
+
+def inventory(target: Target, engine: Engine, program: Path) -> tuple[dict[str, str], set[str]]:
+    """Every tagged resource (ARN -> its sorted tags as text) and every stack the engine knows."""
+    resources = {
+        r.arn: repr(sorted(r.tags.items())) for r in find_tagged(target, key="branchenv:stack")
+    }
+    stacks = {s.stack for s in engine.list_stacks(program=program)}
+    return resources, stacks
