@@ -180,6 +180,6 @@ def test_report_names_the_refusal() -> None:
 def test_markdown() -> None:
     text = to_markdown(build_report(ReapResult(plan=plan(), acted=False)))
     assert text.startswith("## branchenv reap (dry run)")
-    assert "| old-1 | b/old-1 | jane | 2h | 18 | TTL expired 3h ago | planned |" in text
+    assert "| old-1 | b/old-1 | jane | 2h | 18 | n/a | TTL expired 3h ago | planned |" in text
     assert "| prod | b/prod | jane | matches protected pattern 'prod*' |" in text
     assert "remote `origin`" in text

@@ -1,8 +1,9 @@
 """The reaper's report: what was (or would be) reaped and why, what was kept and why, and the
 orphan sweep, as one frozen value rendered as JSON, Markdown or tables (by the CLI).
 
-``hourly_cost`` on each reaped stack is the cost reclaimed per hour. It is None for now: cost
-estimation is being built separately and will fill it in; nothing here guesses a price.
+``hourly_cost`` on each reaped stack is the cost reclaimed per hour, estimated from the stack's
+inventory before it was destroyed (:mod:`branchenv.cost.estimate`); None where the engine could
+not list the stack's resources.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ class ReapedRow:
     attempts: int = 0
     error: str | None = None
     hourly_cost: Decimal | None = None
-    """Cost reclaimed per hour, in USD; None until cost estimation fills it in."""
+    """Cost reclaimed per hour, in USD (estimate); None when the inventory was unavailable."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,6 +101,7 @@ def build_report(result: ReapResult) -> ReapReport:
                 status=str(outcome.status) if outcome else "planned",
                 attempts=outcome.attempts if outcome else 0,
                 error=outcome.error if outcome else None,
+                hourly_cost=plan.hourly_cost.get((d.engine, d.stack)),
             )
         )
     kept = [
@@ -154,7 +156,7 @@ def _md_table(headers: list[str], rows: list[list[object]]) -> list[str]:
 
 def reaped_columns(report: ReapReport) -> tuple[list[str], list[list[object]]]:
     """Headers and rows of the reaped-stacks table (shared by Markdown and rich tables)."""
-    headers = ["stack", "branch", "owner", "age", "resources", "why", "status"]
+    headers = ["stack", "branch", "owner", "age", "resources", "$/h", "why", "status"]
     rows: list[list[object]] = [
         [
             r.stack,
@@ -162,6 +164,7 @@ def reaped_columns(report: ReapReport) -> tuple[list[str], list[list[object]]]:
             r.owner,
             r.age,
             r.resource_count,
+            "n/a" if r.hourly_cost is None else f"{r.hourly_cost:.4f}",
             r.why,
             r.status + (f" ({r.error})" if r.error else ""),
         ]
@@ -197,7 +200,19 @@ def summary_line(report: ReapReport) -> str:
         text += f", {skipped} skipped"
     if report.failed:
         text += f", {report.failed} failed"
+    reclaimed = reclaimed_hourly(report)
+    if reclaimed:
+        text += f"; burn rate {'to reclaim' if report.dry_run else 'reclaimed'} ${reclaimed:.4f}/h"
     return text
+
+
+def reclaimed_hourly(report: ReapReport) -> Decimal:
+    """USD/h no longer spent once the reaped stacks are gone (planned ones, in a dry run)."""
+    done = ("planned",) if report.dry_run else ("destroyed", "already-gone")
+    return sum(
+        (r.hourly_cost for r in report.reaped if r.hourly_cost is not None and r.status in done),
+        Decimal(0),
+    )
 
 
 def to_markdown(report: ReapReport) -> str:

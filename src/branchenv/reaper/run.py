@@ -16,6 +16,7 @@ import dataclasses
 import datetime as dt
 import time
 from collections.abc import Callable, Sequence
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from branchenv.errors import SafetyRefusal
@@ -44,6 +45,11 @@ class ReapPlan:
     metadata: dict[tuple[str, str], StackMetadata | None] = dataclasses.field(
         default_factory=dict, repr=False, compare=False
     )
+    hourly_cost: dict[tuple[str, str], Decimal | None] = dataclasses.field(
+        default_factory=dict, repr=False, compare=False
+    )
+    """Estimated burn rate (USD/h) of each candidate, taken before anything is destroyed;
+    None where the engine cannot list the stack's resources."""
 
     @property
     def candidates(self) -> tuple[Decision, ...]:
@@ -126,6 +132,7 @@ def plan(
             metadata[(engine.name, summary.stack)] = summary.metadata
         for decision in decide(summaries, now=now, remote_branches=remote_branches, config=policy):
             decisions.append(dataclasses.replace(decision, engine=engine.name))
+    hourly_cost = _candidate_costs(settings, engines, decisions, metadata, now)
     orphan_plan = None
     if orphan_target is not None:
         orphan_plan = find_orphans(
@@ -143,7 +150,38 @@ def plan(
         orphans=orphan_plan,
         max_reap=settings.max_reap if max_reap is None else max_reap,
         metadata=metadata,
+        hourly_cost=hourly_cost,
     )
+
+
+def _candidate_costs(
+    settings: Settings,
+    engines: Sequence[Engine],
+    decisions: list[Decision],
+    metadata: dict[tuple[str, str], StackMetadata | None],
+    now: dt.datetime,
+) -> dict[tuple[str, str], Decimal | None]:
+    """The burn rate each candidate would stop: the cost the reap reclaims per hour."""
+    from branchenv.cost.estimate import estimate_stack, inventory_from_engine
+    from branchenv.cost.prices import load_prices
+
+    by_name = {e.name: e for e in engines}
+    prices = load_prices()
+    costs: dict[tuple[str, str], Decimal | None] = {}
+    for d in decisions:
+        engine = by_name.get(d.engine)
+        if not d.reap or engine is None:
+            continue
+        inventory = inventory_from_engine(
+            engine,
+            stack=d.stack,
+            program=settings.program_path,
+            metadata=metadata.get((d.engine, d.stack)),
+            default_region=settings.region,
+        )
+        estimate = estimate_stack(inventory, prices, now=now)
+        costs[(d.engine, d.stack)] = estimate.hourly if estimate.inventory_available else None
+    return costs
 
 
 def execute(
