@@ -63,6 +63,12 @@ class UnsupportedResource(UsageError):
             f"the {engine} engine cannot create {len(self.types)} resource type(s) used by the "
             f"program: {', '.join(self.types)}; nothing was created. Use `--engine pulumi` with a "
             "real pulumi CLI, or remove these resources from the program"
+            + (
+                " (for a Kubernetes program, `branchenv render` renders and validates its "
+                "manifests locally)"
+                if any(t.startswith("kubernetes:") for t in self.types)
+                else ""
+            )
         )
 
 

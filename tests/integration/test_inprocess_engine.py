@@ -279,3 +279,25 @@ def test_program_helper_modules_do_not_leak_between_runs(tmp_path: Path) -> None
         )
         outputs.append(run.outputs["value"])
     assert outputs == ["one", "two"]
+
+
+def test_kubernetes_program_points_at_render(tmp_path: Path, repo_root: Path) -> None:
+    """The k8s program cannot be materialized on the local cloud: the error says what can."""
+    import json as _json
+
+    engine = InProcessEngine(state_dir=tmp_path / "state")
+    md = metadata("k8s")
+    target = Target(name="local", region="us-east-1", endpoint_url="http://127.0.0.1:9")
+    with pytest.raises(UnsupportedResource) as err:
+        engine.up(
+            stack="k8s",
+            program=repo_root / "infra" / "k8s",
+            target=target,
+            metadata=md,
+            config={
+                "branchenv:prefix": "k8s-check",
+                "branchenv:tags": _json.dumps(md.to_tags()),
+            },
+        )
+    assert "kubernetes:core/v1:Namespace" in err.value.types
+    assert "branchenv render" in str(err.value)
