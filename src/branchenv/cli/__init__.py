@@ -57,7 +57,8 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point: run the CLI, turning a :class:`BranchenvError` into one line and its code."""
     app = build_app()
     try:
-        app(args=argv, standalone_mode=False)
+        # Non-standalone mode hands `typer.Exit(code)` back as the return value.
+        result = app(args=argv, standalone_mode=False)
     except BranchenvError as exc:
         typer.echo(f"branchenv: error: {exc}", err=True)
         sys.exit(exc.exit_code)
@@ -70,10 +71,26 @@ def main(argv: list[str] | None = None) -> None:
         typer.echo("branchenv: interrupted", err=True)
         sys.exit(130)
     except Exception as exc:  # click usage errors arrive here in non-standalone mode
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            sys.exit(2 if isinstance(exc, click.exceptions.UsageError) else exc.exit_code)
+        click_error, usage_error = _click_error_types()
+        if isinstance(exc, click_error):
+            exc.show()  # type: ignore[attr-defined]
+            sys.exit(2 if isinstance(exc, usage_error) else exc.exit_code)  # type: ignore[attr-defined]
         raise
-    sys.exit(0)
+    sys.exit(result if isinstance(result, int) else 0)
+
+
+def _click_error_types() -> tuple[tuple[type[Exception], ...], tuple[type[Exception], ...]]:
+    """Click's ClickException and UsageError classes: typer >= 0.16 vendors its own click
+    (``typer._click``), older typers use the ``click`` package; accept both."""
+    import importlib
+
+    errors: list[type[Exception]] = []
+    usage: list[type[Exception]] = []
+    for name in ("typer._click.exceptions", "click.exceptions"):
+        try:
+            module = importlib.import_module(name)
+        except ImportError:
+            continue
+        errors.append(module.ClickException)
+        usage.append(module.UsageError)
+    return tuple(errors), tuple(usage)

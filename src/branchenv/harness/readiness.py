@@ -1,0 +1,264 @@
+"""Readiness: before the tests, wait until the stack answers.
+
+A stack is ready when its endpoint answers ``GET <endpoint>/health`` with 200 and each of its
+resources responds through the target's API. Which resources: by the stack's output names, a
+convention the demo program follows and any program can:
+
+==========================================  ==================================================
+output name                                 check
+==========================================  ==================================================
+``endpoint`` or ``*_endpoint``              ``GET <url>/health`` answers 200
+``table_name`` or ``*_table_name``          DynamoDB ``DescribeTable``: status ACTIVE
+``queue_url``, ``dlq_url``, ``*_queue_url``  SQS ``GetQueueAttributes``
+``bucket_name`` or ``*_bucket_name``        S3 ``HeadBucket``
+``function_name`` or ``*_function_name``    Lambda ``GetFunction``: state Active (or unset)
+==========================================  ==================================================
+
+:func:`wait_ready` polls the checks that have not passed yet under a deadline (tenacity: stop
+after a delay or a number of attempts, exponential waits, injectable ``sleep``), reports the
+time to ready, and on timeout raises :class:`NotReady` naming every check that never passed
+with its last error.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from branchenv.errors import OperationFailed
+
+if TYPE_CHECKING:
+    from branchenv.targets import Target
+
+DEFAULT_DEADLINE_S = 60.0
+DEFAULT_MAX_ATTEMPTS = 40
+HEALTH_PATH = "/health"
+
+
+class NotYet(Exception):
+    """A check that ran but found the resource not ready yet."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Check:
+    """One thing that must respond; ``probe`` returns when it does and raises otherwise."""
+
+    name: str
+    probe: Callable[[], None]
+
+
+@dataclasses.dataclass(frozen=True)
+class CheckResult:
+    name: str
+    ok: bool
+    attempts: int
+    ready_after_s: float | None
+    last_error: str | None
+
+
+@dataclasses.dataclass(frozen=True)
+class ReadinessReport:
+    """Outcome of :func:`wait_ready`: ``seconds`` is the time to ready (or to giving up)."""
+
+    ready: bool
+    seconds: float
+    attempts: int
+    checks: tuple[CheckResult, ...]
+
+    @property
+    def pending(self) -> tuple[CheckResult, ...]:
+        return tuple(c for c in self.checks if not c.ok)
+
+
+class NotReady(OperationFailed):
+    """The stack did not become ready before the deadline."""
+
+    def __init__(self, report: ReadinessReport) -> None:
+        self.report = report
+        what = "; ".join(f"{c.name}: {c.last_error}" for c in report.pending)
+        super().__init__(
+            f"stack not ready after {report.seconds:.1f} s ({report.attempts} attempts): "
+            f"{what}. Check the stack with `branchenv outputs`, or raise --ready-timeout"
+        )
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0][:200]}" if text else type(exc).__name__
+
+
+def wait_ready(
+    checks: Sequence[Check],
+    *,
+    deadline_s: float = DEFAULT_DEADLINE_S,
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+    on_progress: Callable[[str], None] | None = None,
+    raise_on_timeout: bool = True,
+) -> ReadinessReport:
+    """Poll ``checks`` until all pass; a passed check is not run again.
+
+    Raises :class:`NotReady` on timeout unless ``raise_on_timeout`` is false (then the report
+    says ``ready=False``).
+    """
+    from tenacity import (
+        Retrying,
+        retry_if_result,
+        stop_after_attempt,
+        stop_after_delay,
+        wait_exponential,
+    )
+
+    say = on_progress or (lambda _msg: None)
+    started = clock()
+    attempts: dict[str, int] = {c.name: 0 for c in checks}
+    errors: dict[str, str | None] = {c.name: None for c in checks}
+    ready_at: dict[str, float] = {}
+    rounds = 0
+
+    def attempt() -> list[str]:
+        nonlocal rounds
+        rounds += 1
+        for check in checks:
+            if check.name in ready_at:
+                continue
+            attempts[check.name] += 1
+            try:
+                check.probe()
+            except Exception as exc:  # any failure of a probe means "not ready yet"
+                errors[check.name] = _one_line(exc)
+            else:
+                ready_at[check.name] = clock() - started
+                errors[check.name] = None
+                say(f"ready: {check.name} ({ready_at[check.name]:.2f} s)")
+        return [c.name for c in checks if c.name not in ready_at]
+
+    retrying = Retrying(
+        stop=stop_after_delay(deadline_s) | stop_after_attempt(max_attempts),
+        wait=wait_exponential(multiplier=0.05, min=0.05, max=2.0),
+        retry=retry_if_result(lambda pending: bool(pending)),
+        sleep=sleep,
+        retry_error_callback=lambda state: state.outcome.result() if state.outcome else None,
+    )
+    retrying(attempt)
+    report = ReadinessReport(
+        ready=len(ready_at) == len(checks),
+        seconds=clock() - started,
+        attempts=rounds,
+        checks=tuple(
+            CheckResult(
+                name=c.name,
+                ok=c.name in ready_at,
+                attempts=attempts[c.name],
+                ready_after_s=ready_at.get(c.name),
+                last_error=errors[c.name],
+            )
+            for c in checks
+        ),
+    )
+    if not report.ready and raise_on_timeout:
+        raise NotReady(report)
+    return report
+
+
+# --- checks from a stack's outputs -------------------------------------------------------------
+
+
+def _is(key: str, name: str) -> bool:
+    return key == name or key.endswith("_" + name)
+
+
+def checks_for_stack(
+    outputs: Mapping[str, Any],
+    target: Target,
+    *,
+    health_path: str = HEALTH_PATH,
+    timeout_s: float = 5.0,
+) -> list[Check]:
+    """The readiness checks for a stack's outputs (see the module doc for the conventions)."""
+    checks: list[Check] = []
+    clients: dict[str, Any] = {}
+    sessions: list[Any] = []
+
+    def client(service: str) -> Any:
+        if service not in clients:
+            from botocore.config import Config
+
+            from branchenv.harness.clients import target_session
+
+            if not sessions:  # one session for all clients: each session loads botocore data
+                sessions.append(target_session(target))
+            cfg = Config(
+                connect_timeout=timeout_s,
+                read_timeout=timeout_s,
+                retries={"total_max_attempts": 1, "mode": "standard"},
+            )
+            clients[service] = sessions[0].client(service, config=cfg)
+        return clients[service]
+
+    for key in sorted(outputs):
+        value = outputs[key]
+        if not isinstance(value, str) or not value:
+            continue
+        if _is(key, "endpoint") and value.startswith(("http://", "https://")):
+            checks.append(Check(f"{key} GET {health_path}", _health_probe(value, health_path)))
+        elif _is(key, "table_name"):
+            checks.append(Check(f"dynamodb table {value}", _table_probe(client, value)))
+        elif _is(key, "queue_url") or key == "dlq_url":
+            checks.append(
+                Check(f"sqs queue {value.rsplit('/', 1)[-1]}", _queue_probe(client, value))
+            )
+        elif _is(key, "bucket_name"):
+            checks.append(Check(f"s3 bucket {value}", _bucket_probe(client, value)))
+        elif _is(key, "function_name"):
+            checks.append(Check(f"lambda function {value}", _function_probe(client, value)))
+    return checks
+
+
+def _health_probe(endpoint: str, path: str, timeout_s: float = 5.0) -> Callable[[], None]:
+    url = endpoint.rstrip("/") + "/" + path.lstrip("/")
+
+    def probe() -> None:
+        import requests
+
+        response = requests.get(url, timeout=timeout_s)
+        if response.status_code != 200:
+            raise NotYet(f"HTTP {response.status_code} {response.text[:120]}")
+
+    return probe
+
+
+def _table_probe(client: Callable[[str], Any], name: str) -> Callable[[], None]:
+    def probe() -> None:
+        status = client("dynamodb").describe_table(TableName=name)["Table"]["TableStatus"]
+        if status != "ACTIVE":
+            raise NotYet(f"table status {status}")
+
+    return probe
+
+
+def _queue_probe(client: Callable[[str], Any], url: str) -> Callable[[], None]:
+    def probe() -> None:
+        client("sqs").get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])
+
+    return probe
+
+
+def _bucket_probe(client: Callable[[str], Any], name: str) -> Callable[[], None]:
+    def probe() -> None:
+        client("s3").head_bucket(Bucket=name)
+
+    return probe
+
+
+def _function_probe(client: Callable[[str], Any], name: str) -> Callable[[], None]:
+    def probe() -> None:
+        config = client("lambda").get_function(FunctionName=name)["Configuration"]
+        state = config.get("State")
+        if state not in (None, "Active"):
+            raise NotYet(f"function state {state}")
+
+    return probe

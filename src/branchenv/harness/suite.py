@@ -1,0 +1,153 @@
+"""Running a test suite against a stack: pytest in a subprocess, so the user's suite (its
+imports, fixtures, monkeypatching) is isolated from branchenv's own process.
+
+The child gets the stack through a stack file (``--branchenv-stack-file``), writes JUnit XML
+(pytest's ``--junitxml``) and the plugin's JSON report (latency probes, time to ready). It runs
+in its own process group, so a Ctrl-C at the terminal reaches branchenv only, which forwards it
+once (see :mod:`branchenv.harness.signals`) and then waits for the child to finish its own
+teardown before killing it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from branchenv.harness.latency import LatencyStats
+
+if TYPE_CHECKING:
+    from branchenv.harness.signals import SignalGuard
+
+CHILD_GRACE_S = 15.0
+
+# pytest's exit codes
+PYTEST_OK = 0
+PYTEST_TESTS_FAILED = 1
+PYTEST_INTERRUPTED = 2
+PYTEST_INTERNAL_ERROR = 3
+PYTEST_USAGE_ERROR = 4
+PYTEST_NO_TESTS = 5
+
+
+@dataclasses.dataclass(frozen=True)
+class ReportPaths:
+    """Where one run writes its files."""
+
+    report_dir: Path
+    junit: Path
+    summary: Path
+    stack_file: Path
+    plugin_report: Path
+
+    @classmethod
+    def under(cls, report_dir: Path) -> ReportPaths:
+        return cls(
+            report_dir=report_dir,
+            junit=report_dir / "junit.xml",
+            summary=report_dir / "summary.md",
+            stack_file=report_dir / "stack.json",
+            plugin_report=report_dir / "pytest-report.json",
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class SuiteRun:
+    """A finished (or stopped) pytest child."""
+
+    command: tuple[str, ...]
+    exit_code: int | None
+    duration_s: float
+    latency: tuple[LatencyStats, ...]
+    ready_s: float | None
+
+
+def pytest_command(suite: Path, paths: ReportPaths, extra_args: Sequence[str] = ()) -> list[str]:
+    """The child's command line."""
+    return [
+        sys.executable,
+        "-m",
+        "pytest",
+        str(suite),
+        f"--junitxml={paths.junit}",
+        f"--branchenv-stack-file={paths.stack_file}",
+        f"--branchenv-report={paths.plugin_report}",
+        *extra_args,
+    ]
+
+
+def _plugin_report(path: Path) -> tuple[tuple[LatencyStats, ...], float | None]:
+    try:
+        data = json.loads(path.read_text())
+        latency = tuple(LatencyStats.from_json(item) for item in data.get("latency") or [])
+        ready = data.get("ready_s")
+        return latency, float(ready) if ready is not None else None
+    except (OSError, ValueError, KeyError, TypeError):
+        return (), None
+
+
+def run_suite(
+    suite: Path,
+    paths: ReportPaths,
+    *,
+    cwd: Path,
+    env: Mapping[str, str],
+    extra_args: Sequence[str] = (),
+    on_output: Callable[[str], None] | None = None,
+    guard: SignalGuard | None = None,
+) -> SuiteRun:
+    """Run pytest on ``suite`` against the stack in ``paths.stack_file``; stream its output
+    line by line to ``on_output`` (default: stderr)."""
+    say = on_output or (lambda line: print(line, file=sys.stderr, flush=True))
+    for stale in (paths.junit, paths.plugin_report):
+        stale.unlink(missing_ok=True)
+    cmd = pytest_command(suite, paths, extra_args)
+    child_env = {k: v for k, v in env.items() if k != "BRANCHENV_STACK_FILE"}
+    child_env["PYTHONUNBUFFERED"] = "1"
+    started = time.monotonic()
+    proc = subprocess.Popen(
+        cmd,
+        cwd=cwd,
+        env=child_env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        bufsize=1,
+        process_group=0,
+    )
+    if guard is not None:
+        guard.child = proc
+    exit_code: int | None = None
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            say(line.rstrip("\n"))
+        exit_code = proc.wait()
+    finally:
+        if exit_code is None:  # stopped by a signal or an error on our side
+            forwarded = guard is not None and guard.forwarded_to == proc.pid
+            if not forwarded and proc.poll() is None:
+                proc.terminate()
+            try:
+                exit_code = proc.wait(timeout=CHILD_GRACE_S)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                exit_code = proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+        if guard is not None:
+            guard.child = None
+    latency, ready_s = _plugin_report(paths.plugin_report)
+    return SuiteRun(
+        command=tuple(cmd),
+        exit_code=exit_code,
+        duration_s=time.monotonic() - started,
+        latency=latency,
+        ready_s=ready_s,
+    )

@@ -1,0 +1,177 @@
+"""`ci`'s guarantees in isolation: teardown retries then marks the stack reap-pending; signals
+become Interrupted (or wait, or are only recorded during teardown) and reach the child."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from branchenv.config import Settings
+from branchenv.engines.base import DestroyResult
+from branchenv.errors import EngineError, UsageError
+from branchenv.gitinfo import BranchInfo
+from branchenv.harness.ci import Phases, resolve_suite, teardown, teardown_error
+from branchenv.harness.signals import Interrupted, SignalGuard
+from branchenv.metadata import StackMetadata
+from branchenv.naming import names_for
+from branchenv.provision import StackContext
+from branchenv.targets import Target
+
+
+class FakeEngine:
+    """An engine whose destroy fails ``failures`` times before it works."""
+
+    name = "inprocess"
+
+    def __init__(self, failures: int, metadata: StackMetadata) -> None:
+        self.failures = failures
+        self.destroys = 0
+        self.md = metadata
+        self.saved: list[StackMetadata] = []
+
+    def destroy(self, *, stack: str, **_: Any) -> DestroyResult:
+        self.destroys += 1
+        if self.destroys <= self.failures:
+            raise EngineError(f"could not delete table of {stack} (attempt {self.destroys})")
+        return DestroyResult(stack=stack, deleted=18, removed=True, duration_s=0.1)
+
+    def metadata(self, *, stack: str, program: Path) -> StackMetadata:
+        return self.md
+
+    def set_metadata(self, *, stack: str, program: Path, metadata: StackMetadata) -> None:
+        self.saved.append(metadata)
+        self.md = metadata
+
+
+def context(tmp_path: Path, engine: FakeEngine, target: Target) -> StackContext:
+    names = names_for("feature/x")
+    return StackContext(
+        settings=Settings(project_dir=tmp_path),
+        branch=BranchInfo(name="feature/x", source="flag", detached=False),
+        names=names,
+        target=target,
+        engine=engine,  # type: ignore[arg-type]
+        engine_note=None,
+        program=tmp_path,
+    )
+
+
+def metadata() -> StackMetadata:
+    return StackMetadata.create(
+        stack=names_for("feature/x").stack,
+        branch="feature/x",
+        owner="ada",
+        commit="abc1234",
+        ttl=dt.timedelta(hours=2),
+        now=dt.datetime(2025, 1, 1, tzinfo=dt.UTC),
+        target="local",
+        engine="inprocess",
+    )
+
+
+def test_teardown_retries_transient_failures(tmp_path: Path, local_cloud: Any) -> None:
+    engine = FakeEngine(failures=2, metadata=metadata())
+    sleeps: list[float] = []
+    out = teardown(context(tmp_path, engine, local_cloud), say=lambda _l: None, sleep=sleeps.append)
+    assert out.status == "destroyed" and out.attempts == 3 and out.deleted == 18
+    assert len(sleeps) == 2 and not engine.saved
+
+
+def test_teardown_that_keeps_failing_marks_reap_pending_and_names_what_remains(
+    tmp_path: Path, local_cloud: Any
+) -> None:
+    engine = FakeEngine(failures=99, metadata=metadata())
+    ctx = context(tmp_path, engine, local_cloud)
+    # something of the stack's really remains in the target, tagged with its name
+    sqs = local_cloud.client("sqs")
+    url = sqs.create_queue(
+        QueueName=f"{ctx.names.prefix}-leftover", tags={"branchenv:stack": ctx.names.stack}
+    )["QueueUrl"]
+    try:
+        out = teardown(ctx, say=lambda _l: None, sleep=lambda _s: None)
+    finally:
+        sqs.delete_queue(QueueUrl=url)
+    assert out.status == "failed" and out.attempts == 3 and engine.destroys == 3
+    assert out.reap_pending and engine.saved == [dataclasses.replace(metadata(), reap_pending=True)]
+    assert any(arn.endswith(f"{ctx.names.prefix}-leftover") for arn in out.remaining)
+    message = teardown_error(ctx.names.stack, "feature/x", out)
+    assert "failed after 3 attempt(s)" in message and "reap-pending" in message
+    assert f"{ctx.names.prefix}-leftover" in message
+    assert "branchenv down --branch feature/x" in message
+
+
+def test_bad_input_is_not_retried(tmp_path: Path, local_cloud: Any) -> None:
+    engine = FakeEngine(failures=0, metadata=metadata())
+
+    def refuse(**_: Any) -> DestroyResult:
+        engine.destroys += 1
+        raise UsageError("bad")
+
+    engine.destroy = refuse  # type: ignore[method-assign]
+    out = teardown(context(tmp_path, engine, local_cloud), say=lambda _l: None, sleep=lambda _s: 0)
+    assert out.status == "failed" and out.attempts == 1
+
+
+def test_resolve_suite(tmp_path: Path) -> None:
+    settings = Settings(project_dir=tmp_path, program="prog")
+    with pytest.raises(UsageError, match="--suite PATH"):
+        resolve_suite(settings, None)
+    (tmp_path / "prog" / "tests").mkdir(parents=True)
+    assert resolve_suite(settings, None) == tmp_path / "prog" / "tests"
+    with pytest.raises(UsageError, match="--suite nope"):
+        resolve_suite(settings, "nope")
+
+
+# --- signals -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_signal_raises_interrupted_with_shell_exit_code(signum: int) -> None:
+    with pytest.raises(Interrupted) as info, SignalGuard():
+        os.kill(os.getpid(), signum)
+        signal.sigtimedwait([], 0)  # let the handler run
+        pytest.fail("the signal did not interrupt")
+    assert info.value.exit_code == 128 + signum
+    assert signal.getsignal(signum) is not None  # handlers restored on exit
+
+
+def test_deferred_signal_is_raised_after_the_block() -> None:
+    done = []
+    with pytest.raises(Interrupted), SignalGuard() as guard:
+        with guard.deferred():
+            os.kill(os.getpid(), signal.SIGTERM)
+            done.append("finished the step")
+        pytest.fail("not raised after the deferred block")
+    assert done == ["finished the step"]
+
+
+def test_shielded_guard_only_records_and_forwards_to_the_child() -> None:
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        with SignalGuard() as guard:
+            guard.child = child
+            guard.shield()
+            os.kill(os.getpid(), signal.SIGTERM)
+            os.kill(os.getpid(), signal.SIGINT)
+            assert guard.received == signal.SIGTERM
+        assert child.wait(timeout=10) == -signal.SIGTERM  # forwarded
+        assert guard.forwarded_to == child.pid
+    finally:
+        child.kill()
+        child.wait()
+
+
+def test_phases_record_durations_and_the_current_phase() -> None:
+    said: list[str] = []
+    phases = Phases(said.append)
+    with pytest.raises(RuntimeError), phases.run("ready", "ready"):
+        raise RuntimeError
+    assert phases.current == "ready" and "ready" in phases.durations and said == ["== ready"]
