@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import subprocess
 from decimal import Decimal
+from pathlib import Path
 
 import requests
 
@@ -209,11 +210,24 @@ def _running(project: Project) -> bool:
     return LocalCloud(project.root / ".branchenv").status().running
 
 
-def test_progress_goes_to_stderr_and_json_to_stdout(project: Project) -> None:
-    proc = project.run("up", "--branch", "feature/progress", "--json", check=True)
+def test_progress_goes_to_stderr_and_json_to_stdout(project: Project, tmp_path: Path) -> None:
+    gh_output, gh_summary = tmp_path / "gh-output", tmp_path / "gh-summary.md"
+    proc = project.run(
+        "up",
+        "--branch",
+        "feature/progress",
+        "--json",
+        check=True,
+        GITHUB_OUTPUT=str(gh_output),
+        GITHUB_STEP_SUMMARY=str(gh_summary),
+    )
     try:
-        assert json.loads(proc.stdout)["stack"]
+        out = json.loads(proc.stdout)
         assert "created" in proc.stderr and "aws:dynamodb/table:Table" in proc.stderr
         assert "no `pulumi` CLI on PATH" in proc.stderr  # the automatic engine choice is said
+        # On GitHub Actions, `up` hands the stack and its endpoint to later steps.
+        lines = dict(ln.split("=", 1) for ln in gh_output.read_text().splitlines() if "=" in ln)
+        assert lines["stack"] == out["stack"] and lines["endpoint"] == out["outputs"]["endpoint"]
+        assert out["stack"] in gh_summary.read_text()
     finally:
         project.run("down", "--branch", "feature/progress", check=True)

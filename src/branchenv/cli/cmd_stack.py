@@ -75,6 +75,9 @@ def up(
     title = f"up {ctx.names.stack} ({ctx.engine.name} engine, target {ctx.target.name})"
     with progress(title, quiet=False) as sink:
         outcome = provision.up(ctx, ttl=ttl, profile=profile, on_output=sink)
+    from branchenv.github import publish_up
+
+    publish_up(outcome)  # $GITHUB_OUTPUT / $GITHUB_STEP_SUMMARY, when running on Actions
 
     def human() -> None:
         md = outcome.metadata
