@@ -59,5 +59,6 @@ def subprocess_env(**extra: str) -> dict[str, str]:
     }
     env["AWS_CONFIG_FILE"] = os.devnull
     env["AWS_SHARED_CREDENTIALS_FILE"] = os.devnull
+    env["AWS_EC2_METADATA_DISABLED"] = "true"  # never probe the instance metadata address
     env.update(extra)
     return env

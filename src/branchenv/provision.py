@@ -15,7 +15,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from branchenv.errors import StackNotFound, UsageError
+from branchenv.errors import SafetyRefusal, StackNotFound, UsageError
 
 if TYPE_CHECKING:
     from branchenv.config import Settings
@@ -136,8 +136,6 @@ def resolve(
     names = names_for(info.name)
     engine_name, engine_note = choose_engine(engine, settings, target_name)
     if engine_name == "inprocess" and target_name != "local":
-        from branchenv.errors import SafetyRefusal
-
         raise SafetyRefusal(
             f"the inprocess engine only runs on the local target, not {target_name!r}: it "
             "creates resources on the local cloud. Use `--engine pulumi` for `--target aws`"
@@ -234,7 +232,7 @@ def build_metadata(
 
     env = os.environ if env is None else env
     cwd = ctx.settings.project_dir
-    return StackMetadata.create(
+    fresh = StackMetadata.create(
         stack=ctx.names.stack,
         branch=ctx.branch.name,
         owner=detect_owner(env=env, cwd=cwd),
@@ -245,6 +243,46 @@ def build_metadata(
         engine=ctx.engine.name,  # type: ignore[arg-type]
         project=project_name(ctx.program),
     )
+    # An update keeps the stack's birth date (age, max-age and cost so far count from it); the
+    # TTL runs from now, and a successful `up` clears an earlier reap-pending mark.
+    try:
+        existing = ctx.engine.metadata(stack=ctx.names.stack, program=ctx.program)
+    except StackNotFound:
+        existing = None
+    if existing is not None and existing.created_at < fresh.created_at:
+        return dataclasses.replace(fresh, created_at=existing.created_at)
+    return fresh
+
+
+def check_may_manage(ctx: StackContext) -> None:
+    """Refuse (exit 3) to create, update or destroy a stack branchenv must not touch: one whose
+    stack or branch name matches a protected pattern, one that exists without the managed
+    marker, or (on AWS, when an allowlist is configured) one in an account not allowed."""
+    from branchenv.reaper.policy import protected_match
+
+    stack, branch = ctx.names.stack, ctx.branch.name
+    pattern = protected_match(ctx.settings.protected_patterns, stack, branch)
+    if pattern is not None:
+        raise SafetyRefusal(
+            f"stack {stack!r} (branch {branch!r}) matches the protected pattern {pattern!r}: "
+            "branchenv never creates, updates or destroys it; run on a feature branch "
+            "(`--branch NAME`) or change `protected_patterns`"
+        )
+    try:
+        metadata = ctx.engine.metadata(stack=stack, program=ctx.program)
+    except StackNotFound:
+        metadata = None
+    else:
+        if metadata is None:
+            raise SafetyRefusal(
+                f"stack {stack!r} exists but carries no branchenv managed-by marker: branchenv "
+                "did not create it and will not touch it; pick another branch name or manage "
+                "that stack with pulumi directly"
+            )
+    if ctx.target.name == "aws" and ctx.settings.allowed_account_ids:
+        from branchenv.reaper.run import check_account
+
+        check_account(ctx.target.client("sts"), ctx.settings.allowed_account_ids)
 
 
 def up(
@@ -255,6 +293,7 @@ def up(
     on_output: OutputSink | None = None,
 ) -> UpOutcome:
     """Create or update the branch's stack; idempotent."""
+    check_may_manage(ctx)
     config = program_config(ctx, profile=profile)
     metadata = build_metadata(ctx, ttl=ttl)
     result = ctx.engine.up(
@@ -286,6 +325,7 @@ def outputs(ctx: StackContext) -> dict[str, Any]:
 
 def down(ctx: StackContext, *, on_output: OutputSink | None = None) -> DownOutcome:
     """Destroy the branch's stack and remove it; a stack that is already gone is success."""
+    check_may_manage(ctx)
     try:
         result = ctx.engine.destroy(
             stack=ctx.names.stack, program=ctx.program, target=ctx.target, on_output=on_output

@@ -71,8 +71,28 @@ class Target:
         cfg = Config(retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=5)
         session: Any = self.session()
         if self.is_local:
-            return session.client(service, endpoint_url=self.endpoint_url, config=cfg)
+            return session.client(service, endpoint_url=self.local_endpoint(), config=cfg)
         return session.client(service, config=cfg)
+
+    def local_endpoint(self) -> str:
+        """The local cloud's URL, checked to be on loopback: a local target must never reach
+        anything else (without an endpoint, boto3 would fall back to real AWS)."""
+        import urllib.parse
+
+        from branchenv.errors import LocalCloudError, SafetyRefusal
+
+        if not self.endpoint_url:
+            raise LocalCloudError(
+                "the local target has no local cloud endpoint; start it with "
+                "`branchenv cloud start`"
+            )
+        host = urllib.parse.urlsplit(self.endpoint_url).hostname or ""
+        if host not in ("127.0.0.1", "localhost", "::1") and not host.startswith("127."):
+            raise SafetyRefusal(
+                f"the local target's endpoint {self.endpoint_url} is not on loopback; the local "
+                "cloud only ever listens on 127.0.0.1"
+            )
+        return self.endpoint_url
 
     def aws_env(self) -> dict[str, str]:
         """Environment for a subprocess (pulumi CLI, a function worker) to reach this target."""

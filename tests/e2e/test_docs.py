@@ -19,7 +19,7 @@ from types import ModuleType
 import pytest
 
 from tests.conftest import REPO_ROOT, subprocess_env
-from tests.e2e.conftest import EXE, make_project
+from tests.e2e.conftest import E2E_DEFAULTS, EXE, make_project
 
 DOCS = REPO_ROOT / "docs"
 FENCE = re.compile(r"^(\s*)(```+|~~~+)\s*([\w+-]*)")
@@ -164,7 +164,9 @@ def test_every_local_command_in_the_doc_runs(doc: str, tmp_path: Path) -> None:
     _git(project.root, "init", "-q", "-b", BRANCH)
     _git(project.root, "add", "-A")
     _git(project.root, "commit", "-q", "-m", "demo project")
-    env = subprocess_env(PATH=f"{EXE.parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    env = subprocess_env(
+        PATH=f"{EXE.parent}{os.pathsep}{os.environ.get('PATH', '')}", **E2E_DEFAULTS
+    )
     try:
         for cmd in RUNNABLE[doc]:
             started = time.monotonic()

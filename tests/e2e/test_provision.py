@@ -170,8 +170,10 @@ def test_concurrent_ups_on_one_branch_never_duplicate(project: Project) -> None:
     try:
         codes = sorted(rc for rc, _, _ in results)
         # One provisions; the other waits for the lock then finds nothing to do, or gives up
-        # with a clear "locked" error.
+        # with a clear "locked" error. Either way the two runs really overlapped: one of them
+        # met the other's lock.
         assert codes[0] == 0
+        assert any("is locked by pid" in err for _, _, err in results), [e for *_, e in results]
         if codes[1] != 0:
             assert any("locked" in err for rc, _, err in results if rc != 0)
         stack = json.loads(next(out for rc, out, _ in results if rc == 0))["stack"]
@@ -231,3 +233,66 @@ def test_progress_goes_to_stderr_and_json_to_stdout(project: Project, tmp_path: 
         assert out["stack"] in gh_summary.read_text()
     finally:
         project.run("down", "--branch", "feature/progress", check=True)
+
+
+def test_protected_and_unmanaged_stacks_are_refused(project: Project) -> None:
+    """Destructive commands never touch a stack matching a protected pattern, nor one that
+    exists without the managed marker (exit 3, nothing changed)."""
+    import datetime as dt
+
+    from branchenv.engines.base import get_engine
+    from branchenv.metadata import StackMetadata
+    from branchenv.naming import names_for
+
+    for args in (
+        ("up", "--branch", "main"),
+        ("down", "--branch", "staging-eu"),
+        ("ci", "--branch", "production"),
+    ):
+        proc = project.run(*args)
+        assert proc.returncode == 3, (args, proc.stderr)
+        assert "protected pattern" in proc.stderr and "Traceback" not in proc.stderr
+    assert tagged(project, "main") == []
+
+    # A stack of this project that someone created without branchenv's marker.
+    state = project.root / ".branchenv"
+    names = names_for("feature/foreign")
+    engine = get_engine("inprocess", state_dir=state)
+    target = project.target()
+    unmanaged = StackMetadata(
+        stack=names.stack,
+        branch="feature/foreign",
+        owner="someone",
+        commit="0" * 40,
+        created_at=dt.datetime.now(dt.UTC),
+        expires_at=dt.datetime.now(dt.UTC),
+        target="local",
+        engine="inprocess",
+        managed=False,
+        project="branchenv-demo",
+    )
+    engine.up(
+        stack=names.stack,
+        program=project.root / "infra" / "aws",
+        target=target,
+        metadata=unmanaged,
+        config={"branchenv:prefix": names.prefix},
+    )
+    try:
+        before = kinds(tagged(project, names.stack))
+        for verb in ("down", "up"):
+            proc = project.run(verb, "--branch", "feature/foreign")
+            assert proc.returncode == 3 and "no branchenv managed-by marker" in proc.stderr
+        assert kinds(tagged(project, names.stack)) == before == EXPECTED_TAGGED
+    finally:
+        engine.destroy(stack=names.stack, program=project.root / "infra" / "aws", target=target)
+
+
+def test_up_again_keeps_the_birth_date_and_extends_the_ttl(project: Project) -> None:
+    first = project.json("up", "--branch", "feature/age", "--ttl", "1h")
+    try:
+        second = project.json("up", "--branch", "feature/age", "--ttl", "3h")
+        assert second["metadata"]["created_at"] == first["metadata"]["created_at"]
+        assert second["metadata"]["expires_at"] > first["metadata"]["expires_at"]
+    finally:
+        project.run("down", "--branch", "feature/age", check=True)

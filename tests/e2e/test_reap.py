@@ -70,3 +70,50 @@ def test_reap_bad_format_is_usage_error(project: Project) -> None:
     proc = project.run("reap", "--format", "yaml")
     assert proc.returncode == 2
     assert "--format" in proc.stderr
+
+
+def test_aws_rails_refuse_before_anything_is_listed_or_destroyed(project: Project) -> None:
+    """On target aws: no allowlist -> refuse; an account outside it -> refuse; orphans without a
+    shared backend -> refuse. The AWS calls go to the local cloud's STS (AWS_ENDPOINT_URL on
+    loopback), never to a real account."""
+    target = LocalCloud(project.root / ".branchenv").ensure("us-east-1")
+    local_sts = {
+        "AWS_ENDPOINT_URL": str(target.endpoint_url),
+        "AWS_ACCESS_KEY_ID": "branchenv-local",
+        "AWS_SECRET_ACCESS_KEY": "branchenv-local-secret",
+    }
+    no_list = project.run("reap", "--target", "aws", "--yes", **local_sts)
+    assert no_list.returncode == 3, no_list.stderr
+    assert "no allowed_account_ids" in no_list.stderr and "123456789012" in no_list.stderr
+    wrong = project.run(
+        "reap",
+        "--target",
+        "aws",
+        "--yes",
+        BRANCHENV_ALLOWED_ACCOUNT_IDS="111111111111",
+        **local_sts,
+    )
+    assert wrong.returncode == 3 and "not in allowed_account_ids" in wrong.stderr
+    allowed = project.run(
+        "reap",
+        "--target",
+        "aws",
+        "--json",
+        BRANCHENV_ALLOWED_ACCOUNT_IDS="123456789012",
+        **local_sts,
+    )
+    assert allowed.returncode == 0, allowed.stderr
+    assert json.loads(allowed.stdout)["reaped"] == []
+    orphans = project.run(
+        "reap",
+        "--target",
+        "aws",
+        "--orphans",
+        BRANCHENV_ALLOWED_ACCOUNT_IDS="123456789012",
+        **local_sts,
+    )
+    assert orphans.returncode == 3 and "refusing to sweep orphans on AWS" in orphans.stderr
+    # Without any credentials at all: one line, exit 1, no traceback.
+    bare = project.run("reap", "--target", "aws", BRANCHENV_ALLOWED_ACCOUNT_IDS="123456789012")
+    assert bare.returncode == 1 and "Traceback" not in bare.stderr
+    assert bare.stderr.strip().startswith("branchenv: error: AWS:")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from branchenv.engines.base import Engine
 from branchenv.inventory import find_tagged
-from branchenv.metadata import StackMetadata
+from branchenv.metadata import StackMetadata, format_timestamp
 from branchenv.naming import names_for
 from branchenv.provision import stack_template_config
 from branchenv.targets import LOCAL_ACCOUNT_ID, Target
@@ -123,6 +123,12 @@ def seed_orphans(target: Target) -> Orphans:
         QueueName=f"orph-prod-{suffix}",
         tags={"branchenv:managed-by": "branchenv", "branchenv:stack": f"prod-{suffix}"},
     )
+    # Managed and of the ghost stack, but created moments ago: its stack may still be
+    # provisioning, so the sweep's grace period leaves it alone.
+    sqs.create_queue(
+        QueueName=f"orph-new-{suffix}",
+        tags={**tags, "branchenv:created-at": format_timestamp(dt.datetime.now(dt.UTC))},
+    )
     s3.create_bucket(Bucket=f"untagged-{suffix}")
     return Orphans(
         ghost=ghost,
@@ -133,6 +139,7 @@ def seed_orphans(target: Target) -> Orphans:
             {
                 f"arn:aws:sqs:{acct}:orph-unmanaged-{suffix}",
                 f"arn:aws:sqs:{acct}:orph-prod-{suffix}",
+                f"arn:aws:sqs:{acct}:orph-new-{suffix}",
             }
         ),
         untagged_bucket=f"untagged-{suffix}",

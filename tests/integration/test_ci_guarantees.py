@@ -175,3 +175,66 @@ def test_phases_record_durations_and_the_current_phase() -> None:
     with pytest.raises(RuntimeError), phases.run("ready", "ready"):
         raise RuntimeError
     assert phases.current == "ready" and "ready" in phases.durations and said == ["== ready"]
+
+
+def test_ci_never_tears_down_a_stack_another_run_holds(
+    tmp_path: Path, local_cloud: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`up` failing with StackLocked means another run owns the stack right now: `ci` reports
+    and exits non-zero without destroying it mid-test."""
+    from branchenv import provision
+    from branchenv.errors import StackLocked, StackNotFound
+    from branchenv.harness.ci import run_ci
+
+    engine = FakeEngine(failures=0, metadata=metadata())
+
+    def locked_up(**_: Any) -> Any:
+        raise StackLocked("stack is locked by pid 4242 (an `up` or `down` in progress)")
+
+    def no_metadata(**_: Any) -> Any:
+        raise StackNotFound("no such stack yet")
+
+    engine.up = locked_up  # type: ignore[attr-defined]
+    engine.metadata = no_metadata  # type: ignore[method-assign]
+    ctx = context(tmp_path, engine, local_cloud)
+    monkeypatch.setattr(provision, "resolve", lambda *_a, **_k: ctx)
+    monkeypatch.setattr(provision, "program_config", lambda *_a, **_k: {})
+    monkeypatch.setattr(provision, "build_metadata", lambda *_a, **_k: metadata())
+    suite = tmp_path / "suite"
+    suite.mkdir()
+    (suite / "test_x.py").write_text("def test_x():\n    pass\n")
+    outcome = run_ci(
+        Settings(project_dir=tmp_path),
+        branch="feature/x",
+        suite=suite,
+        report_dir=tmp_path / "reports",
+        on_output=lambda _l: None,
+    )
+    assert outcome.exit_code == 1 and "locked" in (outcome.error or "")
+    assert engine.destroys == 0 and engine.saved == []
+    assert outcome.teardown is not None and outcome.teardown.status == "skipped"
+
+
+def test_ci_refuses_a_protected_branch_before_anything_starts(
+    tmp_path: Path, local_cloud: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from branchenv import provision
+    from branchenv.errors import SafetyRefusal
+    from branchenv.harness.ci import run_ci
+
+    engine = FakeEngine(failures=0, metadata=metadata())
+    ctx = dataclasses.replace(
+        context(tmp_path, engine, local_cloud),
+        branch=BranchInfo(name="main", source="flag", detached=False),
+        names=names_for("main"),
+    )
+    monkeypatch.setattr(provision, "resolve", lambda *_a, **_k: ctx)
+    with pytest.raises(SafetyRefusal, match="protected pattern 'main'"):
+        run_ci(
+            Settings(project_dir=tmp_path),
+            branch="main",
+            suite=tmp_path,
+            report_dir=tmp_path / "r",
+            on_output=lambda _l: None,
+        )
+    assert engine.destroys == 0

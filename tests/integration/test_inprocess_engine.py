@@ -301,3 +301,33 @@ def test_kubernetes_program_points_at_render(tmp_path: Path, repo_root: Path) ->
         )
     assert "kubernetes:core/v1:Namespace" in err.value.types
     assert "branchenv render" in str(err.value)
+
+
+def test_secret_outputs_are_masked_and_never_stored(tmp_path: Path, local_cloud: Target) -> None:
+    prog = write_program(
+        tmp_path,
+        """
+        q = aws.sqs.Queue("q", opts=opts)
+        aws.iam.Role(
+            "r",
+            assume_role_policy='{"Version": "2012-10-17", "Statement": []}',
+            description=pulumi.Output.secret("hunter3-input-do-not-leak"),
+            opts=opts,
+        )
+        pulumi.export("password", pulumi.Output.secret("hunter2-do-not-leak"))
+        pulumi.export("queue_url", q.url)
+        """,
+    )
+    state = tmp_path / "state"
+    engine = InProcessEngine(state_dir=state)
+    result = engine.up(
+        stack="s8", program=prog, target=local_cloud, metadata=metadata("s8"), config={}
+    )
+    try:
+        assert result.outputs["password"] == "[secret]"
+        assert result.outputs["queue_url"].startswith("http://127.0.0.1:")
+        assert engine.outputs(stack="s8", program=prog)["password"] == "[secret]"
+        stored = "".join(p.read_text() for p in state.rglob("*.json"))
+        assert "hunter2-do-not-leak" not in stored and "hunter3" not in stored
+    finally:
+        engine.destroy(stack="s8", program=prog, target=local_cloud)

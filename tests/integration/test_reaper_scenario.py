@@ -107,9 +107,14 @@ def check_dry_run_lists_exactly_the_stale_ones(scenario: Scenario) -> None:
     assert plan.orphans is not None
     assert {o.arn for o in plan.orphans.orphans} == scenario.orphans.doomed
     assert {o.stack for o in plan.orphans.orphans} == {scenario.orphans.ghost}
+
+    def why(arn: str) -> str:
+        return (
+            "unmanaged" if "unmanaged" in arn else "too-new" if "orph-new" in arn else "protected"
+        )
+
     assert {(k.arn, str(k.reason)) for k in plan.orphans.skipped} == {
-        (arn, "unmanaged" if "unmanaged" in arn else "protected")
-        for arn in scenario.orphans.skipped
+        (arn, why(arn)) for arn in scenario.orphans.skipped
     }
     report = build_report(run.ReapResult(plan=plan, acted=False))
     assert report.dry_run and {r.status for r in report.reaped} == {"planned"}
@@ -122,6 +127,14 @@ def check_too_many_candidates_refuses_and_changes_nothing(scenario: Scenario) ->
     before = inventory(scenario.target, scenario.engine, scenario.settings.program_path)
     plan = _plan(scenario, max_reap=2)
     with pytest.raises(SafetyRefusal, match=r"3 stacks are due .* at most 2 .* `--max 3`"):
+        run.execute(
+            plan, settings=scenario.settings, engines=[scenario.engine], target=scenario.target
+        )
+    # --max caps orphans too (separately): a sweep never deletes more than it was allowed.
+    plan = _plan(scenario, max_orphans=2)
+    with pytest.raises(
+        SafetyRefusal, match=r"3 orphaned resources .* at most 2 .* `--max-orphans 3`"
+    ):
         run.execute(
             plan, settings=scenario.settings, engines=[scenario.engine], target=scenario.target
         )

@@ -64,3 +64,16 @@ def test_a_bug_keeps_its_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(cli, "build_app", lambda: _app_raising(RuntimeError("a bug")))
     with pytest.raises(RuntimeError, match="a bug"):
         cli.main(["boom"])
+
+
+def test_an_aws_error_is_one_line_not_a_traceback(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from botocore.exceptions import NoCredentialsError
+
+    monkeypatch.setattr(cli, "build_app", lambda: _app_raising(NoCredentialsError()))
+    with pytest.raises(SystemExit) as done:
+        cli.main(["boom"])
+    assert done.value.code == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and err.startswith("branchenv: error: AWS: Unable to locate")

@@ -95,3 +95,19 @@ def test_lock_files_and_their_age(tmp_path: Path) -> None:
     assert newest_lock_age(only_first, now) == 3600.0
     assert newest_lock_age([LockHolder("w", "u", "h", 1, None)], now) is None
     assert read_file_backend_locks(tmp_path, "proj", "other") == []
+
+
+def test_a_live_local_lock_holder_is_never_taken_for_stale() -> None:
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    from branchenv.engines.pulumi_engine import _holder_alive_here
+
+    here = socket.gethostname()
+    assert _holder_alive_here(LockHolder("w", "u", here, os.getpid(), None))
+    done = subprocess.Popen([sys.executable, "-c", "pass"])
+    done.wait()
+    assert not _holder_alive_here(LockHolder("w", "u", here, done.pid, None))
+    assert not _holder_alive_here(LockHolder("w", "u", "some-other-runner", os.getpid(), None))

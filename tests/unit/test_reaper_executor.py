@@ -283,3 +283,26 @@ def _engine_error_from(cause: BaseException) -> EngineError:
 )
 def test_is_transient(exc: BaseException, expected: bool) -> None:
     assert is_transient(exc) is expected
+
+
+def test_a_stack_redeployed_since_the_plan_is_left_alone() -> None:
+    """The plan is a snapshot; a stack whose metadata changed since (a new `up` extended its
+    TTL) is not the stack judged stale, so it is not destroyed."""
+    import dataclasses
+
+    engine = FakeEngine({"s1": None, "s2": None})
+    planned = {s: engine.stacks[s] for s in ("s1", "s2")}
+    engine.stacks["s2"] = dataclasses.replace(
+        planned["s2"], expires_at=planned["s2"].expires_at + dt.timedelta(hours=5)
+    )
+    jobs = [ReapJob(stack=s, engine=engine, metadata=planned[s]) for s in ("s1", "s2")]
+    outcomes = {
+        o.stack: o
+        for o in destroy_all(
+            jobs, program=PROGRAM, target=TARGET, concurrency=2, sleep=lambda _s: None
+        )
+    }
+    assert outcomes["s1"].status is Status.DESTROYED
+    assert outcomes["s2"].status is Status.CHANGED and outcomes["s2"].ok
+    assert "s2" in engine.stacks and engine.calls["s2"] == 0
+    assert ("mark", "s2", True) not in engine.log

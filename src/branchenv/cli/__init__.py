@@ -71,6 +71,16 @@ def main(argv: list[str] | None = None) -> None:
         typer.echo("branchenv: interrupted", err=True)
         sys.exit(130)
     except Exception as exc:  # click usage errors arrive here in non-standalone mode
+        if type(exc).__module__.startswith(("botocore.", "boto3.")):
+            # An AWS call failed outside any translation (no credentials, access denied, ...):
+            # one line, never a traceback with request details.
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            typer.echo(
+                f"branchenv: error: AWS: {first}; check the credentials and region this "
+                "command runs with (AWS_PROFILE, AWS_REGION, --target)",
+                err=True,
+            )
+            sys.exit(1)
         click_error, usage_error = _click_error_types()
         if isinstance(exc, click_error):
             exc.show()  # type: ignore[attr-defined]

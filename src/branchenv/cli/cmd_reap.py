@@ -20,6 +20,14 @@ def reap(
     max_reap: int | None = typer.Option(
         None, "--max", help="Most stacks one run may destroy (default: the max_reap setting)."
     ),
+    max_orphans: int = typer.Option(
+        200, "--max-orphans", min=0, help="Most orphaned resources one run may delete."
+    ),
+    orphan_grace: str = typer.Option(
+        "1h",
+        "--orphan-grace",
+        help="Leave orphans younger than this (their stack may still be provisioning).",
+    ),
     remote: str | None = typer.Option(
         None,
         "--remote",
@@ -40,6 +48,7 @@ def reap(
     from branchenv import provision
     from branchenv.config import load_settings
     from branchenv.errors import OperationFailed, SafetyRefusal, UsageError
+    from branchenv.metadata import parse_ttl
     from branchenv.reaper import run
     from branchenv.reaper.report import build_report
     from branchenv.targets import Target, check_target_name
@@ -51,7 +60,13 @@ def reap(
         overrides={"default_target": target, "engine": engine, "max_reap": max_reap},
         flag_names={"default_target": "--target", "engine": "--engine", "max_reap": "--max"},
     )
+    grace = parse_ttl(orphan_grace)
     target_name = check_target_name(settings.default_target)
+    engines = provision.engines_for_listing(settings, engine)
+    if orphans:
+        refused = run.orphan_sweep_refusal(settings, engines, target_name)
+        if refused:
+            raise SafetyRefusal(refused)
     if target_name == "aws":
         tgt = Target("aws", settings.region)
         run.check_account(tgt.client("sts"), settings.allowed_account_ids)
@@ -67,7 +82,6 @@ def reap(
 
         remote_branches = remote_heads(remote, cwd=settings.project_dir)
         remote = redact(remote)
-    engines = provision.engines_for_listing(settings, engine)
     reap_plan = run.plan(
         settings,
         engines=engines,
@@ -75,6 +89,8 @@ def reap(
         remote_branches=remote_branches,
         remote=remote,
         orphan_target=tgt if orphans else None,
+        max_orphans=max_orphans,
+        orphan_grace=grace,
     )
     if not yes:
         _show(build_report(run.ReapResult(plan=reap_plan, acted=False)), fmt)

@@ -260,6 +260,21 @@ def read_file_backend_locks(backend_root: Path, project: str, stack: str) -> lis
     return holders
 
 
+def _holder_alive_here(holder: LockHolder) -> bool:
+    """True when the lock's holder is a process still running on this host."""
+    import socket
+
+    if holder.host not in (socket.gethostname(), socket.getfqdn()) or holder.pid <= 0:
+        return False
+    try:
+        os.kill(holder.pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def newest_lock_age(holders: list[LockHolder], now: dt.datetime) -> float | None:
     """Seconds since the newest lock was taken (None when no lock has a known time)."""
     times = [h.created_at for h in holders if h.created_at is not None]
@@ -292,7 +307,7 @@ class PulumiEngine:
         state_dir: Path,
         backend_url: str | None = None,
         passphrase: str | None = None,
-        lock_stale_after_s: float = 900,
+        lock_stale_after_s: float = 7200,
         retry_deadline_s: float = 120,
         max_attempts: int = 8,
         pulumi_command: auto.PulumiCommand | str | os.PathLike[str] | None = None,
@@ -518,6 +533,10 @@ class PulumiEngine:
         age = newest_lock_age(state.holders, self._now())
         if age is None or age < self.lock_stale_after_s:
             return
+        if any(_holder_alive_here(h) for h in state.holders):
+            # An old lock whose process still runs on this machine is a long update, not a
+            # stale lock: cancelling it would corrupt the state that update is writing.
+            return
         state.cancelled = True
         with self._errors("cancel", stack.name):
             stack.cancel()
@@ -658,8 +677,10 @@ class PulumiEngine:
         """``pulumi destroy``, then (``remove``) ``pulumi stack rm``."""
         started = time.monotonic()
         handle = self._stack(stack, program, target, create=False)
-        # The target's endpoints may have moved since `up` (a restarted local cloud).
-        self._apply_config(handle, target.pulumi_config())
+        if target.is_local:
+            # The local cloud's endpoints may have moved since `up` (a restarted local cloud).
+            # On AWS the stack's own config (its region above all) is left as `up` set it.
+            self._apply_config(handle, target.pulumi_config())
         sink = self._sink(on_output)
         result = self._with_lock_retry(
             handle,
@@ -690,7 +711,8 @@ class PulumiEngine:
     ) -> None:
         """``pulumi refresh`` against the target."""
         handle = self._stack(stack, program, target, create=False)
-        self._apply_config(handle, target.pulumi_config())
+        if target.is_local:
+            self._apply_config(handle, target.pulumi_config())
         sink = self._sink(on_output)
         self._with_lock_retry(
             handle,

@@ -30,6 +30,7 @@ from branchenv.errors import (
     EXIT_USAGE,
     BranchenvError,
     SafetyRefusal,
+    StackLocked,
     StackNotFound,
     UsageError,
 )
@@ -62,7 +63,8 @@ DEFAULT_READY_TIMEOUT_S = 60.0
 class TeardownOutcome:
     """What happened to the stack at the end of `ci`.
 
-    ``status``: ``destroyed`` | ``kept`` (``--keep`` after a failure) | ``failed`` (after
+    ``status``: ``destroyed`` | ``kept`` (``--keep`` after a failure) | ``skipped`` (this run
+    provisioned nothing, e.g. another run held the stack's lock) | ``failed`` (after
     ``attempts`` tries; then ``reap_pending`` tells whether the stack was marked for the reaper
     and ``remaining`` lists what is left).
     """
@@ -273,7 +275,7 @@ def teardown(
     )
     try:
         down = retrying(once)
-    except BranchenvError as exc:
+    except Exception as exc:  # any failure: retried above, now marked for the reaper
         marked = mark_reap_pending(ctx)
         remaining = remaining_resources(ctx)
         return TeardownOutcome(
@@ -589,9 +591,14 @@ def run_ci(
             ctx = provision.resolve(settings, branch=branch, target=None, engine=None, env=env)
         for note in ctx.notes:
             say(f"note: {note}")
+        # A protected, unmanaged or disallowed stack is refused before anything starts, so the
+        # teardown below can never touch it either.
+        provision.check_may_manage(ctx)
+        up_started = False
         try:
             banner = f"provision: {ctx.names.stack} ({ctx.engine.name} engine, {ctx.target.name})"
             with phases.run("provision", banner), guard.deferred():
+                up_started = True
                 up = provision.up(ctx, ttl=ttl, profile=profile, on_output=say)
             outputs = dict(up.outputs)
             estimate = _estimate_cost(ctx, up)
@@ -627,7 +634,12 @@ def run_ci(
             if guard.received is not None and interrupted is None:
                 during = during or phases.current
             failed = error is not None or _suite_status(run, _read_counts(paths))[0] != "passed"
-            if keep and failed and guard.received is None:
+            if not up_started or isinstance(error, StackLocked):
+                # Another run holds the stack (or nothing was provisioned): it is not ours to
+                # destroy.
+                outcome_td = TeardownOutcome(status="skipped")
+                say(f"== teardown skipped: this run did not provision {ctx.names.stack}")
+            elif keep and failed and guard.received is None:
                 outcome_td = TeardownOutcome(status="kept")
                 say(f"== teardown skipped (--keep): stack {ctx.names.stack} stays until its TTL")
             else:

@@ -65,6 +65,8 @@ _TRANSIENT_WORDS = (
 class Status(enum.StrEnum):
     DESTROYED = "destroyed"
     ALREADY_GONE = "already-gone"
+    CHANGED = "changed"
+    """Left alone: the stack's metadata changed since the plan (re-deployed, TTL extended)."""
     FAILED = "failed"
 
 
@@ -221,6 +223,17 @@ def destroy_one(
             error=error,
         )
 
+    if job.metadata is not None and not job.metadata.reap_pending:
+        # The plan may be minutes old: a stack re-deployed since then (new expiry) is no longer
+        # the stack that was judged stale. Decide on what is there now, not on the snapshot.
+        try:
+            current = job.engine.metadata(stack=job.stack, program=program)
+        except StackNotFound:
+            say(f"[{job.stack}] already gone")
+            return outcome(Status.ALREADY_GONE)
+        if current != job.metadata:
+            say(f"[{job.stack}] changed since the plan (re-deployed?); left alone")
+            return outcome(Status.CHANGED, error="metadata changed since the plan; left alone")
     try:
         deleted = retrying(attempt)
     except StackNotFound:

@@ -13,6 +13,7 @@ skipped and reported, never guessed at. Safety: a resource is only ever deleted 
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import enum
 import threading
 import time
@@ -22,11 +23,14 @@ from typing import TYPE_CHECKING, Any
 
 from branchenv.metadata import (
     KEY_BRANCH,
+    KEY_CREATED_AT,
     KEY_PROJECT,
     KEY_STACK,
     MANAGED_BY_KEY,
     MANAGED_BY_VALUE,
     decode_tag_value,
+    format_duration,
+    parse_timestamp,
 )
 from branchenv.reaper.policy import protected_match
 
@@ -212,6 +216,7 @@ class SkipReason(enum.StrEnum):
     PROTECTED = "protected"
     OTHER_PROJECT = "other-project"
     NO_DELETER = "no-deleter"
+    TOO_NEW = "too-new"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -255,14 +260,29 @@ def _decoded(tags: dict[str, str], key: str) -> str | None:
         return raw
 
 
+def _age(tags: dict[str, str], now: dt.datetime | None) -> dt.timedelta | None:
+    raw = _decoded(tags, KEY_CREATED_AT)
+    if now is None or raw is None:
+        return None
+    try:
+        return now - parse_timestamp(raw)
+    except ValueError:
+        return None
+
+
 def classify(
     resources: Iterable[TaggedResource],
     *,
     known_stacks: set[str] | frozenset[str],
     protected_patterns: Sequence[str],
     project: str | None,
+    now: dt.datetime | None = None,
+    grace: dt.timedelta = dt.timedelta(0),
 ) -> OrphanPlan:
-    """Split tagged resources into orphans and skipped ones (pure)."""
+    """Split tagged resources into orphans and skipped ones (pure).
+
+    A resource whose ``branchenv:created-at`` tag is younger than ``grace`` is skipped: it may
+    belong to a stack whose ``up`` is still running and not yet recorded by its engine."""
     orphans: list[Orphan] = []
     skipped: list[SkippedResource] = []
     owned = 0
@@ -288,6 +308,12 @@ def classify(
             skip(SkipReason.PROTECTED, f"stack or branch matches protected pattern {pattern!r}")
         elif project is not None and res_project is not None and res_project != project:
             skip(SkipReason.OTHER_PROJECT, f"belongs to project {res_project!r}")
+        elif (age := _age(res.tags, now)) is not None and age < grace:
+            skip(
+                SkipReason.TOO_NEW,
+                f"created {format_duration(age)} ago, within the {format_duration(grace)} grace "
+                "period (its stack may still be provisioning)",
+            )
         elif res.type not in DELETERS:
             skip(
                 SkipReason.NO_DELETER,
@@ -305,6 +331,8 @@ def find_orphans(
     known_stacks: set[str] | frozenset[str],
     protected_patterns: Sequence[str],
     project: str | None,
+    now: dt.datetime | None = None,
+    grace: dt.timedelta = dt.timedelta(0),
 ) -> OrphanPlan:
     """Orphans on ``target``: every resource with a ``branchenv:stack`` tag, classified."""
     from branchenv.inventory import find_tagged
@@ -314,6 +342,8 @@ def find_orphans(
         known_stacks=known_stacks,
         protected_patterns=protected_patterns,
         project=project,
+        now=now,
+        grace=grace,
     )
 
 

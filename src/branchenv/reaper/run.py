@@ -42,6 +42,7 @@ class ReapPlan:
     decisions: tuple[Decision, ...]
     orphans: OrphanPlan | None
     max_reap: int
+    max_orphans: int = 200
     metadata: dict[tuple[str, str], StackMetadata | None] = dataclasses.field(
         default_factory=dict, repr=False, compare=False
     )
@@ -60,13 +61,20 @@ class ReapPlan:
         return tuple(d for d in self.decisions if not d.reap)
 
     def refusal(self) -> str | None:
-        """Why acting on this plan is refused (too many candidates), or None."""
+        """Why acting on this plan is refused (too many candidates or orphans), or None."""
         count = len(self.candidates)
         if count > self.max_reap:
             return (
                 f"{count} stacks are due for reaping but at most {self.max_reap} may be destroyed "
                 f"per run; check the plan, then raise the limit with `--max {count}` (or "
                 "BRANCHENV_MAX_REAP)"
+            )
+        orphans = len(self.orphans.orphans) if self.orphans is not None else 0
+        if orphans > self.max_orphans:
+            return (
+                f"{orphans} orphaned resources are due for deletion but at most "
+                f"{self.max_orphans} may be deleted per run; check the plan, then raise the "
+                f"limit with `--max-orphans {orphans}`"
             )
         return None
 
@@ -85,6 +93,30 @@ class ReapResult:
         return sum(1 for o in self.outcomes if not o.ok) + sum(
             1 for s in self.swept if s.status == "failed"
         )
+
+
+def orphan_sweep_refusal(
+    settings: Settings, engines: Sequence[Engine], target_name: str
+) -> str | None:
+    """Why an orphan sweep must not run here, or None.
+
+    A resource is an orphan when no listed stack claims it, so the listing must see every
+    stack that could own resources in the target. On the local cloud, this machine's state is
+    all there is. On AWS, only a shared backend (s3://, Pulumi Cloud, ...) read by the pulumi
+    engine sees everyone's stacks: with a file backend or the inprocess engine, every other
+    machine's live stacks would look orphaned."""
+    if target_name != "aws":
+        return None
+    backend = settings.effective_backend_url
+    if any(e.name == "pulumi" for e in engines) and not backend.startswith("file://"):
+        return None
+    return (
+        "refusing to sweep orphans on AWS: stacks are listed from "
+        f"{'a file backend on this machine' if backend.startswith('file://') else backend} "
+        "(or without the pulumi engine), so other machines' live stacks would look orphaned; "
+        "set `backend_url` (BRANCHENV_BACKEND_URL) to the team's shared backend (s3://... or "
+        "Pulumi Cloud) and use `--engine pulumi`"
+    )
 
 
 def check_account(sts_client: Any, allowed: Sequence[str]) -> str:
@@ -115,6 +147,8 @@ def plan(
     remote: str | None = None,
     orphan_target: Target | None = None,
     max_reap: int | None = None,
+    max_orphans: int = 200,
+    orphan_grace: dt.timedelta = dt.timedelta(hours=1),
 ) -> ReapPlan:
     """Decide for every stack the engines know; with ``orphan_target``, find orphans there."""
     from branchenv.engines.project import project_name
@@ -140,6 +174,8 @@ def plan(
             known_stacks=known,
             protected_patterns=settings.protected_patterns,
             project=project_name(program),
+            now=now,
+            grace=orphan_grace,
         )
     return ReapPlan(
         now=now,
@@ -149,6 +185,7 @@ def plan(
         decisions=tuple(decisions),
         orphans=orphan_plan,
         max_reap=settings.max_reap if max_reap is None else max_reap,
+        max_orphans=max_orphans,
         metadata=metadata,
         hourly_cost=hourly_cost,
     )

@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from branchenv.targets import Target
 
 PROVIDER_TYPE = "pulumi:providers:aws"
+SECRET_MASK = "[secret]"
 _SECRET_SIG = "4dabf18193072939515e22adb298388d"
 
 
@@ -57,6 +58,16 @@ def _unsecret(value: Any) -> Any:
     if isinstance(value, list):
         return [_unsecret(v) for v in value]
     return value
+
+
+def _contains_secret(value: Any) -> bool:
+    if isinstance(value, dict):
+        if value.get(_SECRET_SIG) == "1b47061264138c4ac30d75fd1eb44270":
+            return True
+        return any(_contains_secret(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_contains_secret(v) for v in value)
+    return False
 
 
 def _maybe_json(value: Any) -> Any:
@@ -107,6 +118,7 @@ class InProcessEngine:
                 f"the inprocess engine only runs on the local target, not {target.name!r}: it "
                 "creates resources on the local cloud. Use `--engine pulumi` for `--target aws`"
             )
+        target.local_endpoint()  # a running local cloud, on loopback, or a clear refusal
 
     @staticmethod
     def _registry() -> dict[str, Materializer]:
@@ -193,7 +205,7 @@ class InProcessEngine:
         full_config = self._full_config(target, metadata, config)
         say(f"previewing {project}/{stack} (inprocess engine, local cloud {target.endpoint_url})")
         self._check_supported(self._declared(program, project, stack, full_config))
-        with self.store.lock(project, stack, wait_s=self.lock_wait_s):
+        with self.store.lock(project, stack, wait_s=self.lock_wait_s, on_wait=say):
             return self._up_locked(
                 project, stack, program, target, metadata, full_config, say, started
             )
@@ -282,12 +294,16 @@ class InProcessEngine:
                     failure.append(exc)
                 raise
             outputs = {**applied.outputs, "tags": own_tags, "tagsAll": tags}
+            # Inputs the program marked secret stay out of the state file.
+            secret_inputs = {k for k, v in reg.inputs.items() if _contains_secret(v)}
             entry = ResourceEntry(
                 urn=reg.urn,
                 type=reg.type,
                 name=reg.name,
                 id=applied.id,
-                outputs=_storable(outputs),
+                outputs=_storable(
+                    {k: SECRET_MASK if k in secret_inputs else v for k, v in outputs.items()}
+                ),
                 dependencies=list(reg.dependencies),
                 provider=reg.provider,
                 region=region,
@@ -336,7 +352,10 @@ class InProcessEngine:
             changes["delete"] += 1
             pending_old.pop(entry.urn, None)
             save()
-        state.outputs = _storable(run.outputs)
+        # Secret outputs are masked as the pulumi engine masks them: never stored or shown.
+        state.outputs = _storable(
+            {k: SECRET_MASK if k in run.secret_outputs else v for k, v in run.outputs.items()}
+        )
         state.status = "ok"
         save()
         say(
@@ -437,13 +456,12 @@ class InProcessEngine:
         return dict(state.outputs)
 
     def list_stacks(self, *, program: Path) -> list[StackSummary]:
-        from branchenv.metadata import StackMetadata
 
         project = project_name(program)
         return [
             StackSummary(
                 stack=s.stack,
-                metadata=StackMetadata.from_tags(s.tags),
+                metadata=_metadata_or_none(s.tags),
                 resource_count=len(s.resources),
                 last_update=s.updated_at,
                 tags=dict(s.tags),
@@ -452,13 +470,12 @@ class InProcessEngine:
         ]
 
     def metadata(self, *, stack: str, program: Path) -> StackMetadata | None:
-        from branchenv.metadata import StackMetadata
 
         project = project_name(program)
         state = self.store.load(project, stack)
         if state is None:
             raise StackNotFound(f"no stack named {stack!r} in project {project!r}")
-        return StackMetadata.from_tags(state.tags)
+        return _metadata_or_none(state.tags)
 
     def set_metadata(self, *, stack: str, program: Path, metadata: StackMetadata) -> None:
         project = project_name(program)
@@ -476,6 +493,17 @@ class InProcessEngine:
         if state is None:
             raise StackNotFound(f"no stack named {stack!r} in project {project!r}")
         return list(state.resources)
+
+
+def _metadata_or_none(tags: dict[str, str]) -> StackMetadata | None:
+    """The stack's metadata; tags that carry the marker but are malformed count as unmanaged,
+    so nothing (ls, the reaper, down) acts on a stack it cannot read."""
+    from branchenv.metadata import MetadataFormatError, StackMetadata
+
+    try:
+        return StackMetadata.from_tags(tags)
+    except MetadataFormatError:
+        return None
 
 
 def _storable(value: Any) -> Any:

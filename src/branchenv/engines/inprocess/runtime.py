@@ -47,6 +47,8 @@ class ProgramRun:
 
     outputs: dict[str, Any]
     registrations: tuple[Registration, ...]
+    secret_outputs: frozenset[str] = frozenset()
+    """Names of exported outputs the program marked secret (never to be shown or stored)."""
 
 
 def run_program(
@@ -166,7 +168,14 @@ def _run_in_thread(
         root = psettings.get_root_resource()
         exported: dict[str, Any] = dict(getattr(root, "outputs", {}) or {})
         outputs = _sync_await(pulumi.Output.from_input(exported).future()) or {}
-        return ProgramRun(outputs=dict(outputs), registrations=tuple(registrations))
+        secret = frozenset(
+            name
+            for name, value in exported.items()
+            if isinstance(value, pulumi.Output) and _sync_await(value.is_secret())
+        )
+        return ProgramRun(
+            outputs=dict(outputs), registrations=tuple(registrations), secret_outputs=secret
+        )
     except pulumi.RunError as exc:
         raise EngineError(f"the program failed: {exc}") from exc
     finally:

@@ -14,7 +14,7 @@ import fcntl
 import json
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -105,8 +105,16 @@ class StateStore:
         return states
 
     @contextlib.contextmanager
-    def lock(self, project: str, stack: str, *, wait_s: float) -> Iterator[None]:
-        """Hold the stack's lock; wait up to ``wait_s`` for another holder, then StackLocked."""
+    def lock(
+        self,
+        project: str,
+        stack: str,
+        *,
+        wait_s: float,
+        on_wait: Callable[[str], None] | None = None,
+    ) -> Iterator[None]:
+        """Hold the stack's lock; wait up to ``wait_s`` for another holder, then StackLocked.
+        ``on_wait`` hears once that the lock is busy and who holds it."""
         path = self.root / project / f"{stack}.lock"
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "a+") as fh:
@@ -118,9 +126,15 @@ class StateStore:
                 except OSError as exc:
                     if exc.errno not in (errno.EAGAIN, errno.EACCES):
                         raise
+                    fh.seek(0)
+                    holder = fh.read().strip() or "another process"
+                    if on_wait is not None:
+                        on_wait(
+                            f"stack {stack!r} is locked by {holder}; waiting up to "
+                            f"{wait_s:.0f} s for it"
+                        )
+                        on_wait = None
                     if time.monotonic() >= deadline:
-                        fh.seek(0)
-                        holder = fh.read().strip() or "another process"
                         raise StackLocked(
                             f"stack {stack!r} is locked by {holder} (an `up` or `down` in "
                             f"progress); waited {wait_s:.0f} s. Retry when it finishes"
