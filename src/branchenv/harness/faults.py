@@ -240,6 +240,11 @@ class FaultProxy:
             _rst_close(client)
             return
         upstream.settimeout(None)
+        # Forward each chunk as it comes: Nagle's algorithm would add its own latency on top of
+        # the one being injected.
+        for sock in (client, upstream):
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._add("forwarded")
         conn = _Conn(client, upstream)
         with self._lock:

@@ -390,6 +390,9 @@ class FunctionRunner:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # Headers and body go out as separate writes; with Nagle's algorithm on, a
+            # keep-alive client's delayed ACK would stall every response by ~40 ms.
+            disable_nagle_algorithm = True
 
             def log_message(self, format: str, *args: Any) -> None:
                 sys.stderr.write("functions: " + (format % args) + "\n")
