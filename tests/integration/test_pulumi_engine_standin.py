@@ -704,3 +704,40 @@ def test_standin_rejects_argv_the_real_cli_would_reject(
     result = rig.run_cli(*argv, env={"PULUMI_BACKEND_URL": "https://api.pulumi.com"})
     assert result.returncode == 255
     assert expected in result.stderr
+
+
+@pytest.mark.standin
+def test_resources_come_from_stack_export_without_secrets(rig: Rig) -> None:
+    """`resources()` reads `pulumi stack export` (DeploymentV3 shape): custom resources with
+    their provider's region; secret values are dropped before they leave the engine, and the
+    cost estimate can price the stack."""
+    from branchenv.cost.estimate import estimate_stack, inventory_from_engine
+    from branchenv.cost.prices import load_prices
+
+    engine = rig.engine()
+    stack = stack_name()
+    do_up(rig, engine, stack, [])
+    items = engine.resources(stack=stack, program=rig.program)
+    assert rig.commands("stack", "export") == [
+        ["stack", "export", "--show-secrets", "--stack", stack]
+    ]
+    assert {i.type for i in items} == {
+        "aws:s3/bucketV2:BucketV2",
+        "aws:dynamodb/table:Table",
+        "aws:sqs/queue:Queue",
+        "aws:lambda/function:Function",
+    }
+    assert {i.region for i in items} == {"us-east-1"}
+    fn = next(i for i in items if i.type == "aws:lambda/function:Function")
+    assert fn.outputs["memorySize"] == 512
+    assert fn.outputs["environment"]["variables"]["API_TOKEN"] == "[redacted]"
+    assert "standin-env-secret" not in repr(items)
+    inventory = inventory_from_engine(
+        engine,
+        stack=stack,
+        program=rig.program,
+        metadata=make_metadata(stack),
+        default_region="us-east-1",
+    )
+    cost = estimate_stack(inventory, load_prices(), now=make_metadata(stack).created_at)
+    assert cost.inventory_available and cost.hourly > 0

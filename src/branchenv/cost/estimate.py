@@ -212,8 +212,9 @@ def inventory_from_engine(
 ) -> StackInventory:
     """The stack's resources from the engine's own state.
 
-    Engines without a ``resources(stack=, program=)`` listing (the ``pulumi`` engine today) give
-    an inventory marked unavailable, so the stack's cost shows as unknown rather than zero.
+    Both engines list resources (``inprocess`` from its state file, ``pulumi`` from ``pulumi
+    stack export``); an engine without a ``resources(stack=, program=)`` listing gives an
+    inventory marked unavailable, so the stack's cost shows as unknown rather than zero.
     """
     common: dict[str, Any] = {
         "stack": stack,

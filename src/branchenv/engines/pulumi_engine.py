@@ -728,6 +728,38 @@ class PulumiEngine:
         with self._errors("stack output", stack):
             return _mask_outputs(handle.outputs())
 
+    def resources(self, *, stack: str, program: Path) -> list[StateResource]:
+        """The stack's resources from ``pulumi stack export`` (for inventories and cost).
+
+        Automation always exports with ``--show-secrets``; secret values are dropped here, on
+        the spot, so they never leave this method."""
+        handle = self._stack(stack, program, None, create=False)
+        with self._errors("stack export", stack):
+            deployment = handle.export_stack().deployment or {}
+        raw = [r for r in deployment.get("resources", []) if isinstance(r, dict)]
+        regions: dict[str, str] = {}
+        for r in raw:
+            if str(r.get("type", "")).startswith("pulumi:providers:"):
+                state = {**(r.get("inputs") or {}), **(r.get("outputs") or {})}
+                regions[f"{r.get('urn')}::{r.get('id')}"] = str(state.get("region") or "")
+        items = []
+        for r in raw:
+            type_ = str(r.get("type", ""))
+            if not r.get("custom") or not _is_user_resource(type_):
+                continue
+            urn = str(r.get("urn", ""))
+            items.append(
+                StateResource(
+                    urn=urn,
+                    type=type_,
+                    name=urn.rsplit("::", 1)[-1],
+                    id=str(r.get("id") or ""),
+                    region=regions.get(str(r.get("provider") or ""), ""),
+                    outputs=_drop_secrets(r.get("outputs") or {}),
+                )
+            )
+        return items
+
     def list_stacks(self, *, program: Path) -> list[StackSummary]:
         """Every stack of the project with its tags and metadata (None when unmanaged)."""
         workspace = self._workspace(program, None)
@@ -838,6 +870,32 @@ def _counts(changes: Mapping[Any, int] | None) -> dict[str, int]:
 
 def _is_user_resource(type_: str) -> bool:
     return type_ != "pulumi:pulumi:Stack" and not type_.startswith("pulumi:providers:")
+
+
+@dataclass(frozen=True)
+class StateResource:
+    """One resource of an exported stack: what inventories need, secrets dropped."""
+
+    urn: str
+    type: str
+    name: str
+    id: str
+    region: str
+    outputs: dict[str, Any]
+
+
+_SECRET_SIG = "4dabf18193072939515e22adb298388d"
+
+
+def _drop_secrets(value: Any) -> Any:
+    """``value`` with every secret envelope replaced by ``[redacted]``."""
+    if isinstance(value, dict):
+        if _SECRET_SIG in value:
+            return REDACTED
+        return {k: _drop_secrets(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_drop_secrets(v) for v in value]
+    return value
 
 
 def _mask_outputs(outputs: Mapping[str, Any]) -> dict[str, Any]:
