@@ -197,3 +197,40 @@ def test_signal_during_tests_tears_down(
     assert f"interrupted by {signal.Signals(signum).name} during test" in stderr
     assert "teardown: destroyed" in stdout
     assert tagged(project, branch) == []
+
+
+PASSING_SUITE = """
+def test_reaches_the_stack(branchenv_outputs, branchenv_http):
+    assert branchenv_http.get(branchenv_outputs["endpoint"] + "/health").status_code == 200
+"""
+
+
+def test_test_runs_a_suite_against_an_existing_stack(project: Project, tmp_path: Path) -> None:
+    suite = tmp_path / "user_suite"
+    suite.mkdir()
+    (suite / "test_user.py").write_text(PASSING_SUITE)
+    missing = project.run("test", "--branch", "e2e/test-cmd", "--suite", str(suite))
+    assert missing.returncode == 1 and "branchenv up --branch e2e/test-cmd" in missing.stderr
+    project.run("up", "--branch", "e2e/test-cmd", check=True)
+    try:
+        proc = project.run(
+            "test",
+            "--branch",
+            "e2e/test-cmd",
+            "--suite",
+            str(suite),
+            "--report-dir",
+            str(tmp_path / "reports"),
+            "--json",
+        )
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        out = json.loads(proc.stdout)
+        assert out["status"] == "passed" and out["counts"]["passed"] == 1
+        assert junit_cases(tmp_path / "reports" / "junit.xml") == {
+            "test_reaches_the_stack": "passed"
+        }
+        summary = (tmp_path / "reports" / "summary.md").read_text()
+        assert "projected to expiry" in summary  # the stack's estimated cost
+        assert len(tagged(project, "e2e/test-cmd")) == 8  # `test` leaves the stack up
+    finally:
+        project.run("down", "--branch", "e2e/test-cmd", check=True)

@@ -507,6 +507,12 @@ def run_test(
             f"no stack {ctx.names.stack} for branch {ctx.branch.name}: create it with "
             f"`branchenv up --branch {ctx.branch.name}` (or use `branchenv ci`)"
         ) from None
+    if cost is None:
+        from branchenv.cost.estimate import stack_cost_for_context
+
+        estimate = stack_cost_for_context(ctx)
+        if estimate.inventory_available:
+            cost = cost_line(estimate)
     phases = Phases(say)
     run: SuiteRun | None = None
     ready_s: float | None = None
