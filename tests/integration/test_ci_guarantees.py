@@ -3,12 +3,14 @@ become Interrupted (or wait, or are only recorded during teardown) and reach the
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -135,12 +137,14 @@ def test_resolve_suite(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_signal_raises_interrupted_with_shell_exit_code(signum: int) -> None:
+    before = signal.getsignal(signum)
     with pytest.raises(Interrupted) as info, SignalGuard():
+        assert signal.getsignal(signum) != before  # the guard's own handler is in place
         os.kill(os.getpid(), signum)
         signal.sigtimedwait([], 0)  # let the handler run
         pytest.fail("the signal did not interrupt")
     assert info.value.exit_code == 128 + signum
-    assert signal.getsignal(signum) is not None  # handlers restored on exit
+    assert signal.getsignal(signum) == before  # the previous handler is restored on exit
 
 
 def test_deferred_signal_is_raised_after_the_block() -> None:
@@ -167,6 +171,46 @@ def test_shielded_guard_only_records_and_forwards_to_the_child() -> None:
     finally:
         child.kill()
         child.wait()
+
+
+def test_signals_reach_the_whole_test_process_group(tmp_path: Path) -> None:
+    """pytest runs in its own process group; a forwarded signal reaches its children too
+    (xdist workers, a test's subprocesses), not only pytest."""
+    marker = tmp_path / "grandchild.pid"
+    script = (
+        "import subprocess, sys, time, pathlib\n"
+        "g = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\n"
+        f"pathlib.Path({str(marker)!r}).write_text(str(g.pid))\n"
+        "time.sleep(60)\n"
+    )
+    child = subprocess.Popen([sys.executable, "-c", script], process_group=0)
+    try:
+        for _ in range(200):
+            if marker.exists() and marker.read_text():
+                break
+            time.sleep(0.05)
+        grandchild = int(marker.read_text())
+        with SignalGuard() as guard:
+            guard.child = child
+            guard.shield()
+            os.kill(os.getpid(), signal.SIGTERM)
+        assert child.wait(timeout=10) == -signal.SIGTERM
+        for _ in range(200):  # the grandchild got it too (it is not our child: poll /proc)
+            if not Path(f"/proc/{grandchild}").exists() or "Z" in _proc_state(grandchild):
+                break
+            time.sleep(0.05)
+        assert not Path(f"/proc/{grandchild}").exists() or "Z" in _proc_state(grandchild)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(child.pid, signal.SIGKILL)
+        child.wait()
+
+
+def _proc_state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0]
+    except OSError:
+        return "Z"
 
 
 def test_phases_record_durations_and_the_current_phase() -> None:

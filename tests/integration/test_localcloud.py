@@ -53,13 +53,15 @@ def test_binds_only_loopback(tmp_path: Path) -> None:
     cloud = LocalCloud(tmp_path)
     st = cloud.start()
     try:
-        with open("/proc/net/tcp") as fh:
-            rows = fh.read().splitlines()[1:]
         ports = {st.port, st.functions_port}
-        listening = [r.split() for r in rows if r.split()[3] == "0A"]  # 0A = LISTEN
-        ours = [r for r in listening if int(r[1].split(":")[1], 16) in ports]
+        ours = []
+        for table in ("/proc/net/tcp", "/proc/net/tcp6"):  # an IPv6 wildcard bind counts too
+            with open(table) as fh:
+                rows = fh.read().splitlines()[1:]
+            listening = [r.split() for r in rows if r.split()[3] == "0A"]  # 0A = LISTEN
+            ours += [r for r in listening if int(r[1].split(":")[1], 16) in ports]
         assert len(ours) == 2
-        assert all(r[1].split(":")[0] == "0100007F" for r in ours)  # 127.0.0.1
+        assert all(r[1].split(":")[0] == "0100007F" for r in ours)  # 127.0.0.1, nothing else
     finally:
         cloud.stop()
 
@@ -155,3 +157,26 @@ def test_cli_cloud_commands(tmp_path: Path) -> None:
     assert json.loads(stopped.stdout)["running"] is False
     assert _wait_gone(info["pid"])
     assert run("stop").returncode == 0
+
+
+def test_another_projects_local_cloud_is_never_taken_for_ours(tmp_path: Path) -> None:
+    """A pidfile naming a live local cloud of another project (a reused pid, a copied state
+    dir) is stale for us: start does not adopt it and stop does not kill it."""
+    theirs = LocalCloud(tmp_path / "theirs")
+    ours = LocalCloud(tmp_path / "ours")
+    other = theirs.start()
+    try:
+        ours.dir.mkdir(parents=True)
+        ours.pid_path.write_text(str(other.pid))
+        ours.info_path.write_text(theirs.info_path.read_text())
+        assert not ours.status().running
+        assert "stale" in (ours.stop().note or "")
+        assert theirs.status().running  # untouched by our stop
+        mine = ours.start()
+        try:
+            assert mine.running and mine.pid != other.pid and mine.port != other.port
+        finally:
+            ours.stop()
+        assert theirs.status().running
+    finally:
+        theirs.stop()

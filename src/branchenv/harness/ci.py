@@ -29,6 +29,7 @@ from branchenv.errors import (
     EXIT_OK,
     EXIT_USAGE,
     BranchenvError,
+    OperationFailed,
     SafetyRefusal,
     StackLocked,
     StackNotFound,
@@ -313,8 +314,16 @@ def _suite_status(run: SuiteRun | None, counts: TestCounts) -> tuple[str, int, s
     if run is None or run.exit_code is None:
         return "error", EXIT_FAILED, "the test suite did not run"
     code = run.exit_code
-    if code == PYTEST_OK and counts.failed == 0 and counts.errors == 0:
+    if code == PYTEST_OK and counts.ok:
         return "passed", EXIT_OK, None
+    if code == PYTEST_OK and counts.failed == 0 and counts.errors == 0:
+        # Everything skipped (or nothing reported): a gate that tested nothing is not green.
+        return (
+            "failed",
+            EXIT_FAILED,
+            f"no test passed ({counts.skipped} skipped): the suite tested nothing against the "
+            "stack; check why its tests skip",
+        )
     if code == PYTEST_TESTS_FAILED or counts.failed or counts.errors:
         return "failed", EXIT_FAILED, None
     if code == PYTEST_NO_TESTS:
@@ -496,6 +505,7 @@ def run_test(
     say = on_output or _stderr
     suite_path = resolve_suite(settings, suite)
     paths = ReportPaths.under(resolve_report_dir(settings, report_dir))
+    paths.clear()
     started = time.monotonic()
     ctx = provision.resolve(settings, branch=branch, target=None, engine=None, env=env)
     for note in ctx.notes:
@@ -583,6 +593,7 @@ def run_ci(
         parse_ttl(ttl)
     suite_path = resolve_suite(settings, suite)
     paths = ReportPaths.under(resolve_report_dir(settings, report_dir))
+    paths.clear()
     started = time.monotonic()
     phases = Phases(say)
     run: SuiteRun | None = None
@@ -607,7 +618,7 @@ def run_ci(
                 up_started = True
                 up = provision.up(ctx, ttl=ttl, profile=profile, on_output=say)
             outputs = dict(up.outputs)
-            estimate = _estimate_cost(ctx, up)
+            estimate = _estimate_cost(ctx, up, say)
             if estimate is not None:
                 cost = cost or cost_line(estimate)
                 say(f"cost: {cost}")
@@ -670,12 +681,36 @@ def run_ci(
     )
 
 
-def _estimate_cost(ctx: StackContext, up: UpOutcome) -> StackCost | None:
-    """The stack's estimated cost right after provisioning (None when not estimable)."""
+def _estimate_cost(ctx: StackContext, up: UpOutcome, say: Say) -> StackCost | None:
+    """The stack's estimated cost right after provisioning (None when not estimable).
+
+    Best effort when no budget is set (a failure is a note, never a failed run); with a budget
+    set, a cost that cannot be estimated is an error, since the gate could not be applied."""
     from branchenv.cost.estimate import stack_cost_for_context
 
-    estimate = stack_cost_for_context(ctx, metadata=up.metadata)
-    return estimate if estimate.inventory_available else None
+    budget = ctx.settings.max_hourly is not None or ctx.settings.max_total is not None
+    try:
+        estimate = stack_cost_for_context(ctx, metadata=up.metadata)
+    except Exception as exc:
+        if budget:
+            raise OperationFailed(
+                f"the budget gate needs the stack's cost but it could not be estimated: {exc}"
+            ) from exc
+        say(f"note: cost not estimated ({type(exc).__name__}: {exc})")
+        return None
+    if not estimate.inventory_available:
+        if budget:
+            raise OperationFailed(
+                f"the budget gate needs the stack's cost but its inventory is unavailable: "
+                f"{estimate.note}"
+            )
+        return None
+    if budget and estimate.unpriced_types:
+        say(
+            "warning: the budget gate checks a lower bound: unpriced types "
+            + ", ".join(estimate.unpriced_types)
+        )
+    return estimate
 
 
 def cost_line(estimate: StackCost) -> str:

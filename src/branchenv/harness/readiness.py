@@ -23,6 +23,7 @@ with its last error.
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -93,7 +94,7 @@ def wait_ready(
     checks: Sequence[Check],
     *,
     deadline_s: float = DEFAULT_DEADLINE_S,
-    max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+    max_attempts: int | None = None,
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
     on_progress: Callable[[str], None] | None = None,
@@ -136,6 +137,10 @@ def wait_ready(
                 say(f"ready: {check.name} ({ready_at[check.name]:.2f} s)")
         return [c.name for c in checks if c.name not in ready_at]
 
+    if max_attempts is None:
+        # Enough rounds to reach the deadline at the longest wait (2 s), with some to spare:
+        # the deadline, not a fixed count, decides how long a slow stack gets.
+        max_attempts = max(DEFAULT_MAX_ATTEMPTS, math.ceil(deadline_s / 2.0) + 10)
     retrying = Retrying(
         stop=stop_after_delay(deadline_s) | stop_after_attempt(max_attempts),
         wait=wait_exponential(multiplier=0.05, min=0.05, max=2.0),

@@ -16,6 +16,7 @@ Every signal received while a child process is registered (``guard.child``) is s
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import threading
 from collections.abc import Callable, Iterator
@@ -76,7 +77,13 @@ class SignalGuard:
         child = self.child
         if child is not None and child.poll() is None:
             with contextlib.suppress(OSError):
-                child.send_signal(signum)
+                # The child leads its own process group: signal all of it (xdist workers, a
+                # test's own subprocesses), as a terminal would; a child that is no group
+                # leader gets the signal itself.
+                if os.getpgid(child.pid) == child.pid:
+                    os.killpg(child.pid, signum)
+                else:
+                    child.send_signal(signum)
                 self.forwarded_to = child.pid
                 self._say(f"received {name}: forwarded to the test process {child.pid}")
         if self._shielded:

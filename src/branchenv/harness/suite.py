@@ -10,8 +10,11 @@ teardown before killing it.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -54,6 +57,19 @@ class ReportPaths:
             stack_file=report_dir / "stack.json",
             plugin_report=report_dir / "pytest-report.json",
         )
+
+    def clear(self) -> None:
+        """Remove the files an earlier run left, so a run that fails before its tests can never
+        report that run's results as its own."""
+        for path in (self.junit, self.summary, self.stack_file, self.plugin_report):
+            path.unlink(missing_ok=True)
+
+
+def _signal_group(proc: subprocess.Popen[str], signum: int) -> None:
+    """Signal pytest's whole process group (its xdist workers and any subprocess of a test),
+    not only pytest itself."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signum)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -133,11 +149,16 @@ def run_suite(
         if exit_code is None:  # stopped by a signal or an error on our side
             forwarded = guard is not None and guard.forwarded_to == proc.pid
             if not forwarded and proc.poll() is None:
-                proc.terminate()
+                _signal_group(proc, signal.SIGTERM)
             try:
-                exit_code = proc.wait(timeout=CHILD_GRACE_S)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+                # Keep draining its output: a child blocked on a full pipe never exits, and its
+                # interrupted summary belongs in the CI log.
+                rest, _ = proc.communicate(timeout=CHILD_GRACE_S)
+                for line in (rest or "").splitlines():
+                    say(line)
+                exit_code = proc.returncode
+            except (subprocess.TimeoutExpired, ValueError, OSError):
+                _signal_group(proc, signal.SIGKILL)
                 exit_code = proc.wait()
         if proc.stdout is not None:
             proc.stdout.close()

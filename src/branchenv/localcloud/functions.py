@@ -487,10 +487,18 @@ class FunctionRunner:
         self, spec: FunctionSpec, event: dict[str, Any]
     ) -> tuple[int, dict[str, str], bytes]:
         pool = self._pool(spec)
-        worker = pool.acquire()
+        try:
+            worker = pool.acquire()
+        except queue.Empty:
+            # Every worker of this function is busy past its timeout: throttled, as Lambda would.
+            return _json(429, {"message": "Too Many Requests"})
         request_id = uuid.uuid4().hex
         started = time.monotonic()
-        reply = worker.invoke(event, request_id)
+        try:
+            reply = worker.invoke(event, request_id)
+        except (ValueError, OSError) as exc:  # a garbled reply or a broken pipe: runtime is gone
+            sys.stderr.write(f"functions: {spec.name} runtime failed: {exc}\n")
+            reply = None
         elapsed_ms = (time.monotonic() - started) * 1000
         if reply is None:
             pool.discard(worker)
@@ -518,6 +526,7 @@ class FunctionRunner:
                         zf.extractall(code_dir)
                 pool = _Pool(spec, code_dir, self.endpoint_url)
                 self._pools[key] = pool
+                self._retire_deleted_functions()
         # A change of environment or settings must also retire warm workers.
         if pool.spec != spec:
             with self._pools_lock:
@@ -525,6 +534,16 @@ class FunctionRunner:
             pool.close()
             return self._pool_fresh(spec)
         return pool
+
+    def _retire_deleted_functions(self) -> None:
+        """Close the warm workers of functions no longer in the local cloud (their stack was
+        destroyed), so a long-lived local cloud does not accumulate idle runtimes. Called with
+        the pools lock held, when a new pool starts."""
+        for key in list(self._pools):
+            try:
+                lookup_function(key[0])
+            except RunnerError:
+                self._pools.pop(key).close()
 
     def _pool_fresh(self, spec: FunctionSpec) -> _Pool:
         code_dir = self.work_dir / f"{spec.name}-{spec.code_sha[:12]}"

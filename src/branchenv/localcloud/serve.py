@@ -28,6 +28,16 @@ def main(argv: list[str] | None = None) -> int:
 
     from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 
+    # Handlers first: a `stop` that lands while the servers start still shuts them down.
+    stop = threading.Event()
+
+    def _on_signal(signum: int, _frame: object) -> None:
+        print(f"local cloud: signal {signum}, stopping", flush=True)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+
     from branchenv.localcloud.functions import FunctionRunner
 
     moto_server = ThreadedMotoServer(ip_address=LOOPBACK, port=args.port, verbose=False)
@@ -53,14 +63,6 @@ def main(argv: list[str] | None = None) -> int:
     tmp.replace(state_dir / "server.json")
     print(f"local cloud: moto on {endpoint_url}, functions on {runner.url}", flush=True)
 
-    stop = threading.Event()
-
-    def _on_signal(signum: int, _frame: object) -> None:
-        print(f"local cloud: signal {signum}, stopping", flush=True)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, _on_signal)
-    signal.signal(signal.SIGINT, _on_signal)
     stop.wait()
     runner.stop()
     moto_server.stop()

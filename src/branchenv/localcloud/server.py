@@ -76,12 +76,16 @@ def _pid_alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[-1].split()[0] != "Z"
 
 
-def _is_our_server(pid: int) -> bool:
+def _is_our_server(pid: int, state_dir: Path | None = None) -> bool:
+    """True when ``pid`` is a local cloud process (of ``state_dir``, when given: a reused pid
+    running another project's local cloud is not ours to stop)."""
     try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        args = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
     except OSError:
         return _pid_alive(pid)  # no /proc: trust the pid
-    return _CMD_MARKER in cmdline
+    if _CMD_MARKER not in args:
+        return False
+    return state_dir is None or str(state_dir) in args
 
 
 def _answers(url: str, timeout: float = 1.0) -> bool:
@@ -152,7 +156,7 @@ class LocalCloud:
         info = self._read_info()
         running = (
             pid is not None
-            and _is_our_server(pid)
+            and _is_our_server(pid, self.dir)
             and info.get("pid") == pid
             and _answers(f"{info.get('endpoint_url')}/moto-api/")
         )
@@ -180,7 +184,7 @@ class LocalCloud:
                 return dataclasses.replace(current, note="already running")
             stale_note = current.note
             old_pid = self._read_pid()
-            if old_pid is not None and _pid_alive(old_pid) and _is_our_server(old_pid):
+            if old_pid is not None and _pid_alive(old_pid) and _is_our_server(old_pid, self.dir):
                 # Ours but not answering: a wedged server. Stop it before starting anew.
                 self._terminate(old_pid)
             self._clear()
@@ -269,7 +273,7 @@ class LocalCloud:
         with self._locked():
             pid = self._read_pid()
             note = "not running"
-            if pid is not None and _pid_alive(pid) and _is_our_server(pid):
+            if pid is not None and _pid_alive(pid) and _is_our_server(pid, self.dir):
                 self._terminate(pid)
                 note = f"stopped pid {pid}"
             elif pid is not None:
