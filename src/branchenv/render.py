@@ -48,6 +48,30 @@ STACK_TEMPLATE = "stacks/Pulumi.k8s.yaml"
 _TOKEN = re.compile(r"kubernetes:(?P<group>[A-Za-z0-9.-]+)/(?P<version>[A-Za-z0-9]+):(?P<kind>\w+)")
 _RENDERED_FILE = re.compile(r"\d{2,}-[A-Za-z0-9_.-]+\.yaml")
 _NOT_FILE_CHAR = re.compile(r"[^A-Za-z0-9_.-]+")
+RENDER_MARKER = ".branchenv-rendered"
+"""Written into the output directory: the files the last render wrote (and may replace)."""
+
+
+def _clear_previous_render(out_dir: Path) -> None:
+    """Remove what an earlier render wrote here (listed in its marker), and nothing else. A
+    directory holding manifests that no render of ours wrote is refused: they are someone's."""
+    marker = out_dir / RENDER_MARKER
+    if marker.is_file():
+        for name in marker.read_text(encoding="utf-8").split():
+            if _RENDERED_FILE.fullmatch(name):
+                (out_dir / name).unlink(missing_ok=True)
+        marker.unlink()
+    elif out_dir.is_dir():
+        foreign = sorted(p.name for p in out_dir.iterdir() if _RENDERED_FILE.fullmatch(p.name))
+        if foreign:
+            raise UsageError(
+                f"{out_dir} already holds manifests branchenv did not render "
+                f"({', '.join(foreign[:3])}{', ...' if len(foreign) > 3 else ''}); pass an "
+                "empty or new `--out DIR`, nothing was written"
+            )
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+
 _PROVIDER_PREFIX = "pulumi:providers:"
 _LABEL_MAPS = frozenset({"labels", "matchLabels"})
 
@@ -418,10 +442,7 @@ def render(
     manifests.sort(key=_apply_order)
     width = max(2, len(str(len(manifests))))
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for stale in out_dir.iterdir():
-        if stale.is_file() and _RENDERED_FILE.fullmatch(stale.name):
-            stale.unlink()
+    _clear_previous_render(out_dir)
     objects: list[RenderedObject] = []
     errors: list[ValidationIssue] = []
     for index, (type_token, manifest) in enumerate(manifests, start=1):
@@ -444,6 +465,9 @@ def render(
         )
         for where, message in validate_manifest(manifest, version):
             errors.append(ValidationIssue(path, f"{kind}/{name}", where, message))
+    (out_dir / RENDER_MARKER).write_text(
+        "".join(f"{o.file.name}\n" for o in objects), encoding="utf-8"
+    )
     return RenderResult(
         stack=names.stack,
         branch=branch,

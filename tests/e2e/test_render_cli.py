@@ -52,7 +52,7 @@ def test_render_json_lists_files_and_no_errors(project: Path, tmp_path: Path) ->
     assert doc["k8s_version"] == "1.30"
     assert doc["stack"].startswith("feature-x-")
     assert len(doc["files"]) == 10
-    assert sorted(str(p) for p in out.iterdir()) == sorted(doc["files"])
+    assert sorted(str(p) for p in out.glob("*.yaml")) == sorted(doc["files"])
     assert {o["kind"] for o in doc["objects"]} >= {"Namespace", "Deployment", "NetworkPolicy"}
     assert doc["outputs"]["ingress_url"] == f"http://{doc['stack']}.branches.example.com"
     namespace = yaml.safe_load(Path(doc["files"][0]).read_text(encoding="utf-8"))

@@ -34,7 +34,7 @@ def test_awkward_branches_render_valid_manifests(branch: str, tmp_path: Path) ->
     assert result.errors == (), [str(e) for e in result.errors]
     assert result.k8s_version == DEFAULT_K8S_VERSION
     assert len(result.files) == 10
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(
+    assert sorted(p.name for p in (tmp_path / "out").glob("*.yaml")) == sorted(
         p.name for p in result.files
     )
     prefix = names_for(branch).prefix
@@ -117,16 +117,30 @@ def test_non_kubernetes_types_are_refused_before_writing(tmp_path: Path) -> None
     assert not (tmp_path / "out").exists()
 
 
-def test_rerender_replaces_earlier_manifests_only(tmp_path: Path) -> None:
+def test_rerender_replaces_its_own_earlier_manifests_only(tmp_path: Path) -> None:
     out = tmp_path / "out"
-    out.mkdir()
-    (out / "99-configmap-stale.yaml").write_text("stale\n")
+    first = render(PROGRAM, branch="feature/x", out_dir=out, profile="ephemeral")
     (out / "README.md").write_text("mine\n")
+    stale = out / "99-configmap-stale.yaml"  # as if an earlier render had written it
+    stale.write_text("stale\n")
+    marker = out / ".branchenv-rendered"
+    marker.write_text(marker.read_text() + stale.name + "\n")
     result = render(PROGRAM, branch="feature/x", out_dir=out, profile="prodlike")
-    assert not (out / "99-configmap-stale.yaml").exists()
+    assert not stale.exists()
     assert (out / "README.md").read_text() == "mine\n"
-    assert result.outputs["profile"] == "prodlike"
-    assert result.errors == ()
+    assert result.outputs["profile"] == "prodlike" and result.errors == ()
+    assert {o.file.name for o in result.objects} == {o.file.name for o in first.objects}
+
+
+def test_manifests_branchenv_did_not_write_are_never_replaced(tmp_path: Path) -> None:
+    out = tmp_path / "k8s"
+    out.mkdir()
+    hand_written = out / "10-deployment-api.yaml"
+    hand_written.write_text("kind: Deployment\n")
+    with pytest.raises(UsageError, match="did not render"):
+        render(PROGRAM, branch="feature/x", out_dir=out)
+    assert sorted(p.name for p in out.iterdir()) == ["10-deployment-api.yaml"]
+    assert hand_written.read_text() == "kind: Deployment\n"
 
 
 @pytest.mark.parametrize("version", ["1.99", "latest", "1"])

@@ -184,3 +184,16 @@ def test_cost_explorer_pages_sum_per_stack() -> None:
     assert sums.by_stack == {"a": Decimal("0.1200000001"), "b": Decimal("3")}
     assert sums.untagged == Decimal("5")
     assert sums.estimated and sums.pages == 2
+
+
+def test_a_stack_without_cost_explorer_figures_is_na_not_zero() -> None:
+    costs = [cost("a", hourly="0.01"), cost("b", hourly="0.02")]
+    report = build_report(costs, by="stack", actuals={"a": Decimal("1.50")})
+    rows = {r.key: r for r in report.rows}
+    assert rows["a"].actual == Decimal("1.50")
+    assert rows["b"].actual is None  # unknown, not $0
+    assert report.totals.actual == Decimal("1.50")
+    assert any("no Cost Explorer figures for b" in n for n in report.notes)
+    assert "n/a" in [cell for row in table_rows(report) for cell in row]
+    nothing = build_report(costs, by="stack", actuals={})
+    assert nothing.totals.actual is None

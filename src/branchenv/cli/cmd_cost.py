@@ -41,7 +41,9 @@ def _settings(engine: str | None, max_hourly: str | None, max_total: str | None)
     )
 
 
-def _actuals(settings: Settings, target: str | None, costs: list[StackCost]) -> dict[str, Decimal]:
+def _actuals(
+    settings: Settings, target: str | None, costs: list[StackCost]
+) -> tuple[dict[str, Decimal], tuple[str, ...]]:
     from branchenv.cost.actual import fetch_actuals
     from branchenv.targets import Target, check_target_name
 
@@ -63,7 +65,8 @@ def _actuals(settings: Settings, target: str | None, costs: list[StackCost]) -> 
     )
     if result.note:
         render.status(f"note: {result.note}")
-    return dict(result.by_stack)
+    # What Cost Explorer said (tag activation, ...) goes into the report's notes too.
+    return dict(result.by_stack), ((result.note,) if result.note else ())
 
 
 @cost_app.callback()
@@ -122,8 +125,8 @@ def cost(
         info = detect_branch(branch, env=os.environ, cwd=settings.project_dir)
         stacks, branches = [names_for(info.name).stack], [info.name]
     costs = collect_stack_costs(settings, engines=engines, stacks=stacks, branches=branches)
-    actuals = _actuals(settings, target, costs) if actual else None
-    report = build_report(costs, by=by, actuals=actuals)
+    actuals, notes = _actuals(settings, target, costs) if actual else (None, ())
+    report = build_report(costs, by=by, actuals=actuals, notes=notes)
     if fmt == "table":
         render.table(
             f"cost of {len(costs)} stack(s) by {by} (USD)", columns(report), table_rows(report)

@@ -62,7 +62,9 @@ def _combine(
     zero = Decimal(0)
     actual: Decimal | None = None
     if actuals is not None:
-        actual = sum((actuals.get(c.stack, zero) for c in costs), zero)
+        known = [actuals[c.stack] for c in costs if c.stack in actuals]
+        # No figure is not a zero: Cost Explorer may simply not have the tag yet.
+        actual = sum(known, zero) if known else None
     return ReportRow(
         key=key,
         stacks=len(costs),
@@ -98,6 +100,14 @@ def build_report(
     for cost in costs:
         if cost.note and not cost.inventory_available:
             all_notes.append(f"{cost.stack}: {cost.note}")
+    if actuals is not None:
+        missing = sorted(c.stack for c in costs if c.stack not in actuals)
+        if missing:
+            all_notes.append(
+                "no Cost Explorer figures for "
+                + ", ".join(missing)
+                + " (shown as n/a, not zero: cost-allocation tags take up to ~24 h to appear)"
+            )
     return CostReport(
         by=by,
         rows=tuple(rows),
@@ -129,7 +139,7 @@ def cells(report: CostReport, row: ReportRow) -> list[str]:
         money(row.projected_to_expiry),
     ]
     if report.totals.actual is not None:
-        out.append(money(row.actual) if row.actual is not None else "")
+        out.append(money(row.actual) if row.actual is not None else "n/a")
     extra = list(row.unpriced_types)
     if row.unavailable:
         extra.append(f"{row.unavailable} stack(s) without inventory")
