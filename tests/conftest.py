@@ -9,6 +9,14 @@ from pathlib import Path
 
 import pytest
 
+# The programs run on the Pulumi mock runtime in a worker thread, and they import branchenv
+# modules. branchenv is a pytest plugin, so pytest rewrites its modules on first import, and
+# CPython 3.11's ast.parse can fail in that thread ("AST constructor recursion depth
+# mismatch"). Importing them here, in the main thread, keeps that first import out of it.
+import branchenv.k8s_names
+import branchenv.metadata
+import branchenv.naming  # noqa: F401
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 

@@ -7,6 +7,7 @@ cloud (a moto server on loopback plus the local function runner), started by bra
 from __future__ import annotations
 
 import dataclasses
+import threading
 from typing import TYPE_CHECKING, Any
 
 from branchenv.errors import UsageError
@@ -15,6 +16,9 @@ if TYPE_CHECKING:
     import boto3
 
 TARGET_NAMES = ("local", "aws")
+
+_SESSIONS: dict[Target, boto3.Session] = {}
+_SESSIONS_LOCK = threading.RLock()
 
 # Dummy credentials for the local cloud; moto accepts any. Never real keys.
 LOCAL_ACCESS_KEY = "branchenv-local"
@@ -53,7 +57,17 @@ class Target:
         return self.name == "local"
 
     def session(self) -> boto3.Session:
-        """A boto3 session bound to this target (dummy credentials on the local cloud)."""
+        """A boto3 session bound to this target (dummy credentials on the local cloud).
+
+        One session per target is shared (creating one, and its first clients, costs tens of
+        milliseconds: a sweep making a client per thread spent most of its time there)."""
+        with _SESSIONS_LOCK:
+            cached = _SESSIONS.get(self)
+            if cached is None:
+                cached = _SESSIONS[self] = self._new_session()
+            return cached
+
+    def _new_session(self) -> boto3.Session:
         import boto3
 
         if self.is_local:
@@ -68,11 +82,18 @@ class Target:
         """A boto3 client for ``service`` on this target (the local cloud over HTTP if local)."""
         from botocore.config import Config
 
-        cfg = Config(retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=5)
+        cfg = Config(
+            retries={"max_attempts": 3, "mode": "standard"},
+            connect_timeout=5,
+            max_pool_connections=32,  # clients are thread-safe and shared by worker threads
+        )
         session: Any = self.session()
-        if self.is_local:
-            return session.client(service, endpoint_url=self.local_endpoint(), config=cfg)
-        return session.client(service, config=cfg)
+        endpoint = self.local_endpoint() if self.is_local else None
+        # boto3 sessions are not thread-safe; clients are. Create under the lock, use freely.
+        with _SESSIONS_LOCK:
+            if endpoint:
+                return session.client(service, endpoint_url=endpoint, config=cfg)
+            return session.client(service, config=cfg)
 
     def local_endpoint(self) -> str:
         """The local cloud's URL, checked to be on loopback: a local target must never reach

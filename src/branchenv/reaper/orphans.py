@@ -365,18 +365,17 @@ class SweepOutcome:
 
 
 def clients_for(target: Target) -> ClientFactory:
-    """A client factory for ``target``: one client per (thread, service, region)."""
-    local = threading.local()
+    """A client factory for ``target``: one client per (service, region), shared by the
+    sweep's threads (boto3 clients are thread-safe; creating them is what costs)."""
+    cache: dict[tuple[str, str], Any] = {}
+    lock = threading.Lock()
 
     def factory(service: str, region: str) -> Any:
-        cache: dict[tuple[str, str], Any] | None = getattr(local, "cache", None)
-        if cache is None:
-            cache = {}
-            local.cache = cache
         key = (service, region or target.region)
-        if key not in cache:
-            cache[key] = dataclasses.replace(target, region=key[1]).client(service)
-        return cache[key]
+        with lock:
+            if key not in cache:
+                cache[key] = dataclasses.replace(target, region=key[1]).client(service)
+            return cache[key]
 
     return factory
 
