@@ -262,3 +262,17 @@ def test_price_list_fetcher_follows_every_page() -> None:
     assert client.requests == [
         {"ServiceCode": "AWSLambda", "Filters": filters, "FormatVersion": "aws_v1"}
     ]
+
+
+def test_several_products_with_different_prices_are_ambiguous_never_the_cheapest() -> None:
+    from branchenv.cost.prices import AmbiguousPrice
+
+    query = PriceListQuery("AmazonS3", {}, "GB-Mo", "TimedStorage-ByteHrs")
+    standard = item("USE1-TimedStorage-ByteHrs", [("GB-Mo", "0", "Inf", "0.023")])
+    glacier = item("USE1-TimedStorage-GlacierByteHrs", [("GB-Mo", "0", "Inf", "0.004")])
+    other = item("USE1-X-TimedStorage-ByteHrs", [("GB-Mo", "0", "Inf", "0.0125")])
+    assert price_from_items([standard, glacier], query) == Decimal("0.023")  # suffix filters
+    with pytest.raises(AmbiguousPrice, match="2 products match"):
+        price_from_items([standard, other], query)
+    same = item("USE1-Y-TimedStorage-ByteHrs", [("GB-Mo", "0", "Inf", "0.023")])
+    assert price_from_items([standard, same], query) == Decimal("0.023")

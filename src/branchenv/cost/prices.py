@@ -333,10 +333,12 @@ def price_from_items(items: Iterable[str], query: PriceListQuery) -> Decimal | N
     ``beginRange`` with a price above zero) is taken, since free tiers are ignored throughout.
     None when nothing matches.
     """
-    candidates: list[tuple[Decimal, Decimal]] = []
+    per_product: dict[str, Decimal] = {}
     for raw in items:
         doc = json.loads(raw) if isinstance(raw, str) else raw
         attrs = doc.get("product", {}).get("attributes", {})
+        sku = str(doc.get("product", {}).get("sku") or len(per_product))
+        candidates: list[tuple[Decimal, Decimal]] = []
         if query.usagetype_suffix and not str(attrs.get("usagetype", "")).endswith(
             query.usagetype_suffix
         ):
@@ -353,9 +355,23 @@ def price_from_items(items: Iterable[str], query: PriceListQuery) -> Decimal | N
                     continue
                 begin = Decimal(str(dim.get("beginRange", "0")))
                 candidates.append((begin, price))
-    if not candidates:
+        if candidates:
+            per_product[sku] = min(candidates)[1]  # this product's first paid tier
+    distinct = set(per_product.values())
+    if not distinct:
         return None
-    return min(candidates)[1]
+    if len(distinct) > 1:
+        # Several products matched the query with different prices: taking any one (the
+        # cheapest, say) would misprice silently. The query needs a narrower filter.
+        raise AmbiguousPrice(
+            f"{len(per_product)} products match with different prices "
+            f"({', '.join(sorted(plain(p) for p in distinct))}); narrow the price_list filters"
+        )
+    return distinct.pop()
+
+
+class AmbiguousPrice(ValueError):
+    """The Price List API answered a query with several differently priced products."""
 
 
 def refresh_prices(
@@ -387,7 +403,11 @@ def refresh_prices(
                     {"Type": "TERM_MATCH", "Field": k, "Value": v} for k, v in q.filters.items()
                 ]
                 filters.append({"Type": "TERM_MATCH", "Field": "regionCode", "Value": region})
-                price = price_from_items(fetch(q.service_code, filters), q)
+                try:
+                    price = price_from_items(fetch(q.service_code, filters), q)
+                except AmbiguousPrice as exc:
+                    problems.append(f"{label}: {exc}; kept the old price")
+                    continue
                 if price is None:
                     problems.append(f"{label}: no on-demand price in {q.unit} found")
                     continue
