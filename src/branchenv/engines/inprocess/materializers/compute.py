@@ -446,13 +446,9 @@ class _ApiChild(Materializer):
             return None
         return existing.id if self.exists(ctx, id=existing.id, outputs=existing.outputs) else None
 
-
-@register
-class HttpApiIntegration(_ApiChild):
-    """aws.apigatewayv2.Integration: how a route reaches its backend (a Lambda proxy)."""
-
-    type_token = "aws:apigatewayv2/integration:Integration"
-    kind = "integration"
+    def arguments(self, inputs: dict[str, Any]) -> dict[str, Any]:
+        """The create/update call's arguments (besides the API id) from the inputs."""
+        raise NotImplementedError
 
     def apply(
         self,
@@ -462,8 +458,28 @@ class HttpApiIntegration(_ApiChild):
         tags: dict[str, str],
         existing: Applied | None,
     ) -> Applied:
+        """Update the child the state knows (when it still exists), else create it."""
         apigw = ctx.client("apigatewayv2")
         api_id = inputs["apiId"]
+        args = self.arguments(inputs)
+        id_arg = self._id_arg()
+        reuse = self._reuse(ctx, existing, api_id)
+        if reuse:
+            result = getattr(apigw, f"update_{self.kind}")(ApiId=api_id, **{id_arg: reuse}, **args)
+        else:
+            result = getattr(apigw, f"create_{self.kind}")(ApiId=api_id, **args)
+        child_id = str(result[id_arg])
+        return Applied(id=child_id, outputs={**inputs, "id": child_id})
+
+
+@register
+class HttpApiIntegration(_ApiChild):
+    """aws.apigatewayv2.Integration: how a route reaches its backend (a Lambda proxy)."""
+
+    type_token = "aws:apigatewayv2/integration:Integration"
+    kind = "integration"
+
+    def arguments(self, inputs: dict[str, Any]) -> dict[str, Any]:
         args: dict[str, Any] = {
             "IntegrationType": inputs["integrationType"],
             "IntegrationUri": inputs.get("integrationUri"),
@@ -473,13 +489,7 @@ class HttpApiIntegration(_ApiChild):
             args["IntegrationMethod"] = inputs["integrationMethod"]
         if inputs.get("timeoutMilliseconds"):
             args["TimeoutInMillis"] = as_int(inputs["timeoutMilliseconds"])
-        reuse = self._reuse(ctx, existing, api_id)
-        if reuse:
-            result = apigw.update_integration(ApiId=api_id, IntegrationId=reuse, **args)
-        else:
-            result = apigw.create_integration(ApiId=api_id, **args)
-        iid = result["IntegrationId"]
-        return Applied(id=iid, outputs={**inputs, "id": iid})
+        return args
 
 
 @register
@@ -489,26 +499,11 @@ class HttpApiRoute(_ApiChild):
     type_token = "aws:apigatewayv2/route:Route"
     kind = "route"
 
-    def apply(
-        self,
-        ctx: Context,
-        *,
-        inputs: dict[str, Any],
-        tags: dict[str, str],
-        existing: Applied | None,
-    ) -> Applied:
-        apigw = ctx.client("apigatewayv2")
-        api_id = inputs["apiId"]
+    def arguments(self, inputs: dict[str, Any]) -> dict[str, Any]:
         args: dict[str, Any] = {"RouteKey": inputs["routeKey"]}
         if inputs.get("target"):
             args["Target"] = inputs["target"]
-        reuse = self._reuse(ctx, existing, api_id)
-        if reuse:
-            result = apigw.update_route(ApiId=api_id, RouteId=reuse, **args)
-        else:
-            result = apigw.create_route(ApiId=api_id, **args)
-        rid = result["RouteId"]
-        return Applied(id=rid, outputs={**inputs, "id": rid})
+        return args
 
 
 @register
