@@ -107,6 +107,17 @@ def ignore_missing(codes: tuple[str, ...]) -> Callable[[Callable[[], Any]], None
     return run
 
 
+def answers(call: Callable[[], Any]) -> bool:
+    """Whether a describe/get call succeeds: the resource exists (any AWS error: it does not)."""
+    from botocore.exceptions import ClientError
+
+    try:
+        call()
+    except ClientError:
+        return False
+    return True
+
+
 def aws_tags_list(tags: dict[str, str]) -> list[dict[str, str]]:
     return [{"Key": k, "Value": v} for k, v in sorted(tags.items())]
 

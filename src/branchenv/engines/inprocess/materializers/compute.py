@@ -15,6 +15,7 @@ from branchenv.engines.inprocess.materializers.base import (
     Applied,
     Context,
     Materializer,
+    answers,
     as_int,
     aws_tags_list,
     error_code,
@@ -87,13 +88,7 @@ class IAMRole(Materializer):
                 raise
 
     def exists(self, ctx: Context, *, id: str, outputs: dict[str, Any]) -> bool:
-        from botocore.exceptions import ClientError
-
-        try:
-            ctx.client("iam").get_role(RoleName=id)
-        except ClientError:
-            return False
-        return True
+        return answers(lambda: ctx.client("iam").get_role(RoleName=id))
 
 
 @register
@@ -293,13 +288,7 @@ class LambdaFunction(Materializer):
         )
 
     def exists(self, ctx: Context, *, id: str, outputs: dict[str, Any]) -> bool:
-        from botocore.exceptions import ClientError
-
-        try:
-            ctx.client("lambda").get_function(FunctionName=id)
-        except ClientError:
-            return False
-        return True
+        return answers(lambda: ctx.client("lambda").get_function(FunctionName=id))
 
 
 @register
@@ -398,13 +387,7 @@ class HttpApi(Materializer):
         )
 
     def exists(self, ctx: Context, *, id: str, outputs: dict[str, Any]) -> bool:
-        from botocore.exceptions import ClientError
-
-        try:
-            ctx.client("apigatewayv2").get_api(ApiId=id)
-        except ClientError:
-            return False
-        return True
+        return answers(lambda: ctx.client("apigatewayv2").get_api(ApiId=id))
 
 
 def _api_arn(ctx: Context, api_id: str) -> str:
@@ -425,13 +408,7 @@ class _ApiChild(Materializer):
         return {"integration": "IntegrationId", "route": "RouteId", "stage": "StageName"}[self.kind]
 
     def exists(self, ctx: Context, *, id: str, outputs: dict[str, Any]) -> bool:
-        from botocore.exceptions import ClientError
-
-        try:
-            self._get(ctx.client("apigatewayv2"), outputs["apiId"], id)
-        except ClientError:
-            return False
-        return True
+        return answers(lambda: self._get(ctx.client("apigatewayv2"), outputs["apiId"], id))
 
     def delete(self, ctx: Context, *, id: str, outputs: dict[str, Any]) -> None:
         apigw = ctx.client("apigatewayv2")

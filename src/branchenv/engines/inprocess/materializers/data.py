@@ -9,6 +9,7 @@ from branchenv.engines.inprocess.materializers.base import (
     Applied,
     Context,
     Materializer,
+    answers,
     as_int,
     aws_tags_list,
     error_code,
@@ -175,13 +176,9 @@ class SQSQueue(Materializer):
         )
 
     def exists(self, ctx: Context, *, id: str, outputs: dict[str, Any]) -> bool:
-        from botocore.exceptions import ClientError
-
-        try:
-            ctx.client("sqs").get_queue_attributes(QueueUrl=id, AttributeNames=["QueueArn"])
-        except ClientError:
-            return False
-        return True
+        return answers(
+            lambda: ctx.client("sqs").get_queue_attributes(QueueUrl=id, AttributeNames=["QueueArn"])
+        )
 
 
 _S3_MISSING = ("NoSuchBucket", "404", "NotFound")
@@ -243,13 +240,7 @@ class S3Bucket(Materializer):
                 raise
 
     def exists(self, ctx: Context, *, id: str, outputs: dict[str, Any]) -> bool:
-        from botocore.exceptions import ClientError
-
-        try:
-            ctx.client("s3").head_bucket(Bucket=id)
-        except ClientError:
-            return False
-        return True
+        return answers(lambda: ctx.client("s3").head_bucket(Bucket=id))
 
 
 def empty_bucket(s3: Any, bucket: str) -> int:
