@@ -30,6 +30,15 @@ EXIT_USAGE = 2
 EXIT_REFUSED = 3
 
 
+def one_line(exc: BaseException, *, limit: int | None = None) -> str:
+    """``Type: first line of the message`` (cut to ``limit`` characters): how an underlying
+    error is quoted inside one of ours, never with its traceback."""
+    lines = str(exc).strip().splitlines()
+    if not lines:
+        return type(exc).__name__
+    return f"{type(exc).__name__}: {lines[0][:limit]}"
+
+
 class BranchenvError(Exception):
     """Base of every error branchenv reports to a user."""
 

@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from branchenv.errors import OperationFailed
+from branchenv.errors import OperationFailed, one_line
 
 if TYPE_CHECKING:
     from branchenv.targets import Target
@@ -85,11 +85,6 @@ class NotReady(OperationFailed):
         )
 
 
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0][:200]}" if text else type(exc).__name__
-
-
 def wait_ready(
     checks: Sequence[Check],
     *,
@@ -130,7 +125,7 @@ def wait_ready(
             try:
                 check.probe()
             except Exception as exc:  # any failure of a probe means "not ready yet"
-                errors[check.name] = _one_line(exc)
+                errors[check.name] = one_line(exc, limit=200)
             else:
                 ready_at[check.name] = clock() - started
                 errors[check.name] = None

@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from branchenv.errors import EngineError, StackLocked, StackNotFound
+from branchenv.errors import EngineError, StackLocked, StackNotFound, one_line
 
 if TYPE_CHECKING:
     from branchenv.engines.base import Engine, OutputSink
@@ -151,12 +151,7 @@ def _botocore_transient(exc: BaseException) -> bool:
 
 def _outcome_text(outcome: object) -> str:
     exc = getattr(outcome, "exception", lambda: None)()
-    return _one_line(exc) if isinstance(exc, BaseException) else "unknown error"
-
-
-def _one_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {lines[0] if lines else ''}"
+    return one_line(exc) if isinstance(exc, BaseException) else "unknown error"
 
 
 def destroy_one(
@@ -240,8 +235,8 @@ def destroy_one(
         say(f"[{job.stack}] already gone")
         return outcome(Status.ALREADY_GONE)
     except Exception as exc:
-        say(f"[{job.stack}] failed after {attempts} attempt(s): {_one_line(exc)}")
-        return outcome(Status.FAILED, error=_one_line(exc))
+        say(f"[{job.stack}] failed after {attempts} attempt(s): {one_line(exc)}")
+        return outcome(Status.FAILED, error=one_line(exc))
     say(f"[{job.stack}] destroyed: {deleted} resource(s) deleted")
     return outcome(Status.DESTROYED, deleted=deleted)
 

@@ -36,6 +36,7 @@ from branchenv.errors import (
     SafetyRefusal,
     StackNotFound,
     UnsupportedResource,
+    one_line,
 )
 
 if TYPE_CHECKING:
@@ -341,7 +342,7 @@ class InProcessEngine:
             if isinstance(cause, BranchenvError):
                 raise cause from exc
             raise EngineError(
-                f"up failed for stack {stack!r}: {_one_line(cause)}; the resources created so far "
+                f"up failed for stack {stack!r}: {one_line(cause)}; the resources created so far "
                 "are recorded, run `branchenv down` to remove them or fix and re-run `up`"
             ) from cause
         # Whatever the old state held that the program no longer declares goes away.
@@ -406,7 +407,7 @@ class InProcessEngine:
                     self.store.save(state)
                     raise EngineError(
                         f"could not delete {entry.type} {entry.name} ({entry.id}): "
-                        f"{_one_line(exc)}; {len(state.resources)} resource(s) remain in the "
+                        f"{one_line(exc)}; {len(state.resources)} resource(s) remain in the "
                         "state, re-run `branchenv down`"
                     ) from exc
                 state.resources = [e for e in state.resources if e.urn != entry.urn]
@@ -517,8 +518,3 @@ def _storable(value: Any) -> Any:
     if value is None or isinstance(value, str | int | float | bool):
         return value
     return None
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}"
