@@ -157,6 +157,31 @@ class Engine(Protocol):
         ...
 
 
+SECRET_MASK = "[secret]"
+"""How every engine shows a secret output."""
+
+_SECRET_SIG_KEY = "4dabf18193072939515e22adb298388d"
+_SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
+
+
+def is_secret_envelope(value: Any) -> bool:
+    """True for Pulumi's serialized secret wrapper (``{sig-key: secret-sig, ...}``), as found in
+    mock-runtime inputs and in ``pulumi stack export``."""
+    return isinstance(value, dict) and value.get(_SECRET_SIG_KEY) == _SECRET_SIG
+
+
+def metadata_or_none(tags: Mapping[str, str]) -> StackMetadata | None:
+    """A stack's metadata from its tags. Tags that carry the managed marker but cannot be read
+    count as unmanaged, so nothing (ls, the reaper, down) acts on a stack it cannot read; the
+    raw tags stay in StackSummary.tags for a person to look at."""
+    from branchenv.metadata import MetadataFormatError, StackMetadata
+
+    try:
+        return StackMetadata.from_tags(tags)
+    except MetadataFormatError:
+        return None
+
+
 def pulumi_cli_available() -> bool:
     """True when a ``pulumi`` executable is on PATH."""
     return shutil.which("pulumi") is not None

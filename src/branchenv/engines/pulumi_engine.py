@@ -38,12 +38,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from branchenv.engines.base import (
+    SECRET_MASK,
     DestroyResult,
     OutputSink,
     PreviewResult,
     ResourceSummary,
     StackSummary,
     UpResult,
+    is_secret_envelope,
+    metadata_or_none,
 )
 from branchenv.errors import (
     ConfigError,
@@ -66,7 +69,6 @@ INSTALL_HINT = (
     "install the pulumi CLI (`curl -fsSL https://get.pulumi.com | sh`, then put ~/.pulumi/bin on "
     "PATH), or use `--engine inprocess` with `--target local`"
 )
-SECRET_MASK = "[secret]"
 REDACTED = "[redacted]"
 TAGS_CONFIG_KEY = "branchenv:tags"
 """Stack config key holding the JSON of the metadata tags (also the program's AWS default tags)."""
@@ -771,7 +773,7 @@ class PulumiEngine:
             summaries.append(
                 StackSummary(
                     stack=item.name,
-                    metadata=_metadata_or_none(tags),
+                    metadata=metadata_or_none(tags),
                     resource_count=item.resource_count,
                     last_update=_format_time(item.last_update),
                     tags=tags,
@@ -782,7 +784,7 @@ class PulumiEngine:
     def metadata(self, *, stack: str, program: Path) -> StackMetadata | None:
         """The stack's metadata from its tags (or its ``branchenv:tags`` config)."""
         workspace = self._workspace(program, None)
-        return _metadata_or_none(self._read_tags(workspace, stack))
+        return metadata_or_none(self._read_tags(workspace, stack))
 
     def set_metadata(self, *, stack: str, program: Path, metadata: StackMetadata) -> None:
         """Replace the stack's metadata (tags and ``branchenv:tags`` config); no update runs."""
@@ -884,13 +886,10 @@ class StateResource:
     outputs: dict[str, Any]
 
 
-_SECRET_SIG = "4dabf18193072939515e22adb298388d"
-
-
 def _drop_secrets(value: Any) -> Any:
     """``value`` with every secret envelope replaced by ``[redacted]``."""
     if isinstance(value, dict):
-        if _SECRET_SIG in value:
+        if is_secret_envelope(value):
             return REDACTED
         return {k: _drop_secrets(v) for k, v in value.items()}
     if isinstance(value, list):
@@ -900,17 +899,6 @@ def _drop_secrets(value: Any) -> Any:
 
 def _mask_outputs(outputs: Mapping[str, Any]) -> dict[str, Any]:
     return {key: SECRET_MASK if out.secret else out.value for key, out in outputs.items()}
-
-
-def _metadata_or_none(tags: Mapping[str, str]) -> StackMetadata | None:
-    from branchenv.metadata import MetadataFormatError, StackMetadata
-
-    try:
-        return StackMetadata.from_tags(tags)
-    except MetadataFormatError:
-        # Marked as ours but unreadable: report it as not ours so nothing reaps it blindly; the
-        # raw tags stay in StackSummary.tags for a person to look at.
-        return None
 
 
 def _format_time(moment: dt.datetime | None) -> str | None:

@@ -21,12 +21,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from branchenv.engines.base import (
+    SECRET_MASK,
     DestroyResult,
     OutputSink,
     PreviewResult,
     ResourceSummary,
     StackSummary,
     UpResult,
+    is_secret_envelope,
+    metadata_or_none,
 )
 from branchenv.engines.inprocess.state import ResourceEntry, StackState, StateStore
 from branchenv.engines.project import project_name
@@ -46,14 +49,12 @@ if TYPE_CHECKING:
     from branchenv.targets import Target
 
 PROVIDER_TYPE = "pulumi:providers:aws"
-SECRET_MASK = "[secret]"
-_SECRET_SIG = "4dabf18193072939515e22adb298388d"
 
 
 def _unsecret(value: Any) -> Any:
     """Unwrap the SDK's secret envelopes (``{sig: secret, value: ...}``) recursively."""
     if isinstance(value, dict):
-        if value.get(_SECRET_SIG) == "1b47061264138c4ac30d75fd1eb44270":
+        if is_secret_envelope(value):
             return _unsecret(value.get("value"))
         return {k: _unsecret(v) for k, v in value.items()}
     if isinstance(value, list):
@@ -63,7 +64,7 @@ def _unsecret(value: Any) -> Any:
 
 def _contains_secret(value: Any) -> bool:
     if isinstance(value, dict):
-        if value.get(_SECRET_SIG) == "1b47061264138c4ac30d75fd1eb44270":
+        if is_secret_envelope(value):
             return True
         return any(_contains_secret(v) for v in value.values())
     if isinstance(value, list):
@@ -462,7 +463,7 @@ class InProcessEngine:
         return [
             StackSummary(
                 stack=s.stack,
-                metadata=_metadata_or_none(s.tags),
+                metadata=metadata_or_none(s.tags),
                 resource_count=len(s.resources),
                 last_update=s.updated_at,
                 tags=dict(s.tags),
@@ -476,7 +477,7 @@ class InProcessEngine:
         state = self.store.load(project, stack)
         if state is None:
             raise StackNotFound(f"no stack named {stack!r} in project {project!r}")
-        return _metadata_or_none(state.tags)
+        return metadata_or_none(state.tags)
 
     def set_metadata(self, *, stack: str, program: Path, metadata: StackMetadata) -> None:
         project = project_name(program)
@@ -494,17 +495,6 @@ class InProcessEngine:
         if state is None:
             raise StackNotFound(f"no stack named {stack!r} in project {project!r}")
         return list(state.resources)
-
-
-def _metadata_or_none(tags: dict[str, str]) -> StackMetadata | None:
-    """The stack's metadata; tags that carry the marker but are malformed count as unmanaged,
-    so nothing (ls, the reaper, down) acts on a stack it cannot read."""
-    from branchenv.metadata import MetadataFormatError, StackMetadata
-
-    try:
-        return StackMetadata.from_tags(tags)
-    except MetadataFormatError:
-        return None
 
 
 def _storable(value: Any) -> Any:
