@@ -225,7 +225,9 @@ def build_metadata(
     ttl: str | None,
     env: Mapping[str, str] | None = None,
     now: dt.datetime | None = None,
+    existing: StackMetadata | None = None,
 ) -> StackMetadata:
+    """The metadata `up` gives the stack; ``existing`` is what the stack already carries."""
     from branchenv.engines.project import project_name
     from branchenv.gitinfo import current_commit, detect_owner
     from branchenv.metadata import StackMetadata, parse_ttl
@@ -245,19 +247,16 @@ def build_metadata(
     )
     # An update keeps the stack's birth date (age, max-age and cost so far count from it); the
     # TTL runs from now, and a successful `up` clears an earlier reap-pending mark.
-    try:
-        existing = ctx.engine.metadata(stack=ctx.names.stack, program=ctx.program)
-    except StackNotFound:
-        existing = None
     if existing is not None and existing.created_at < fresh.created_at:
         return dataclasses.replace(fresh, created_at=existing.created_at)
     return fresh
 
 
-def check_may_manage(ctx: StackContext) -> None:
+def check_may_manage(ctx: StackContext) -> StackMetadata | None:
     """Refuse (exit 3) to create, update or destroy a stack branchenv must not touch: one whose
     stack or branch name matches a protected pattern, one that exists without the managed
-    marker, or (on AWS, when an allowlist is configured) one in an account not allowed."""
+    marker, or (on AWS, when an allowlist is configured) one in an account not allowed.
+    Returns the stack's current metadata (None when the stack does not exist yet)."""
     from branchenv.reaper.policy import protected_match
 
     stack, branch = ctx.names.stack, ctx.branch.name
@@ -283,6 +282,7 @@ def check_may_manage(ctx: StackContext) -> None:
         from branchenv.reaper.run import check_account
 
         check_account(ctx.target.client("sts"), ctx.settings.allowed_account_ids)
+    return metadata
 
 
 def up(
@@ -293,9 +293,9 @@ def up(
     on_output: OutputSink | None = None,
 ) -> UpOutcome:
     """Create or update the branch's stack; idempotent."""
-    check_may_manage(ctx)
+    existing = check_may_manage(ctx)
     config = program_config(ctx, profile=profile)
-    metadata = build_metadata(ctx, ttl=ttl)
+    metadata = build_metadata(ctx, ttl=ttl, existing=existing)
     result = ctx.engine.up(
         stack=ctx.names.stack,
         program=ctx.program,
