@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import sys
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -56,13 +55,6 @@ def _settings(
             "max_total": "--max-total",
         },
     )
-
-
-def _exit(code: int) -> NoReturn:
-    """Exit with ``code``. (``typer.Exit`` is not used: the root's non-standalone mode turns it
-    into a return value, and the process would exit 0.)"""
-    sys.stdout.flush()
-    sys.exit(code)
 
 
 def _render(outcome: RunOutcome, as_json: bool) -> None:
@@ -128,9 +120,9 @@ def test(
         )
     except Interrupted as exc:
         render.status(f"branchenv: {exc}")
-        _exit(exc.exit_code)
+        raise typer.Exit(exc.exit_code) from None
     _render(outcome, as_json)
-    _exit(outcome.exit_code)
+    raise typer.Exit(outcome.exit_code)
 
 
 @app.command("ci", context_settings=_EXTRA)
@@ -179,6 +171,6 @@ def ci(
         )
     except Interrupted as exc:
         render.status(f"branchenv: {exc} before anything was created")
-        _exit(exc.exit_code)
+        raise typer.Exit(exc.exit_code) from None
     _render(outcome, as_json)
-    _exit(outcome.exit_code)
+    raise typer.Exit(outcome.exit_code)
