@@ -107,8 +107,11 @@ class Target:
                 "the local target has no local cloud endpoint; start it with "
                 "`branchenv cloud start`"
             )
-        host = urllib.parse.urlsplit(self.endpoint_url).hostname or ""
-        if host not in ("127.0.0.1", "localhost", "::1") and not host.startswith("127."):
+        try:
+            host = urllib.parse.urlsplit(self.endpoint_url).hostname or ""
+        except ValueError:
+            host = ""
+        if not is_loopback_host(host):
             raise SafetyRefusal(
                 f"the local target's endpoint {self.endpoint_url} is not on loopback; the local "
                 "cloud only ever listens on 127.0.0.1"
@@ -151,6 +154,19 @@ class Target:
             if self.functions_url:
                 cfg["branchenv:localFunctionsUrl"] = self.functions_url
         return cfg
+
+
+def is_loopback_host(host: str) -> bool:
+    """True for ``localhost`` and loopback IP literals (127.0.0.0/8, ::1) only; a name that
+    merely starts with ``127.`` (``127.evil.example``) is not one."""
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def check_target_name(name: str) -> str:

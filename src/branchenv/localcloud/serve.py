@@ -2,6 +2,8 @@
 
 Runs, in one process, a moto server and the local function runner, each on 127.0.0.1 with a
 free port, then writes ``server.json`` (ports, pid) atomically so the parent can find them.
+For its whole life it holds an exclusive lock on ``server.alive`` (holding its pid), so a
+second server for the same state dir refuses to start and the parent can always find this one.
 SIGTERM/SIGINT stop both servers and every function worker. Nothing binds beyond loopback.
 """
 
@@ -9,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import fcntl
 import json
 import os
 import signal
@@ -25,6 +28,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=0)
     args = parser.parse_args(argv)
     state_dir: Path = args.state_dir
+
+    # Held (never closed) until the process exits; the kernel releases it even on SIGKILL.
+    alive = os.open(state_dir / "server.alive", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(alive, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        print(f"local cloud: another server already holds {state_dir}; not starting", flush=True)
+        return 3
+    os.ftruncate(alive, 0)
+    os.write(alive, str(os.getpid()).encode())
 
     from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 

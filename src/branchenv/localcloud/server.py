@@ -2,9 +2,16 @@
 
 The process (:mod:`branchenv.localcloud.serve`) outlives the command that started it. Its files
 live in ``<state_dir>/localcloud/``: ``server.pid``, ``server.json`` (ports and URLs, written by
-the process once it listens), ``server.log``. Start and stop take a file lock, so two commands
-racing to start share one server. A pidfile whose process is gone (or is not ours) is stale and
-is cleared on the next start.
+the process once it listens), ``server.log``, and ``server.alive``, a file the server holds an
+exclusive lock on for its whole life (so a running server is seen even when the other files are
+lost or garbled). Start and stop take a file lock, so two commands racing to start share one
+server. A pidfile whose process is gone (or is not ours) is stale and is cleared on the next
+start.
+
+Every pid read from a file is input: only a number in 2..pid_max is taken, and a signal is only
+ever sent to a pid that is provably our server (its ``/proc/<pid>/cmdline`` runs this module for
+this state dir), re-checked right before each signal. Where that cannot be proven (no /proc),
+the process is not ours.
 """
 
 from __future__ import annotations
@@ -14,18 +21,20 @@ import dataclasses
 import fcntl
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from branchenv.errors import LocalCloudError
-from branchenv.targets import Target
+from branchenv.targets import Target, is_loopback_host
 
 _CMD_MARKER = "branchenv.localcloud.serve"
 
@@ -59,8 +68,39 @@ class CloudStatus:
         )
 
 
+_PID_TEXT = re.compile(r"[0-9]{1,10}")
+_DEFAULT_PID_MAX = 4_194_304  # the kernel's ceiling (PID_MAX_LIMIT on 64-bit)
+
+
+def _pid_max() -> int:
+    try:
+        return int(Path("/proc/sys/kernel/pid_max").read_text().strip())
+    except (OSError, ValueError):
+        return _DEFAULT_PID_MAX
+
+
+def parse_pid(value: object) -> int | None:
+    """A pid read from a file, or None unless it is a plain number in 2..pid_max.
+
+    0, -1 and negative numbers address process groups or every process, and 1 is init: none of
+    them is ever a local cloud."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        pid = value
+    elif isinstance(value, str) and _PID_TEXT.fullmatch(value.strip()):
+        pid = int(value.strip())
+    else:
+        return None
+    if pid <= 1 or pid > _pid_max():
+        return None
+    return pid
+
+
 def _pid_alive(pid: int) -> bool:
     """True when ``pid`` runs (a zombie, exited but not yet reaped, counts as gone)."""
+    if parse_pid(pid) is None:
+        return False
     with contextlib.suppress(ChildProcessError, OSError):
         os.waitpid(pid, os.WNOHANG)  # reap our own exited child, if it is one
     try:
@@ -76,16 +116,66 @@ def _pid_alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[-1].split()[0] != "Z"
 
 
-def _is_our_server(pid: int, state_dir: Path | None = None) -> bool:
-    """True when ``pid`` is a local cloud process (of ``state_dir``, when given: a reused pid
-    running another project's local cloud is not ours to stop)."""
+def _cmdline(pid: int) -> list[str] | None:
+    """The process's argv, or None when it cannot be read (gone, no /proc, not permitted)."""
     try:
-        args = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
-        return _pid_alive(pid)  # no /proc: trust the pid
-    if _CMD_MARKER not in args:
+        return None
+    return raw.decode("utf-8", "replace").split("\0")
+
+
+def _is_our_server(pid: int, state_dir: Path) -> bool:
+    """True only when ``pid`` provably is the local cloud process of ``state_dir``: its argv
+    runs this module with this state dir (a reused pid running another project's local cloud
+    is not ours). An argv that cannot be read proves nothing: not ours."""
+    if parse_pid(pid) is None or pid == os.getpid():
         return False
-    return state_dir is None or str(state_dir) in args
+    args = _cmdline(pid)
+    if args is None or _CMD_MARKER not in args:
+        return False
+    return str(state_dir) in args and _pid_alive(pid)
+
+
+def _signal_server(pid: int, sig: int, state_dir: Path) -> bool:
+    """Send ``sig`` to ``pid`` if, right now, it provably is our server; the only place this
+    module signals a process. False when it was not sent."""
+    if not _is_our_server(pid, state_dir):
+        return False
+    try:
+        os.kill(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
+
+
+def _flock_holder(path: Path) -> int | None:
+    """The pid holding a flock on ``path``, from /proc/locks (None when not found)."""
+    try:
+        st = path.stat()
+        key = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+        lines = Path("/proc/locks").read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        fields = line.split()
+        if len(fields) >= 6 and fields[1] == "FLOCK" and fields[5] == key:
+            return parse_pid(fields[4])
+    return None
+
+
+def loopback_url(value: object) -> str | None:
+    """``value`` when it is an ``http://`` URL on a loopback address with a port, else None."""
+    if not isinstance(value, str):
+        return None
+    try:
+        parts = urllib.parse.urlsplit(value)
+        port = parts.port
+    except ValueError:
+        return None
+    if parts.scheme != "http" or port is None or not is_loopback_host(parts.hostname or ""):
+        return None
+    return value
 
 
 def _answers(url: str, timeout: float = 1.0) -> bool:
@@ -134,17 +224,66 @@ class LocalCloud:
             finally:
                 fcntl.flock(fh, fcntl.LOCK_UN)
 
+    @property
+    def alive_path(self) -> Path:
+        return self.dir / "server.alive"
+
     def _read_pid(self) -> int | None:
         try:
-            return int(self.pid_path.read_text().strip())
-        except (OSError, ValueError):
+            return parse_pid(self.pid_path.read_text(errors="replace"))
+        except OSError:
             return None
 
     def _read_info(self) -> dict[str, Any]:
         try:
-            return dict(json.loads(self.info_path.read_text()))
+            data = json.loads(self.info_path.read_bytes())
         except (OSError, ValueError):
             return {}
+        return data if isinstance(data, dict) else {}
+
+    def _dir_held(self) -> bool:
+        """True while a server process holds this state dir's liveness lock."""
+        try:
+            fd = os.open(self.alive_path, os.O_RDONLY)
+        except OSError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError:
+            return True
+        finally:
+            os.close(fd)  # closing drops the probe's own shared lock
+        return False
+
+    def _released_soon(self, timeout_s: float = 5.0) -> bool:
+        """Wait for the liveness lock to be let go: a server that was just killed holds it
+        until its last thread has exited, a moment after its pid shows as gone."""
+        from tenacity import RetryError, Retrying, retry_if_result, stop_after_delay, wait_fixed
+
+        retrying = Retrying(
+            stop=stop_after_delay(timeout_s),
+            wait=wait_fixed(0.05),
+            retry=retry_if_result(bool),
+            sleep=self._sleep,
+        )
+        try:
+            retrying(self._dir_held)
+        except RetryError:
+            return False
+        return True
+
+    def _server_pid(self) -> int | None:
+        """The pid of this state dir's server, from whichever record proves it: the pidfile,
+        server.json, the liveness file, or the liveness lock's holder."""
+        candidates: list[int | None] = [self._read_pid(), parse_pid(self._read_info().get("pid"))]
+        with contextlib.suppress(OSError):
+            candidates.append(parse_pid(self.alive_path.read_text(errors="replace")))
+        if self.alive_path.exists():
+            candidates.append(_flock_holder(self.alive_path))
+        for pid in candidates:
+            if pid is not None and _is_our_server(pid, self.dir):
+                return pid
+        return None
 
     def _clear(self) -> None:
         for p in (self.pid_path, self.info_path):
@@ -152,23 +291,27 @@ class LocalCloud:
 
     def status(self) -> CloudStatus:
         """Report whether the local cloud runs and answers, with its ports and URLs."""
-        pid = self._read_pid()
+        pid = self._server_pid()
         info = self._read_info()
+        endpoint = loopback_url(info.get("endpoint_url"))
         running = (
             pid is not None
-            and _is_our_server(pid, self.dir)
-            and info.get("pid") == pid
-            and _answers(f"{info.get('endpoint_url')}/moto-api/")
+            and parse_pid(info.get("pid")) == pid
+            and endpoint is not None
+            and loopback_url(info.get("functions_url")) is not None
+            and _answers(f"{endpoint}/moto-api/")
         )
         note = None
-        if pid is not None and not running:
-            note = f"stale pidfile (pid {pid} is not a running local cloud)"
+        recorded = self._read_pid()
+        if not running and (recorded is not None or self.pid_path.exists()):
+            shown = recorded if recorded is not None else "unreadable"
+            note = f"stale pidfile (pid {shown} is not a running local cloud)"
         return CloudStatus(
             running=running,
             pid=pid if running else None,
             port=info.get("port") if running else None,
             functions_port=info.get("functions_port") if running else None,
-            endpoint_url=info.get("endpoint_url") if running else None,
+            endpoint_url=endpoint if running else None,
             functions_url=info.get("functions_url") if running else None,
             started_at=info.get("started_at") if running else None,
             state_dir=self.dir,
@@ -181,12 +324,26 @@ class LocalCloud:
         with self._locked():
             current = self.status()
             if current.running:
+                if self._read_pid() != current.pid:
+                    self.pid_path.write_text(str(current.pid))  # repair a lost/garbled pidfile
                 return dataclasses.replace(current, note="already running")
             stale_note = current.note
-            old_pid = self._read_pid()
-            if old_pid is not None and _pid_alive(old_pid) and _is_our_server(old_pid, self.dir):
+            old_pid = self._server_pid()
+            if old_pid is not None:
+                if parse_pid(self._read_info().get("pid")) != old_pid:
+                    raise LocalCloudError(
+                        f"a local cloud (pid {old_pid}) already holds {self.dir} but its "
+                        "server.json is missing or unreadable; run `branchenv cloud stop`, then "
+                        "start again"
+                    )
                 # Ours but not answering: a wedged server. Stop it before starting anew.
                 self._terminate(old_pid)
+            elif self._dir_held() and not self._released_soon():
+                raise LocalCloudError(
+                    f"a local cloud process already holds {self.dir} but its pid cannot be "
+                    f"verified (pidfile and server.json unreadable); stop the process holding "
+                    f"{self.alive_path} by hand, then start again"
+                )
             self._clear()
             log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
             try:
@@ -253,31 +410,32 @@ class LocalCloud:
         return status
 
     def _terminate(self, pid: int, timeout_s: float = 10.0) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
+        """SIGTERM, then SIGKILL after ``timeout_s``: each only if ``pid`` is still provably
+        our server at that moment (a pid reused in between is left alone)."""
+        if not _signal_server(pid, signal.SIGTERM, self.dir):
+            return
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if not _pid_alive(pid):
                 break
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(pid, os.WNOHANG)
             time.sleep(0.05)
         else:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        with contextlib.suppress(ChildProcessError):
+            _signal_server(pid, signal.SIGKILL, self.dir)
+        with contextlib.suppress(ChildProcessError, OSError):
             os.waitpid(pid, os.WNOHANG)
 
     def stop(self) -> CloudStatus:
         """Stop the local cloud; stopping a stopped cloud is fine."""
         with self._locked():
-            pid = self._read_pid()
+            pid = self._server_pid()
             note = "not running"
-            if pid is not None and _pid_alive(pid) and _is_our_server(pid, self.dir):
+            if pid is not None:
                 self._terminate(pid)
                 note = f"stopped pid {pid}"
-            elif pid is not None:
-                note = f"cleared stale pidfile (pid {pid})"
+            elif self.pid_path.exists():
+                recorded = self._read_pid()
+                shown = recorded if recorded is not None else "unreadable"
+                note = f"cleared stale pidfile (pid {shown})"
             self._clear()
             return dataclasses.replace(self.status(), note=note)
 
