@@ -90,6 +90,12 @@ def _provider(tags: dict[str, str]) -> tuple[aws.Provider, str]:
 names, tags, profile, local_functions_url = _read_config()
 provider, region = _provider(tags)
 opts = pulumi.ResourceOptions(provider=provider)
+# S3 names are global across accounts: the bucket's carries the account id the provider runs as.
+account_id = aws.get_caller_identity(opts=pulumi.InvokeOptions(provider=provider)).account_id
+try:
+    bucket_name = spec.bucket_name(names.prefix, account_id)
+except spec.StackConfigError as exc:
+    raise pulumi.RunError(str(exc)) from exc
 
 # --- data ------------------------------------------------------------------------------------
 
@@ -129,7 +135,7 @@ queue = aws.sqs.Queue(
 
 bucket = aws.s3.Bucket(
     "artifacts",
-    bucket=names.bucket,
+    bucket=bucket_name,
     force_destroy=True,  # branch stacks are torn down with whatever they hold
     opts=opts,
 )

@@ -90,7 +90,6 @@ class PhysicalNames:
     table: str
     queue: str
     dlq: str
-    bucket: str
     role: str
     role_policy: str
     function: str
@@ -112,13 +111,29 @@ def physical_names(prefix: str) -> PhysicalNames:
         table=f"{prefix}-orders",
         queue=f"{prefix}-orders",
         dlq=f"{prefix}-orders-dlq",
-        bucket=f"{prefix}-artifacts",
         role=f"{prefix}-handler-role",
         role_policy=f"{prefix}-handler-policy",
         function=function,
         log_group=f"/aws/lambda/{function}",
         api=f"{prefix}-orders-api",
     )
+
+
+_ACCOUNT_ID = re.compile(r"[0-9]{12}")
+
+
+def bucket_name(prefix: str, account_id: str) -> str:
+    """The artifacts bucket's name, ``<prefix>-artifacts-<account id>``.
+
+    S3 bucket names are one namespace across every AWS account: ``dev-artifacts`` would collide
+    with someone else's bucket on the first real ``up``. The account id makes it this account's
+    (branchenv.naming.global_resource_name; the suffix stays within its 24-character budget)."""
+    if not _ACCOUNT_ID.fullmatch(account_id):
+        raise StackConfigError(
+            f"the AWS account id {account_id!r} is not 12 digits; check the provider's "
+            "credentials (`aws sts get-caller-identity`)"
+        )
+    return f"{prefix}-artifacts-{account_id}"
 
 
 def parse_tags(raw: Any) -> dict[str, str]:

@@ -9,6 +9,10 @@ is 3 to :data:`MAX_PREFIX_LEN` characters long and is itself valid under every r
 :data:`RULES`, so ``prefix`` alone and ``prefix-suffix`` are both valid S3 bucket, IAM role,
 Lambda function, SQS queue, DynamoDB table, log group, Kubernetes label and Pulumi stack names.
 
+Names of resources that share one namespace across every AWS account (S3 buckets) also carry
+the account id: :func:`global_resource_name` gives ``prefix-suffix-<account id>`` within the same
+63 characters (a shorter suffix budget, :data:`MAX_GLOBAL_SUFFIX_LEN`).
+
 Uniqueness. A branch that already is such a prefix is used *as is* (``feature-login``), except
 when it ends like a hash (``-`` and 8 hex digits). Any other branch — case folded, characters
 replaced or dropped, truncated, ``b-`` prepended — gets ``-`` and the first 8 hex digits of the
@@ -38,6 +42,14 @@ MAX_SUFFIX_LEN = 24
 
 MAX_PREFIX_LEN = 63 - MAX_SUFFIX_LEN
 """Longest prefix (39): prefix + suffix stays within 63, the tightest rule (S3, DNS labels)."""
+
+ACCOUNT_ID_LEN = 12
+"""Digits of an AWS account id."""
+
+MAX_GLOBAL_SUFFIX_LEN = 63 - MAX_PREFIX_LEN - 1 - ACCOUNT_ID_LEN
+"""Longest text (joining hyphen included) between the prefix and the account id in a
+:func:`global_resource_name` (11): the longest prefix, the suffix and ``-<account id>`` stay
+within S3's 63 characters."""
 
 MIN_PREFIX_LEN = 3
 """Shortest prefix, so that the bare prefix is a valid S3 bucket and DynamoDB table name."""
@@ -185,6 +197,30 @@ def resource_name(prefix: str, suffix: str) -> str:
 
 
 _EXACT_SUFFIX = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
+_ACCOUNT_ID = re.compile(rf"[0-9]{{{ACCOUNT_ID_LEN}}}")
+
+
+def global_resource_name(prefix: str, suffix: str, account_id: str) -> str:
+    """``prefix-suffix-<account id>``: the physical name of a resource whose names are one
+    namespace across every AWS account (S3 general purpose buckets).
+
+    ``prefix-suffix`` alone is unique among this project's branches but not in the world:
+    ``dev-artifacts`` or ``feature-login-artifacts`` are likely taken in someone else's account,
+    and the first real ``up`` would fail with BucketAlreadyExists. The account id makes the name
+    ours. The suffix budget is :data:`MAX_GLOBAL_SUFFIX_LEN` (hyphen included), so the result is
+    valid under every rule in :data:`RULES` for the longest prefix; it still starts with the
+    prefix, as the branch-isolation check wants. Raises ValueError otherwise.
+    """
+    if not _ACCOUNT_ID.fullmatch(account_id):
+        raise ValueError(f"account id {account_id!r} must be the 12 digits of an AWS account id")
+    tail = suffix.removeprefix("-")
+    if len(tail) + 1 > MAX_GLOBAL_SUFFIX_LEN:
+        raise ValueError(
+            f"suffix {suffix!r} is {len(tail) + 1} characters with its hyphen; the limit is "
+            f"{MAX_GLOBAL_SUFFIX_LEN} for account-scoped names"
+        )
+    base = resource_name(prefix, tail)
+    return f"{base}-{account_id}"
 
 
 # --- the naming rules of each target --------------------------------------------------------

@@ -14,11 +14,13 @@ from hypothesis import strategies as st
 from branchenv.errors import EXIT_USAGE, NamingError
 from branchenv.naming import (
     HASH_LEN,
+    MAX_GLOBAL_SUFFIX_LEN,
     MAX_PREFIX_LEN,
     MAX_SUFFIX_LEN,
     RULES,
     branch_hash,
     check_name,
+    global_resource_name,
     names_for,
     resource_name,
     violations,
@@ -221,6 +223,56 @@ def test_resource_name_refuses_what_would_break_a_rule(
 ) -> None:
     with pytest.raises(ValueError, match=message):
         resource_name(prefix, suffix)
+
+
+# --- global_resource_name (S3 bucket names are one namespace for every AWS account) --------
+
+ACCOUNT = "123456789012"
+OTHER_ACCOUNT = "210987654321"
+
+
+@pytest.mark.parametrize("branch", ["dev", "test", "feature-login", "main"])
+def test_common_branches_get_bucket_names_no_other_account_can_claim(branch: str) -> None:
+    prefix = names_for(branch).prefix
+    ours = global_resource_name(prefix, "artifacts", ACCOUNT)
+    theirs = global_resource_name(prefix, "artifacts", OTHER_ACCOUNT)
+    assert ours == f"{branch}-artifacts-{ACCOUNT}"
+    assert ours != theirs
+    assert ours.startswith(prefix + "-")  # still derived from the stack's prefix
+    check_name("s3_bucket", ours)
+
+
+@given(branch_text, st.from_regex(r"[0-9]{12}", fullmatch=True))
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+def test_global_names_fit_every_rule_for_the_longest_prefix_and_suffix(
+    branch: str, account: str
+) -> None:
+    assume(any(ch.isalnum() for ch in branch))
+    prefix = names_for(branch).prefix
+    longest = "-" + "a" * (MAX_GLOBAL_SUFFIX_LEN - 1)
+    name = global_resource_name(prefix, longest, account)
+    assert len(name) <= 63
+    assert violations(name, ("s3_bucket", "k8s_label")) == {}, name
+    assert name.startswith(prefix + "-") and name.endswith("-" + account)
+
+
+def test_the_global_suffix_budget_holds_the_demo_bucket() -> None:
+    assert MAX_GLOBAL_SUFFIX_LEN == 63 - MAX_PREFIX_LEN - 1 - 12
+    assert len("-artifacts") <= MAX_GLOBAL_SUFFIX_LEN
+
+
+@pytest.mark.parametrize(
+    ("suffix", "account", "message"),
+    [
+        ("artifacts", "12345", "12 digits"),
+        ("artifacts", "12345678901x", "12 digits"),
+        ("a" * MAX_GLOBAL_SUFFIX_LEN, ACCOUNT, f"limit is {MAX_GLOBAL_SUFFIX_LEN}"),
+        ("Artifacts", ACCOUNT, "lowercase"),
+    ],
+)
+def test_global_resource_name_refuses_bad_parts(suffix: str, account: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        global_resource_name("main", suffix, account)
 
 
 # --- the rules ----------------------------------------------------------------------------------

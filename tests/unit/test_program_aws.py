@@ -25,7 +25,7 @@ from pulumi.runtime import settings as pulumi_settings
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
-from branchenv.naming import MAX_SUFFIX_LEN, RULES, names_for
+from branchenv.naming import MAX_SUFFIX_LEN, RULES, global_resource_name, names_for
 
 PROGRAM_DIR = Path(__file__).resolve().parents[2] / "infra" / "aws"
 PROGRAM = PROGRAM_DIR / "__main__.py"
@@ -122,8 +122,11 @@ class RecordingMocks(pulumi.runtime.Mocks):
         )
         return physical, state
 
-    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], None]:
-        raise AssertionError(f"the program must not invoke provider functions ({args.token})")
+    def call(self, args: pulumi.runtime.MockCallArgs) -> dict[str, Any]:
+        # The one lookup the program makes: the account id its bucket name carries.
+        if args.token == "aws:index/getCallerIdentity:getCallerIdentity":
+            return {"accountId": ACCOUNT, "arn": f"arn:aws:iam::{ACCOUNT}:user/ci", "userId": "x"}
+        raise AssertionError(f"the program must not invoke other provider functions ({args.token})")
 
 
 @dataclass(frozen=True)
@@ -538,7 +541,6 @@ def test_spec_names_are_valid_for_any_branch(branch: str) -> None:
         ("table", "dynamodb_table"),
         ("queue", "sqs_queue"),
         ("dlq", "sqs_queue"),
-        ("bucket", "s3_bucket"),
         ("role", "iam_role"),
         ("role_policy", "iam_role"),
         ("function", "lambda_function"),
@@ -547,6 +549,16 @@ def test_spec_names_are_valid_for_any_branch(branch: str) -> None:
         value = getattr(names, field)
         assert RULES[kind](value) is None, (field, value)
         assert len(value.removeprefix("/aws/lambda/")) - len(names.prefix) <= MAX_SUFFIX_LEN
+    bucket = spec.bucket_name(names.prefix, ACCOUNT)
+    assert bucket == global_resource_name(names.prefix, "artifacts", ACCOUNT)
+    assert RULES["s3_bucket"](bucket) is None, bucket
+
+
+def test_the_bucket_name_carries_the_account_id() -> None:
+    run = run_program(config_for(names_for("dev").prefix))
+    assert run.one("bucket:Bucket").inputs["bucket"] == f"dev-artifacts-{ACCOUNT}"
+    with pytest.raises(spec.StackConfigError, match="12 digits"):
+        spec.bucket_name("dev", "not-an-account")
 
 
 # --- stack templates -----------------------------------------------------------------------------

@@ -109,11 +109,11 @@ def _run_in_thread(
         def new_resource(self, args: Any) -> tuple[str | None, dict[str, Any]]:
             raise AssertionError("replaced by the monitor below")
 
-        def call(self, args: Any) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
+        def call(self, args: Any) -> tuple[dict[str, Any], list[tuple[str, str]]]:
             if args.token == "aws:index/getCallerIdentity:getCallerIdentity":
-                return {"accountId": "123456789012", "arn": "", "userId": ""}, None
+                return {"accountId": "123456789012", "arn": "", "userId": ""}, []
             if args.token == "aws:index/getRegion:getRegion":
-                return {"name": config.get("aws:region", "us-east-1")}, None
+                return {"name": config.get("aws:region", "us-east-1")}, []
             raise EngineError(
                 f"the inprocess engine does not support the data source {args.token!r}; "
                 "use `--engine pulumi` or drop the lookup from the program"
