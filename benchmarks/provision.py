@@ -30,18 +30,21 @@ def main() -> int:
 
     import requests
 
+    from branchenv.config import Settings
     from branchenv.engines import get_engine
+    from branchenv.engines.base import ProgramInputs
     from branchenv.localcloud import LocalCloud
     from branchenv.metadata import StackMetadata
     from branchenv.naming import names_for
+    from branchenv.programs import detect_program
 
     state = Path(tempfile.mkdtemp(prefix="bench-provision-"))
     cloud = LocalCloud(state)
     t0 = time.perf_counter()
     target = cloud.ensure("us-east-1")
     cloud_start = time.perf_counter() - t0
-    engine = get_engine("inprocess", state_dir=state)
-    program = REPO / "infra" / "aws"
+    engine = get_engine("inprocess", settings=Settings(project_dir=state), target=target)
+    program = detect_program(REPO / "infra" / "aws")
     ups, reups, downs, firsts = [], [], [], []
     try:
         for i in range(args.runs):
@@ -56,13 +59,16 @@ def main() -> int:
                 target="local",
                 engine="inprocess",
             )
-            config = {
-                "branchenv:prefix": names.prefix,
-                "branchenv:localFunctionsUrl": target.functions_url or "",
-            }
+            inputs = ProgramInputs(
+                prefix=names.prefix,
+                profile="ephemeral",
+                tags=md.to_tags(),
+                region=target.region,
+                functions_url=target.functions_url,
+            )
             t = time.perf_counter()
             result = engine.up(
-                stack=names.stack, program=program, target=target, metadata=md, config=config
+                stack=names.stack, program=program, target=target, metadata=md, inputs=inputs
             )
             ups.append(time.perf_counter() - t)
             t = time.perf_counter()
@@ -70,7 +76,7 @@ def main() -> int:
             firsts.append(time.perf_counter() - t)
             assert health.status_code == 200, health.text
             t = time.perf_counter()
-            engine.up(stack=names.stack, program=program, target=target, metadata=md, config=config)
+            engine.up(stack=names.stack, program=program, target=target, metadata=md, inputs=inputs)
             reups.append(time.perf_counter() - t)
             t = time.perf_counter()
             engine.destroy(stack=names.stack, program=program, target=target)

@@ -4,8 +4,9 @@ runs with ``AWS_*`` and ``PULUMI_*`` stripped from the environment."""
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -16,6 +17,11 @@ import pytest
 import branchenv.k8s_names
 import branchenv.metadata
 import branchenv.naming  # noqa: F401
+
+if TYPE_CHECKING:
+    from branchenv.engines.base import Program, ProgramInputs
+    from branchenv.metadata import StackMetadata
+    from branchenv.targets import Target
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -70,3 +76,35 @@ def subprocess_env(**extra: str) -> dict[str, str]:
     env["AWS_EC2_METADATA_DISABLED"] = "true"  # never probe the instance metadata address
     env.update(extra)
     return env
+
+
+def inputs_for(
+    metadata: StackMetadata,
+    config: Mapping[str, str] | None = None,
+    *,
+    target: Target | None = None,
+    profile: str = "ephemeral",
+) -> ProgramInputs:
+    """The neutral program inputs the core would hand an engine for ``metadata``'s stack:
+    ``config`` may name ``branchenv:prefix`` (default: the stack name) and
+    ``branchenv:profile``; every other key goes in as the target template's."""
+    from branchenv.engines.base import ProgramInputs
+
+    extra = dict(config or {})
+    prefix = extra.pop("branchenv:prefix", metadata.stack)
+    profile = extra.pop("branchenv:profile", profile)
+    return ProgramInputs(
+        prefix=prefix,
+        profile=profile,
+        tags=metadata.to_tags(),
+        region=target.region if target is not None else "us-east-1",
+        functions_url=target.functions_url if target is not None else None,
+        template=extra,
+    )
+
+
+def program_at(path: Path) -> Program:
+    """The program in ``path`` as the core detects it."""
+    from branchenv.programs import detect_program
+
+    return detect_program(path)

@@ -40,7 +40,6 @@ SOURCE_PYPROJECT = "pyproject.toml [tool.branchenv]"
 SOURCE_CONFIG_FILE = "branchenv.toml"
 
 TARGETS = ("local", "aws")
-ENGINES = ("pulumi", "inprocess")
 
 _REGION_RE = re.compile(r"^[a-z]{2}(?:-(?:gov|iso[a-z]?))?-[a-z]+-[0-9]{1,2}$")
 _ACCOUNT_RE = re.compile(r"^[0-9]{12}$")
@@ -223,8 +222,11 @@ def _engine(value: object) -> str | None:
     text = _str(value).strip().lower()
     if text in {"", "auto"}:
         return None
-    if text not in ENGINES:
-        raise _Invalid(f"{text!r} is not one of: auto, {', '.join(ENGINES)}")
+    from branchenv.engines import engine_names
+
+    names = engine_names()
+    if text not in names:
+        raise _Invalid(f"{text!r} is not one of: auto, {', '.join(names)}")
     return text
 
 

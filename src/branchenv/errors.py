@@ -15,7 +15,8 @@ with its ``exit_code``. Anything else escaping is a bug and keeps its traceback.
     ├── OperationFailed                  exit 1  generic failure of an operation
     ├── LocalCloudError                  exit 1  the local cloud failed to start/stop/answer
     ├── StackNotFound                    exit 1  no such stack
-    ├── StackLocked                      exit 1  another update holds the stack's lock
+    ├── TransientError                   exit 1  known to be transient: worth retrying
+    │   └── StackLocked                          another update holds the stack's lock
     ├── EngineError                      exit 1  the engine failed while running the program
     └── BudgetExceeded                   exit 1  a stack's cost is over --max-hourly/--max-total
 
@@ -99,7 +100,14 @@ class StackNotFound(BranchenvError):
     """No stack of that name exists in the engine's backend."""
 
 
-class StackLocked(BranchenvError):
+class TransientError(BranchenvError):
+    """A failure known to be transient (throttling, a dropped connection, a held lock).
+
+    Engines raise it at their boundary, translating what they know to be transient; teardown
+    and the reaper retry exactly this type, never by matching words in messages."""
+
+
+class StackLocked(TransientError):
     """Another update holds the stack's lock (a concurrent `up` or `down`)."""
 
 

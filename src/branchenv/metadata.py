@@ -1,7 +1,9 @@
 """Stack metadata: what every managed stack carries, as tags valid for AWS and Pulumi.
 
-The same tag set goes on the Pulumi stack (stack tags/config, read by ``ls`` and the reaper)
-and on every AWS resource (provider default tags, read by orphan sweeps and cost allocation).
+Two sets: :meth:`StackMetadata.identity_tags` go on every AWS resource (read by orphan sweeps
+and cost allocation) and never change between updates of the stack; :meth:`StackMetadata.
+to_tags` is the full set kept with the stack itself (stack tags, sidecar or state: read by
+``ls`` and the reaper): the identity plus what changes (expiry, commit, reap-pending).
 
 Tag keys are ``branchenv:<name>``, at most 40 characters of ``[A-Za-z0-9_.:-]`` (the stricter of
 the AWS and Pulumi stack-tag key rules). Tag values are at most 256 characters from an ASCII
@@ -42,9 +44,11 @@ TRUNCATION_MARK = "=..."
 """Ends a tag value cut to fit 256 characters; a complete encoding never contains ``=.``."""
 
 Target = Literal["local", "aws"]
-EngineName = Literal["pulumi", "inprocess"]
 TARGETS: tuple[str, ...] = get_args(Target)
-ENGINES: tuple[str, ...] = get_args(EngineName)
+ENGINE_NAME_PATTERN = re.compile(r"[a-z][a-z0-9_-]{0,39}")
+"""What an engine name in metadata looks like. Which engines exist is the registry's business
+(:mod:`branchenv.engines`), checked where a stack is acted on, not where its tags are read: a
+stack made by an engine this installation lacks is still managed, never unmanaged."""
 
 KEY_STACK = "branchenv:stack"
 KEY_BRANCH = "branchenv:branch"
@@ -70,6 +74,18 @@ TAG_KEYS = (
     KEY_PROJECT,
 )
 """Every key :meth:`StackMetadata.to_tags` writes."""
+
+IDENTITY_KEYS = (
+    MANAGED_BY_KEY,
+    KEY_STACK,
+    KEY_BRANCH,
+    KEY_PROJECT,
+    KEY_OWNER,
+    KEY_CREATED_AT,
+    KEY_TARGET,
+    KEY_ENGINE,
+)
+"""The keys of :meth:`StackMetadata.identity_tags`: what never changes between updates."""
 
 
 class MetadataFormatError(ValueError):
@@ -238,7 +254,7 @@ class StackMetadata:
     created_at: dt.datetime
     expires_at: dt.datetime
     target: Target
-    engine: EngineName
+    engine: str
     managed: bool = True
     reap_pending: bool = False
     project: str = "branchenv"
@@ -251,8 +267,8 @@ class StackMetadata:
             object.__setattr__(self, field, moment.astimezone(dt.UTC))
         if self.target not in TARGETS:
             raise ValueError(f"target {self.target!r} is not one of {', '.join(TARGETS)}")
-        if self.engine not in ENGINES:
-            raise ValueError(f"engine {self.engine!r} is not one of {', '.join(ENGINES)}")
+        if ENGINE_NAME_PATTERN.fullmatch(self.engine) is None:
+            raise ValueError(f"engine {self.engine!r} is not an engine name")
         if not self.stack:
             raise ValueError("stack must not be empty")
 
@@ -267,7 +283,7 @@ class StackMetadata:
         ttl: dt.timedelta,
         now: dt.datetime,
         target: Target,
-        engine: EngineName,
+        engine: str,
         project: str = "branchenv",
     ) -> StackMetadata:
         """Metadata of a stack created at ``now`` (cut to whole seconds) that lives ``ttl``."""
@@ -298,8 +314,17 @@ class StackMetadata:
         """Time left before expiry; negative once expired."""
         return self.expires_at - now
 
+    def identity_tags(self) -> dict[str, str]:
+        """The tags every AWS resource of the stack carries: who made it, for which branch,
+        stack and project, when it was born, where and by which engine. None of them change
+        between updates (``created_at`` is kept across them), so an update does not retag
+        every resource."""
+        tags = self.to_tags()
+        return {key: tags[key] for key in IDENTITY_KEYS if key in tags}
+
     def to_tags(self) -> dict[str, str]:
-        """The tags for the Pulumi stack and every AWS resource; all keys and values valid."""
+        """The full tag set kept with the stack (stack tags, sidecar, state): the identity tags
+        plus expiry, commit and reap-pending. All keys and values valid."""
         tags = {
             KEY_STACK: self.stack,
             KEY_BRANCH: self.branch,
@@ -350,8 +375,8 @@ class StackMetadata:
         reap_pending = text(KEY_REAP_PENDING, "false")
         if target not in TARGETS:
             raise MetadataFormatError(f"tag {KEY_TARGET!r} has unknown target {target!r}")
-        if engine not in ENGINES:
-            raise MetadataFormatError(f"tag {KEY_ENGINE!r} has unknown engine {engine!r}")
+        if ENGINE_NAME_PATTERN.fullmatch(engine) is None:
+            raise MetadataFormatError(f"tag {KEY_ENGINE!r} is not an engine name: {engine!r}")
         if reap_pending not in ("true", "false"):
             raise MetadataFormatError(f"tag {KEY_REAP_PENDING!r} is {reap_pending!r}")
         stack = text(KEY_STACK)
@@ -365,7 +390,7 @@ class StackMetadata:
             created_at=moment(KEY_CREATED_AT),
             expires_at=moment(KEY_EXPIRES_AT),
             target=cast(Target, target),
-            engine=cast(EngineName, engine),
+            engine=engine,
             managed=True,
             reap_pending=reap_pending == "true",
             project=text(KEY_PROJECT, "branchenv"),

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import json
 import os
 from collections.abc import Mapping
 from decimal import Decimal
@@ -19,14 +18,13 @@ from branchenv.errors import SafetyRefusal, StackNotFound, UsageError
 
 if TYPE_CHECKING:
     from branchenv.config import Settings
-    from branchenv.engines.base import Engine, OutputSink
+    from branchenv.engines.base import Engine, OutputSink, Program, ProgramInputs
     from branchenv.gitinfo import BranchInfo
     from branchenv.metadata import StackMetadata
     from branchenv.naming import StackNames
     from branchenv.targets import Target
 
 PROFILES = ("ephemeral", "prodlike")
-LOCAL_ENDPOINT_PLACEHOLDER = "${BRANCHENV_LOCAL_ENDPOINT}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,7 +37,7 @@ class StackContext:
     target: Target
     engine: Engine
     engine_note: str | None
-    program: Path
+    program: Program
     notes: tuple[str, ...] = ()
 
 
@@ -95,22 +93,58 @@ class StackRow:
 
 
 def choose_engine(
-    requested: str | None, settings: Settings, target_name: str
+    requested: str | None, settings: Settings, target_name: str, program: Program | None = None
 ) -> tuple[str, str | None]:
-    """The engine to use and, when it was picked automatically, why."""
-    from branchenv.engines.base import ENGINE_NAMES, pulumi_cli_available
+    """The engine to use and, when it was picked automatically, why.
 
-    name = requested or settings.engine
+    Asked for (flag, the program's own setting, then ``engine``): that engine, if it runs the
+    program's kind. Else the first registered engine for the kind that can run here and on
+    this target; when that is not the first in line, the note says why."""
+    from branchenv.engines import engine_spec, engines_for_kind
+
+    kind = program.kind if program is not None else "pulumi"
+    name = requested or (program.engine if program is not None else None) or settings.engine
     if name is not None:
-        if name not in ENGINE_NAMES:
+        spec = engine_spec(name)
+        if kind not in spec.program_kinds:
+            runs = ", ".join(s.name for s in engines_for_kind(kind)) or "none registered"
             raise UsageError(
-                f"unknown engine {name!r}. Valid engines: {', '.join(ENGINE_NAMES)} "
-                "(pass `--engine NAME` or set BRANCHENV_ENGINE)"
+                f"the {name} engine does not run {kind} programs"
+                + (f" ({program.path})" if program is not None else "")
+                + f"; engines for them: {runs} (pass `--engine NAME` or set BRANCHENV_ENGINE)"
             )
         return name, None
-    if target_name == "local" and not pulumi_cli_available():
-        return "inprocess", "no `pulumi` CLI on PATH: using the inprocess engine on the local cloud"
-    return "pulumi", None
+    candidates = [
+        spec for spec in engines_for_kind(kind) if not (spec.local_only and target_name != "local")
+    ]
+    if not candidates:
+        raise UsageError(
+            f"no engine runs {kind} programs on target {target_name!r}; pick another target "
+            "with `--target NAME`"
+        )
+    first_reason = candidates[0].available()
+    for spec in candidates:
+        reason = first_reason if spec is candidates[0] else spec.available()
+        if reason is None:
+            if spec is candidates[0]:
+                return spec.name, None
+            where = " on the local cloud" if target_name == "local" else ""
+            return spec.name, f"{first_reason}: using the {spec.name} engine{where}"
+    # Nothing can run here: the first in line says why when it is built.
+    return candidates[0].name, None
+
+
+def check_engine_target(engine_name: str, target_name: str) -> None:
+    """Refuse (exit 3) a local-only engine on any other target: it would create nothing real."""
+    from branchenv.engines import ENGINES, engine_spec
+
+    if engine_spec(engine_name).local_only and target_name != "local":
+        elsewhere = [s.name for s in ENGINES.values() if not s.local_only]
+        fix = f"Use `--engine {elsewhere[0]}` for `--target {target_name}`" if elsewhere else ""
+        raise SafetyRefusal(
+            f"the {engine_name} engine only runs on the local target, not {target_name!r}: it "
+            f"creates resources on the local cloud. {fix}".rstrip()
+        )
 
 
 def resolve(
@@ -123,10 +157,11 @@ def resolve(
     cwd: Path | None = None,
     start_local_cloud: bool = True,
 ) -> StackContext:
-    """Resolve branch, names, target and engine for one command."""
+    """Resolve branch, names, program, target and engine for one command."""
     from branchenv.engines import get_engine
     from branchenv.gitinfo import detect_branch
     from branchenv.naming import names_for
+    from branchenv.programs import default_program
     from branchenv.targets import Target, check_target_name
 
     env = os.environ if env is None else env
@@ -134,12 +169,9 @@ def resolve(
     target_name = check_target_name(target or settings.default_target)
     info = detect_branch(branch, env=env, cwd=cwd)
     names = names_for(info.name)
-    engine_name, engine_note = choose_engine(engine, settings, target_name)
-    if engine_name == "inprocess" and target_name != "local":
-        raise SafetyRefusal(
-            f"the inprocess engine only runs on the local target, not {target_name!r}: it "
-            "creates resources on the local cloud. Use `--engine pulumi` for `--target aws`"
-        )
+    program = default_program(settings)
+    engine_name, engine_note = choose_engine(engine, settings, target_name, program)
+    check_engine_target(engine_name, target_name)
     notes: list[str] = []
     if info.detached:
         notes.append(f"detached HEAD: using {info.name!r} as the branch name")
@@ -158,10 +190,7 @@ def resolve(
         tgt = status.target(settings.region)
     else:
         tgt = Target(name="aws", region=settings.region)
-    options: dict[str, Any] = {}
-    if engine_name == "pulumi":
-        options["backend_url"] = settings.effective_backend_url
-    eng = get_engine(engine_name, state_dir=settings.state_path, **options)
+    eng = get_engine(engine_name, settings=settings, target=tgt)
     return StackContext(
         settings=settings,
         branch=info,
@@ -169,54 +198,41 @@ def resolve(
         target=tgt,
         engine=eng,
         engine_note=engine_note,
-        program=settings.program_path,
+        program=program,
         notes=tuple(notes),
     )
 
 
-def stack_template_config(project_dir: Path, target: Target) -> dict[str, str]:
-    """The stack config template for ``target`` (``stacks/Pulumi.<target>.yaml``), flattened to
-    Pulumi config strings, with the local cloud's endpoint filled in."""
-    import yaml
-
-    path = project_dir / "stacks" / f"Pulumi.{target.name}.yaml"
-    if not path.is_file():
-        return {}
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise UsageError(f"{path}: not valid YAML ({exc}); fix the template") from exc
-    config = data.get("config") or {}
-    if not isinstance(config, dict):
-        raise UsageError(f"{path}: `config:` must be a map of keys to values")
-    flat: dict[str, str] = {}
-    for key, value in config.items():
-        if isinstance(value, bool):
-            text = "true" if value else "false"
-        elif isinstance(value, dict | list):
-            text = json.dumps(value)
-        else:
-            text = str(value)
-        if target.endpoint_url:
-            text = text.replace(LOCAL_ENDPOINT_PLACEHOLDER, target.endpoint_url)
-        if LOCAL_ENDPOINT_PLACEHOLDER in text:
-            raise UsageError(f"{path}: {key} uses {LOCAL_ENDPOINT_PLACEHOLDER} off the local cloud")
-        flat[str(key)] = text
-    if "aws:region" in flat:
-        flat["aws:region"] = target.region
-    return flat
-
-
-def program_config(ctx: StackContext, *, profile: str) -> dict[str, str]:
-    """Config the program reads: the stack template plus the branch's prefix and profile."""
+def check_profile(profile: str) -> str:
+    """A valid profile name, else UsageError naming ``--profile`` and the choices."""
     if profile not in PROFILES:
-        raise UsageError(f"unknown profile {profile!r}. Valid profiles: {', '.join(PROFILES)}")
-    config = stack_template_config(ctx.settings.project_dir, ctx.target)
-    config["branchenv:prefix"] = ctx.names.prefix
-    config["branchenv:profile"] = profile
-    if ctx.target.functions_url:
-        config["branchenv:localFunctionsUrl"] = ctx.target.functions_url
-    return config
+        raise UsageError(
+            f"--profile {profile!r} is not a profile. Valid profiles: {', '.join(PROFILES)}"
+        )
+    return profile
+
+
+def program_inputs(
+    ctx: StackContext,
+    *,
+    profile: str,
+    metadata: StackMetadata,
+    allow_shared: frozenset[str] = frozenset(),
+) -> ProgramInputs:
+    """The neutral inputs every engine gets for the branch's stack: prefix, profile, the tags
+    its resources carry, region, the local function runner and the target's template."""
+    from branchenv.engines.base import ProgramInputs
+    from branchenv.programs import read_template
+
+    return ProgramInputs(
+        prefix=ctx.names.prefix,
+        profile=check_profile(profile),
+        tags=metadata.to_tags(),
+        region=ctx.target.region,
+        functions_url=ctx.target.functions_url,
+        template=read_template(ctx.program, ctx.target),
+        allow_shared=allow_shared,
+    )
 
 
 def build_metadata(
@@ -228,7 +244,6 @@ def build_metadata(
     existing: StackMetadata | None = None,
 ) -> StackMetadata:
     """The metadata `up` gives the stack; ``existing`` is what the stack already carries."""
-    from branchenv.engines.project import project_name
     from branchenv.gitinfo import current_commit, detect_owner
     from branchenv.metadata import StackMetadata, parse_ttl
 
@@ -242,8 +257,8 @@ def build_metadata(
         ttl=parse_ttl(ttl or ctx.settings.default_ttl),
         now=now or dt.datetime.now(dt.UTC),
         target=ctx.target.name,  # type: ignore[arg-type]
-        engine=ctx.engine.name,  # type: ignore[arg-type]
-        project=project_name(ctx.program),
+        engine=ctx.engine.name,
+        project=ctx.program.project,
     )
     # An update keeps the stack's birth date (age, max-age and cost so far count from it); the
     # TTL runs from now, and a successful `up` clears an earlier reap-pending mark.
@@ -293,15 +308,16 @@ def up(
     on_output: OutputSink | None = None,
 ) -> UpOutcome:
     """Create or update the branch's stack; idempotent."""
+    check_profile(profile)
     existing = check_may_manage(ctx)
-    config = program_config(ctx, profile=profile)
     metadata = build_metadata(ctx, ttl=ttl, existing=existing)
+    inputs = program_inputs(ctx, profile=profile, metadata=metadata)
     result = ctx.engine.up(
         stack=ctx.names.stack,
         program=ctx.program,
         target=ctx.target,
         metadata=metadata,
-        config=config,
+        inputs=inputs,
         on_output=on_output,
     )
     return UpOutcome(
@@ -361,18 +377,20 @@ def list_stacks(
     """Every stack the given engines know for the project's program, newest first."""
     from branchenv.cost.estimate import estimate_stack, inventory_from_engine
     from branchenv.cost.prices import load_prices
+    from branchenv.programs import default_program
 
     now = now or dt.datetime.now(dt.UTC)
     prices = load_prices()
+    program = default_program(settings)
     rows: list[StackRow] = []
     for engine in engines:
-        for summary in engine.list_stacks(program=settings.program_path):
+        for summary in engine.list_stacks(program=program):
             md = summary.metadata
             cost = estimate_stack(
                 inventory_from_engine(
                     engine,
                     stack=summary.stack,
-                    program=settings.program_path,
+                    program=program,
                     metadata=md,
                     default_region=settings.region,
                 ),
@@ -405,17 +423,16 @@ def list_stacks(
 
 
 def engines_for_listing(settings: Settings, requested: str | None) -> list[Engine]:
-    """The engines `ls` asks: the requested one, else inprocess plus pulumi when it runs here."""
-    from branchenv.engines import get_engine
-    from branchenv.engines.base import pulumi_cli_available
+    """The engines `ls`, `reap` and `cost` ask: the requested one, else every registered engine
+    for the program's kind that can run here."""
+    from branchenv.engines import engine_spec, engines_for_kind, get_engine
+    from branchenv.programs import default_program
 
-    names = [requested] if requested else ["inprocess"]
-    if not requested and pulumi_cli_available():
-        names.append("pulumi")
-    engines: list[Engine] = []
-    for name in names:
-        options: dict[str, Any] = {}
-        if name == "pulumi":
-            options["backend_url"] = settings.effective_backend_url
-        engines.append(get_engine(name, state_dir=settings.state_path, **options))
-    return engines
+    if requested:
+        return [get_engine(engine_spec(requested).name, settings=settings)]
+    kind = default_program(settings).kind
+    return [
+        get_engine(spec.name, settings=settings)
+        for spec in engines_for_kind(kind)
+        if spec.available() is None
+    ]

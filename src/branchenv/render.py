@@ -388,13 +388,13 @@ def render(
     import yaml
 
     from branchenv.engines.inprocess.runtime import run_program
-    from branchenv.engines.project import project_name
     from branchenv.metadata import StackMetadata, parse_ttl
     from branchenv.naming import names_for
+    from branchenv.programs import detect_program
 
     version = check_k8s_version(k8s_version)
     program = program.resolve()
-    project = project_name(program)
+    project = detect_program(program).project
     names = names_for(branch)
     metadata = StackMetadata.create(
         stack=names.stack,

@@ -25,22 +25,6 @@ LOCAL_ACCESS_KEY = "branchenv-local"
 LOCAL_SECRET_KEY = "branchenv-local-secret"
 LOCAL_ACCOUNT_ID = "123456789012"
 
-# Services the programs use; the local stack template points each at the local cloud.
-LOCAL_ENDPOINT_SERVICES = (
-    "apigateway",
-    "apigatewayv2",
-    "cloudwatch",
-    "cloudwatchlogs",
-    "dynamodb",
-    "iam",
-    "lambda",
-    "resourcegroupstaggingapi",
-    "s3",
-    "sns",
-    "sqs",
-    "sts",
-)
-
 
 @dataclasses.dataclass(frozen=True)
 class Target:
@@ -129,31 +113,6 @@ class Target:
                 AWS_ENDPOINT_URL=self.endpoint_url,
             )
         return env
-
-    def pulumi_config(self) -> dict[str, str]:
-        """Provider config for this target (what pulumilocal sets for LocalStack users)."""
-        import json
-
-        cfg = {"aws:region": self.region}
-        if self.is_local:
-            assert self.endpoint_url is not None
-            cfg.update(
-                {
-                    "aws:accessKey": LOCAL_ACCESS_KEY,
-                    "aws:secretKey": LOCAL_SECRET_KEY,
-                    "aws:s3UsePathStyle": "true",
-                    "aws:skipCredentialsValidation": "true",
-                    "aws:skipRequestingAccountId": "true",
-                    "aws:skipMetadataApiCheck": "true",
-                    "aws:skipRegionValidation": "true",
-                    "aws:endpoints": json.dumps(
-                        [{svc: self.endpoint_url for svc in LOCAL_ENDPOINT_SERVICES}]
-                    ),
-                }
-            )
-            if self.functions_url:
-                cfg["branchenv:localFunctionsUrl"] = self.functions_url
-        return cfg
 
 
 def is_loopback_host(host: str) -> bool:

@@ -8,9 +8,11 @@ import json
 from decimal import Decimal
 from fractions import Fraction
 
+from branchenv.config import Settings
 from branchenv.cost.estimate import cost_of_tagged, stack_cost
 from branchenv.engines import get_engine
 from branchenv.inventory import find_tagged
+from tests.conftest import program_at
 from tests.e2e.conftest import Project
 from tests.unit.test_cost_estimate import US_HOURLY, q
 
@@ -62,8 +64,8 @@ def test_cost_report_and_budget_gate_after_up(project: Project) -> None:
         assert stack in table and "0.0095" in table
 
         # The calls ls / ci / reap make, on the same stack.
-        engine = get_engine("inprocess", state_dir=project.root / ".branchenv")
-        program = project.root / "infra" / "aws"
+        engine = get_engine("inprocess", settings=Settings(project_dir=project.root))
+        program = program_at(project.root / "infra" / "aws")
         md = engine.metadata(stack=stack, program=program)
         from_engine = stack_cost(
             engine, stack=stack, program=program, metadata=md, region="us-east-1"

@@ -240,9 +240,11 @@ def test_protected_and_unmanaged_stacks_are_refused(project: Project) -> None:
     exists without the managed marker (exit 3, nothing changed)."""
     import datetime as dt
 
-    from branchenv.engines.base import get_engine
+    from branchenv.config import Settings
+    from branchenv.engines import get_engine
     from branchenv.metadata import StackMetadata
     from branchenv.naming import names_for
+    from tests.conftest import inputs_for, program_at
 
     for args in (
         ("up", "--branch", "main"),
@@ -255,10 +257,10 @@ def test_protected_and_unmanaged_stacks_are_refused(project: Project) -> None:
     assert tagged(project, "main") == []
 
     # A stack of this project that someone created without branchenv's marker.
-    state = project.root / ".branchenv"
     names = names_for("feature/foreign")
-    engine = get_engine("inprocess", state_dir=state)
     target = project.target()
+    engine = get_engine("inprocess", settings=Settings(project_dir=project.root), target=target)
+    program = program_at(project.root / "infra" / "aws")
     unmanaged = StackMetadata(
         stack=names.stack,
         branch="feature/foreign",
@@ -273,10 +275,10 @@ def test_protected_and_unmanaged_stacks_are_refused(project: Project) -> None:
     )
     engine.up(
         stack=names.stack,
-        program=project.root / "infra" / "aws",
+        program=program,
         target=target,
         metadata=unmanaged,
-        config={"branchenv:prefix": names.prefix},
+        inputs=inputs_for(unmanaged, {"branchenv:prefix": names.prefix}, target=target),
     )
     try:
         before = kinds(tagged(project, names.stack))
@@ -285,7 +287,7 @@ def test_protected_and_unmanaged_stacks_are_refused(project: Project) -> None:
             assert proc.returncode == 3 and "no branchenv managed-by marker" in proc.stderr
         assert kinds(tagged(project, names.stack)) == before == EXPECTED_TAGGED
     finally:
-        engine.destroy(stack=names.stack, program=project.root / "infra" / "aws", target=target)
+        engine.destroy(stack=names.stack, program=program, target=target)
 
 
 def test_up_again_keeps_the_birth_date_and_extends_the_ttl(project: Project) -> None:

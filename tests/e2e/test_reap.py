@@ -7,8 +7,10 @@ import datetime as dt
 import json
 from decimal import Decimal
 
-from branchenv.engines.base import get_engine
+from branchenv.config import Settings
+from branchenv.engines import get_engine
 from branchenv.localcloud import LocalCloud
+from tests.conftest import program_at
 from tests.e2e.conftest import Project
 from tests.integration.reaper_seed import inventory, make_remote, seed_orphans, up_stack
 
@@ -18,8 +20,8 @@ H = dt.timedelta(hours=1)
 def test_reap_dry_run_then_yes(project: Project) -> None:
     state = project.root / ".branchenv"
     target = LocalCloud(state).ensure("us-east-1")
-    engine = get_engine("inprocess", state_dir=state)
-    program = project.root / "infra" / "aws"
+    engine = get_engine("inprocess", settings=Settings(project_dir=project.root), target=target)
+    program = program_at(project.root / "infra" / "aws")
     now = dt.datetime.now(dt.UTC)
     common = dict(engine=engine, project=project.root, program=program, target=target, now=now)
     expired = up_stack(branch="feature/old", age=5 * H, ttl=H, **common)  # type: ignore[arg-type]

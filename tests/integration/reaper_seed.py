@@ -10,12 +10,13 @@ import subprocess
 import uuid
 from pathlib import Path
 
-from branchenv.engines.base import Engine
+from branchenv.engines.base import Engine, Program
 from branchenv.inventory import find_tagged
 from branchenv.metadata import StackMetadata, format_timestamp
 from branchenv.naming import names_for
-from branchenv.provision import stack_template_config
+from branchenv.programs import read_template
 from branchenv.targets import LOCAL_ACCOUNT_ID, Target
+from tests.conftest import inputs_for
 
 GIT_ENV = {
     "GIT_AUTHOR_NAME": "t",
@@ -53,7 +54,7 @@ def up_stack(
     engine: Engine,
     *,
     project: Path,
-    program: Path,
+    program: Program,
     target: Target,
     branch: str,
     now: dt.datetime,
@@ -76,10 +77,16 @@ def up_stack(
         engine="inprocess",
     )
     md = dataclasses.replace(md, managed=managed, reap_pending=reap_pending)
-    config = stack_template_config(project, target)
+    config = read_template(program, target)
     config["branchenv:prefix"] = names.prefix
     config["branchenv:profile"] = "ephemeral"
-    engine.up(stack=names.stack, program=program, target=target, metadata=md, config=config)
+    engine.up(
+        stack=names.stack,
+        program=program,
+        target=target,
+        metadata=md,
+        inputs=inputs_for(md, config, target=target),
+    )
     return names.stack
 
 
@@ -146,7 +153,7 @@ def seed_orphans(target: Target) -> Orphans:
     )
 
 
-def inventory(target: Target, engine: Engine, program: Path) -> tuple[dict[str, str], set[str]]:
+def inventory(target: Target, engine: Engine, program: Program) -> tuple[dict[str, str], set[str]]:
     """Every tagged resource (ARN -> its sorted tags as text) and every stack the engine knows."""
     resources = {
         r.arn: repr(sorted(r.tags.items())) for r in find_tagged(target, key="branchenv:stack")

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from branchenv.config import Settings
-from branchenv.engines.base import DestroyResult
+from branchenv.engines.base import DestroyResult, Program
 from branchenv.errors import EngineError, UsageError
 from branchenv.gitinfo import BranchInfo
 from branchenv.harness.ci import Phases, resolve_suite, teardown, teardown_error
@@ -62,7 +62,9 @@ def context(tmp_path: Path, engine: FakeEngine, target: Target) -> StackContext:
         target=target,
         engine=engine,  # type: ignore[arg-type]
         engine_note=None,
-        program=tmp_path,
+        program=Program(
+            name="default", path=tmp_path, kind="pulumi", project="p", project_dir=tmp_path
+        ),
     )
 
 
@@ -242,7 +244,7 @@ def test_ci_never_tears_down_a_stack_another_run_holds(
     engine.metadata = no_metadata  # type: ignore[method-assign]
     ctx = context(tmp_path, engine, local_cloud)
     monkeypatch.setattr(provision, "resolve", lambda *_a, **_k: ctx)
-    monkeypatch.setattr(provision, "program_config", lambda *_a, **_k: {})
+    monkeypatch.setattr(provision, "program_inputs", lambda *_a, **_k: None)
     monkeypatch.setattr(provision, "build_metadata", lambda *_a, **_k: metadata())
     suite = tmp_path / "suite"
     suite.mkdir()

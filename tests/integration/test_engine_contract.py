@@ -20,14 +20,17 @@ from typing import cast
 
 import pytest
 
-from branchenv.engines.base import Engine, get_engine
+from branchenv.config import Settings
+from branchenv.engines import get_engine
+from branchenv.engines.base import Engine
 from branchenv.errors import StackNotFound
-from branchenv.metadata import EngineName, StackMetadata
+from branchenv.metadata import StackMetadata
 from branchenv.naming import StackNames, names_for
 from branchenv.targets import Target
+from tests.conftest import inputs_for, program_at
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-PROGRAM = REPO_ROOT / "infra" / "aws"
+PROGRAM = program_at(REPO_ROOT / "infra" / "aws")
 NO_PULUMI = (
     "pulumi CLI not on PATH; the pulumi engine is proven at its boundary by "
     "test_pulumi_engine_standin.py"
@@ -38,20 +41,21 @@ NO_PULUMI = (
 class Case:
     engine: Engine
     target: Target
-    engine_name: EngineName
+    engine_name: str
 
 
 @pytest.fixture(
     params=["inprocess", pytest.param("pulumi", marks=pytest.mark.realpulumi)],
 )
 def case(request: pytest.FixtureRequest, tmp_path: Path) -> Case:
-    name = cast(EngineName, request.param)
+    name = cast(str, request.param)
     if name == "pulumi" and shutil.which("pulumi") is None:
         pytest.skip(NO_PULUMI)
     # Requested lazily, so a skipped engine does not start the local cloud.
     target = cast(Target, request.getfixturevalue("local_cloud"))
+    settings = Settings(project_dir=tmp_path)
     return Case(
-        engine=get_engine(name, state_dir=tmp_path / ".branchenv"), target=target, engine_name=name
+        engine=get_engine(name, settings=settings, target=target), target=target, engine_name=name
     )
 
 
@@ -89,7 +93,7 @@ def up(case: Case, names: StackNames, metadata: StackMetadata) -> object:
         program=PROGRAM,
         target=case.target,
         metadata=metadata,
-        config={"branchenv:prefix": names.prefix},
+        inputs=inputs_for(metadata, {"branchenv:prefix": names.prefix}, target=case.target),
     )
 
 
@@ -101,7 +105,7 @@ def test_up_is_idempotent_and_its_results_are_readable(case: Case, names: StackN
             program=PROGRAM,
             target=case.target,
             metadata=metadata,
-            config={"branchenv:prefix": names.prefix},
+            inputs=inputs_for(metadata, {"branchenv:prefix": names.prefix}, target=case.target),
         )
         assert first.stack == names.stack
         assert first.outputs.get("endpoint"), first.outputs
@@ -111,13 +115,13 @@ def test_up_is_idempotent_and_its_results_are_readable(case: Case, names: StackN
             program=PROGRAM,
             target=case.target,
             metadata=metadata,
-            config={"branchenv:prefix": names.prefix},
+            inputs=inputs_for(metadata, {"branchenv:prefix": names.prefix}, target=case.target),
         )
         assert second.outputs == first.outputs
         assert second.changes.get("create", 0) == 0, second.changes
-        urns = [r.urn for r in second.resources]
+        urns = [r.address for r in second.resources]
         assert len(urns) == len(set(urns)), "duplicate resources after a second up"
-        assert set(urns) == {r.urn for r in first.resources}
+        assert set(urns) == {r.address for r in first.resources}
 
         assert case.engine.outputs(stack=names.stack, program=PROGRAM) == first.outputs
         listed = {s.stack: s for s in case.engine.list_stacks(program=PROGRAM)}

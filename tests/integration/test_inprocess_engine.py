@@ -11,11 +11,13 @@ from pathlib import Path
 
 import pytest
 
+from branchenv.engines.base import Program
 from branchenv.engines.inprocess.engine import InProcessEngine
 from branchenv.engines.inprocess.materializers import REGISTRY
 from branchenv.errors import EngineError, SafetyRefusal, StackNotFound, UnsupportedResource
 from branchenv.metadata import StackMetadata
 from branchenv.targets import Target
+from tests.conftest import inputs_for, program_at
 
 PROVIDER = """
 import json
@@ -31,12 +33,12 @@ opts = pulumi.ResourceOptions(provider=provider)
 """
 
 
-def write_program(root: Path, body: str) -> Path:
+def write_program(root: Path, body: str) -> Program:
     prog = root / f"prog-{uuid.uuid4().hex[:6]}"
     prog.mkdir()
     (prog / "Pulumi.yaml").write_text("name: engine-test\nruntime: python\n")
     (prog / "__main__.py").write_text(PROVIDER + textwrap.dedent(body))
-    return prog
+    return program_at(prog)
 
 
 def metadata(stack: str) -> StackMetadata:
@@ -72,7 +74,13 @@ def test_unsupported_types_fail_before_anything_is_created(
     engine = InProcessEngine(state_dir=tmp_path / "state")
     before = bucket_names(local_cloud)
     with pytest.raises(UnsupportedResource) as err:
-        engine.up(stack="s1", program=prog, target=local_cloud, metadata=metadata("s1"), config={})
+        engine.up(
+            stack="s1",
+            program=prog,
+            target=local_cloud,
+            metadata=metadata("s1"),
+            inputs=inputs_for(metadata("s1")),
+        )
     assert err.value.types == ["aws:ec2/vpc:Vpc", "aws:sns/topic:Topic"]
     assert "aws:ec2/vpc:Vpc" in str(err.value) and "nothing was created" in str(err.value)
     assert err.value.exit_code == 2
@@ -94,7 +102,9 @@ def test_auto_naming_default_tags_and_idempotency(tmp_path: Path, local_cloud: T
     )
     engine = InProcessEngine(state_dir=tmp_path / "state")
     md = metadata("s2")
-    first = engine.up(stack="s2", program=prog, target=local_cloud, metadata=md, config={})
+    first = engine.up(
+        stack="s2", program=prog, target=local_cloud, metadata=md, inputs=inputs_for(md)
+    )
     try:
         bucket = first.outputs["bucket"]
         assert re.fullmatch(r"auto-[0-9a-f]{7}", bucket)  # Pulumi's auto-naming shape
@@ -106,7 +116,9 @@ def test_auto_naming_default_tags_and_idempotency(tmp_path: Path, local_cloud: T
         assert tags["team"] == "payments"  # the resource's own tag
         assert tags["branchenv:stack"] == "s2"  # the provider's default tags
         assert tags["branchenv:owner"] == "override"  # own tags win over default tags
-        second = engine.up(stack="s2", program=prog, target=local_cloud, metadata=md, config={})
+        second = engine.up(
+            stack="s2", program=prog, target=local_cloud, metadata=md, inputs=inputs_for(md)
+        )
         assert second.outputs == first.outputs  # same auto-name, no new bucket
         assert second.changes["create"] == 0
         assert sum(1 for n in bucket_names(local_cloud) if n.startswith("auto-")) >= 1
@@ -136,10 +148,12 @@ def test_removed_resources_are_deleted_on_next_up(tmp_path: Path, local_cloud: T
         program=prog,
         target=local_cloud,
         metadata=md,
-        config={"branchenv:extra": "true"},
+        inputs=inputs_for(md, {"branchenv:extra": "true"}),
     )
     assert {name, gone} <= bucket_names(local_cloud)
-    result = engine.up(stack="s3", program=prog, target=local_cloud, metadata=md, config={})
+    result = engine.up(
+        stack="s3", program=prog, target=local_cloud, metadata=md, inputs=inputs_for(md)
+    )
     try:
         assert result.changes["delete"] == 1
         assert name in bucket_names(local_cloud) and gone not in bucket_names(local_cloud)
@@ -160,7 +174,13 @@ def test_failure_midway_is_recorded_and_destroyable(tmp_path: Path, local_cloud:
     )
     engine = InProcessEngine(state_dir=tmp_path / "state")
     with pytest.raises(EngineError, match="branchenv down"):
-        engine.up(stack="s4", program=prog, target=local_cloud, metadata=metadata("s4"), config={})
+        engine.up(
+            stack="s4",
+            program=prog,
+            target=local_cloud,
+            metadata=metadata("s4"),
+            inputs=inputs_for(metadata("s4")),
+        )
     assert name in bucket_names(local_cloud)
     recorded = engine.resources(stack="s4", program=prog)
     assert [r.type for r in recorded] == ["aws:s3/bucket:Bucket"]
@@ -180,7 +200,13 @@ def test_refresh_forgets_what_is_gone_and_destroy_tolerates_it(
         """,
     )
     engine = InProcessEngine(state_dir=tmp_path / "state")
-    engine.up(stack="s5", program=prog, target=local_cloud, metadata=metadata("s5"), config={})
+    engine.up(
+        stack="s5",
+        program=prog,
+        target=local_cloud,
+        metadata=metadata("s5"),
+        inputs=inputs_for(metadata("s5")),
+    )
     local_cloud.client("s3").delete_bucket(Bucket=a)  # deleted behind the engine's back
     engine.refresh(stack="s5", program=prog, target=local_cloud)
     assert [r.id for r in engine.resources(stack="s5", program=prog)] == [b]
@@ -193,7 +219,13 @@ def test_refuses_any_target_but_local(tmp_path: Path) -> None:
     engine = InProcessEngine(state_dir=tmp_path / "state")
     aws_target = Target(name="aws", region="us-east-1")
     with pytest.raises(SafetyRefusal) as err:
-        engine.up(stack="s6", program=prog, target=aws_target, metadata=metadata("s6"), config={})
+        engine.up(
+            stack="s6",
+            program=prog,
+            target=aws_target,
+            metadata=metadata("s6"),
+            inputs=inputs_for(metadata("s6")),
+        )
     assert err.value.exit_code == 3
     with pytest.raises(SafetyRefusal):
         engine.destroy(stack="s6", program=prog, target=aws_target)
@@ -205,7 +237,7 @@ def test_list_stacks_and_set_metadata(tmp_path: Path, local_cloud: Target) -> No
     prog = write_program(tmp_path, 'aws.sqs.Queue("q", opts=opts)\n')
     engine = InProcessEngine(state_dir=tmp_path / "state")
     md = metadata("s7")
-    engine.up(stack="s7", program=prog, target=local_cloud, metadata=md, config={})
+    engine.up(stack="s7", program=prog, target=local_cloud, metadata=md, inputs=inputs_for(md))
     try:
         [summary] = engine.list_stacks(program=prog)
         assert summary.stack == "s7" and summary.metadata == md and summary.resource_count == 1
@@ -283,21 +315,16 @@ def test_program_helper_modules_do_not_leak_between_runs(tmp_path: Path) -> None
 
 def test_kubernetes_program_points_at_render(tmp_path: Path, repo_root: Path) -> None:
     """The k8s program cannot be materialized on the local cloud: the error says what can."""
-    import json as _json
-
     engine = InProcessEngine(state_dir=tmp_path / "state")
     md = metadata("k8s")
     target = Target(name="local", region="us-east-1", endpoint_url="http://127.0.0.1:9")
     with pytest.raises(UnsupportedResource) as err:
         engine.up(
             stack="k8s",
-            program=repo_root / "infra" / "k8s",
+            program=program_at(repo_root / "infra" / "k8s"),
             target=target,
             metadata=md,
-            config={
-                "branchenv:prefix": "k8s-check",
-                "branchenv:tags": _json.dumps(md.to_tags()),
-            },
+            inputs=inputs_for(md, {"branchenv:prefix": "k8s-check"}),
         )
     assert "kubernetes:core/v1:Namespace" in err.value.types
     assert "branchenv render" in str(err.value)
@@ -321,7 +348,11 @@ def test_secret_outputs_are_masked_and_never_stored(tmp_path: Path, local_cloud:
     state = tmp_path / "state"
     engine = InProcessEngine(state_dir=state)
     result = engine.up(
-        stack="s8", program=prog, target=local_cloud, metadata=metadata("s8"), config={}
+        stack="s8",
+        program=prog,
+        target=local_cloud,
+        metadata=metadata("s8"),
+        inputs=inputs_for(metadata("s8")),
     )
     try:
         assert result.outputs["password"] == "[secret]"

@@ -13,10 +13,12 @@ from pathlib import Path
 import pytest
 
 from branchenv.config import Settings, load_settings
-from branchenv.engines.base import Engine, get_engine
+from branchenv.engines import get_engine
+from branchenv.engines.base import Engine
 from branchenv.errors import SafetyRefusal
 from branchenv.gitinfo import remote_heads
 from branchenv.localcloud import LocalCloud
+from branchenv.programs import default_program
 from branchenv.reaper import run
 from branchenv.reaper.executor import Status
 from branchenv.reaper.report import build_report
@@ -45,7 +47,7 @@ def scenario(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scenario]:
     cloud = LocalCloud(settings.state_path)
     target = cloud.ensure(settings.region)
     try:
-        engine = get_engine("inprocess", state_dir=settings.state_path)
+        engine = get_engine("inprocess", settings=settings, target=target)
         now = dt.datetime.now(dt.UTC)
         roles = {
             "expired": ("feature/expired", dict(age=3 * H, ttl=H)),
@@ -59,7 +61,7 @@ def scenario(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scenario]:
             role: up_stack(
                 engine,
                 project=project.root,
-                program=settings.program_path,
+                program=default_program(settings),
                 target=target,
                 branch=branch,
                 now=now,
@@ -91,7 +93,7 @@ def _plan(s: Scenario, **kw: object) -> run.ReapPlan:
 
 
 def check_dry_run_lists_exactly_the_stale_ones(scenario: Scenario) -> None:
-    before = inventory(scenario.target, scenario.engine, scenario.settings.program_path)
+    before = inventory(scenario.target, scenario.engine, default_program(scenario.settings))
     plan = _plan(scenario)
     names = scenario.stacks
     assert {d.stack: d.codes for d in plan.candidates} == {
@@ -120,11 +122,11 @@ def check_dry_run_lists_exactly_the_stale_ones(scenario: Scenario) -> None:
     assert report.dry_run and {r.status for r in report.reaped} == {"planned"}
     assert all(r.resource_count == 18 for r in report.reaped)
     # a dry run changes nothing
-    assert inventory(scenario.target, scenario.engine, scenario.settings.program_path) == before
+    assert inventory(scenario.target, scenario.engine, default_program(scenario.settings)) == before
 
 
 def check_too_many_candidates_refuses_and_changes_nothing(scenario: Scenario) -> None:
-    before = inventory(scenario.target, scenario.engine, scenario.settings.program_path)
+    before = inventory(scenario.target, scenario.engine, default_program(scenario.settings))
     plan = _plan(scenario, max_reap=2)
     with pytest.raises(SafetyRefusal, match=r"3 stacks are due .* at most 2 .* `--max 3`"):
         run.execute(
@@ -138,11 +140,11 @@ def check_too_many_candidates_refuses_and_changes_nothing(scenario: Scenario) ->
         run.execute(
             plan, settings=scenario.settings, engines=[scenario.engine], target=scenario.target
         )
-    assert inventory(scenario.target, scenario.engine, scenario.settings.program_path) == before
+    assert inventory(scenario.target, scenario.engine, default_program(scenario.settings)) == before
 
 
 def check_yes_destroys_exactly_those(scenario: Scenario) -> None:
-    program = scenario.settings.program_path
+    program = default_program(scenario.settings)
     res_before, stacks_before = inventory(scenario.target, scenario.engine, program)
     plan = _plan(scenario)
     doomed_stacks = {d.stack for d in plan.candidates}

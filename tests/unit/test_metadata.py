@@ -228,13 +228,46 @@ def test_create_refuses_a_non_positive_ttl() -> None:
         )
 
 
-def test_naive_datetimes_and_unknown_target_or_engine_are_refused() -> None:
+def test_naive_datetimes_unknown_target_and_malformed_engine_names_are_refused() -> None:
     with pytest.raises(ValueError, match="timezone-aware"):
         make(created_at=NOW.replace(tzinfo=None))
     with pytest.raises(ValueError, match="target"):
         make(target="gcp")
-    with pytest.raises(ValueError, match="engine"):
-        make(engine="terraform")
+    for bad in ("", "Terraform", "tf engine", "x" * 41):
+        with pytest.raises(ValueError, match="engine"):
+            make(engine=bad)
+
+
+@pytest.mark.parametrize("engine", ["terraform", "inprocess", "pulumi", "my-engine_2"])
+def test_any_engine_name_round_trips_so_a_new_engine_stays_managed(engine: str) -> None:
+    # Which engines exist is the registry's business: a stack made by an engine this
+    # installation lacks must still read as managed (never unmanaged, never swept around).
+    meta = make(engine=engine)
+    assert StackMetadata.from_tags(meta.to_tags()) == meta
+
+
+def test_identity_tags_are_the_unchanging_subset_of_the_stack_tags() -> None:
+    first = make()
+    later = dataclasses.replace(
+        first,
+        expires_at=first.expires_at + dt.timedelta(days=3),
+        commit="f00dfeed",
+        reap_pending=True,
+    )
+    identity = first.identity_tags()
+    assert identity == later.identity_tags()
+    assert identity.items() <= first.to_tags().items()
+    assert set(identity) == {
+        "branchenv:managed-by",
+        "branchenv:stack",
+        "branchenv:branch",
+        "branchenv:project",
+        "branchenv:owner",
+        "branchenv:created-at",
+        "branchenv:target",
+        "branchenv:engine",
+    }
+    assert later.to_tags()["branchenv:expires-at"] != first.to_tags()["branchenv:expires-at"]
 
 
 def test_datetimes_are_normalized_to_utc() -> None:
@@ -306,7 +339,7 @@ def test_from_tags_ignores_extra_keys_and_defaults_optional_ones() -> None:
         ("branchenv:created-at", "yesterday", "not a UTC timestamp"),
         ("branchenv:expires-at", "2024-05-01T12:00:00", "not a UTC timestamp"),
         ("branchenv:target", "gcp", "unknown target"),
-        ("branchenv:engine", "tf", "unknown engine"),
+        ("branchenv:engine", "TF!", "not an engine name"),
         ("branchenv:reap-pending", "maybe", "reap-pending"),
         ("branchenv:branch", "bad=escape", "bad escape"),
     ],

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
 
-from branchenv.engines.base import DestroyResult, Engine, StackSummary
+from branchenv.engines.base import DestroyResult, StackSummary
 from branchenv.errors import EngineError, OperationFailed, StackLocked, StackNotFound
 from branchenv.metadata import StackMetadata
 from branchenv.reaper.executor import (
@@ -131,10 +131,6 @@ def jobs(engine: FakeEngine) -> list[ReapJob]:
     return [ReapJob(stack=s, engine=engine, metadata=m) for s, m in engine.stacks.items()]
 
 
-def test_fake_engine_honours_the_protocol() -> None:
-    assert isinstance(FakeEngine({}), Engine)
-
-
 def test_flaky_stack_is_reaped_broken_one_reported_others_reaped() -> None:
     engine = FakeEngine(
         {
@@ -181,9 +177,11 @@ def test_run_exits_1_when_any_stack_failed(tmp_path: Path) -> None:
         max_reap=5,
         metadata={("inprocess", s): m for s, m in engine.stacks.items()},
     )
+    (tmp_path / "prog").mkdir()
+    (tmp_path / "prog" / "Pulumi.yaml").write_text("name: p\nruntime: python\n")
     result = run.execute(
         plan,
-        settings=Settings(project_dir=tmp_path),
+        settings=Settings(project_dir=tmp_path, program="prog"),
         engines=[engine],
         target=TARGET,
         sleep=lambda _s: None,

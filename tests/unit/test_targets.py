@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from branchenv.engines.pulumi_program import provider_config
 from branchenv.errors import LocalCloudError, SafetyRefusal, UsageError
 from branchenv.targets import Target, check_target_name
 
@@ -29,16 +30,21 @@ def test_local_target_client_uses_the_loopback_endpoint() -> None:
     assert client.meta.region_name == "eu-west-1"
 
 
-def test_pulumi_config_points_every_service_at_the_local_cloud() -> None:
-    cfg = Target(
-        "local", "us-east-1", endpoint_url="http://127.0.0.1:1", functions_url="http://127.0.0.1:2"
-    ).pulumi_config()
+def test_pulumi_provider_config_points_every_service_at_the_local_cloud() -> None:
+    cfg = provider_config(
+        Target(
+            "local",
+            "us-east-1",
+            endpoint_url="http://127.0.0.1:1",
+            functions_url="http://127.0.0.1:2",
+        )
+    )
     endpoints = json.loads(cfg["aws:endpoints"])[0]
     assert set(endpoints.values()) == {"http://127.0.0.1:1"}
     assert {"s3", "sqs", "dynamodb", "lambda", "iam", "apigatewayv2"} <= set(endpoints)
     assert cfg["aws:s3UsePathStyle"] == "true" and cfg["aws:skipCredentialsValidation"] == "true"
     assert cfg["branchenv:localFunctionsUrl"] == "http://127.0.0.1:2"
-    assert Target("aws", "us-west-2").pulumi_config() == {"aws:region": "us-west-2"}
+    assert provider_config(Target("aws", "us-west-2")) == {"aws:region": "us-west-2"}
 
 
 def test_target_names() -> None:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from branchenv.cli import render
+from branchenv.engines import engine_choices
 
 if TYPE_CHECKING:
     from branchenv.config import Settings
@@ -85,7 +86,9 @@ def cost(
     target: str | None = typer.Option(
         None, "--target", "-t", help="Where Cost Explorer is asked with --actual: local | aws."
     ),
-    engine: str | None = typer.Option(None, "--engine", "-e", help="pulumi | inprocess."),
+    engine: str | None = typer.Option(
+        None, "--engine", "-e", help=f"{engine_choices()} (default: every engine that runs here)."
+    ),
     max_hourly: str | None = typer.Option(
         None, "--max-hourly", help="Fail (exit 1) when a stack burns more USD/hour than this."
     ),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from branchenv.cli import render
+from branchenv.engines import engine_choices
 
 app = typer.Typer()
 
@@ -35,7 +36,10 @@ def reap(
         "are reaped. Default: not checked.",
     ),
     engine: str | None = typer.Option(
-        None, "--engine", "-e", help="pulumi | inprocess (default: every engine that runs here)."
+        None,
+        "--engine",
+        "-e",
+        help=f"{engine_choices()} (default: every engine that runs here).",
     ),
     target: str | None = typer.Option(None, "--target", "-t", help="local | aws."),
     output_format: str = typer.Option(

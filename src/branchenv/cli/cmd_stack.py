@@ -8,6 +8,7 @@ import typer
 
 from branchenv.cli import render
 from branchenv.cli.progress import progress
+from branchenv.engines import engine_choices
 
 if TYPE_CHECKING:
     from decimal import Decimal
@@ -25,7 +26,8 @@ EngineOpt = typer.Option(
     None,
     "--engine",
     "-e",
-    help="pulumi | inprocess (default: pulumi; inprocess on the local target without a pulumi CLI).",
+    help=f"{engine_choices()} (default: the first of them that runs the program on the target "
+    "here).",
 )
 JsonOpt = typer.Option(False, "--json", help="Print machine-readable JSON.")
 

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from branchenv.cli import render
+from branchenv.engines import engine_choices
 
 if TYPE_CHECKING:
     from branchenv.config import Settings
@@ -21,7 +22,7 @@ BranchOpt = typer.Option(
 )
 TargetOpt = typer.Option(None, "--target", "-t", help="Where resources live: local | aws.")
 EngineOpt = typer.Option(
-    None, "--engine", "-e", help="pulumi | inprocess (default: as for `branchenv up`)."
+    None, "--engine", "-e", help=f"{engine_choices()} (default: as for `branchenv up`)."
 )
 SuiteOpt = typer.Option(None, "--suite", help="The pytest suite to run (default: <program>/tests).")
 ReportDirOpt = typer.Option(

@@ -13,14 +13,13 @@ import datetime as dt
 import decimal
 from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from branchenv.cost.prices import PriceTable, load_prices
 
 if TYPE_CHECKING:
     from branchenv.config import Settings
-    from branchenv.engines.base import Engine
+    from branchenv.engines.base import Engine, Program
     from branchenv.inventory import TaggedResource
     from branchenv.metadata import StackMetadata
     from branchenv.provision import StackContext
@@ -206,16 +205,11 @@ def inventory_from_engine(
     engine: Engine,
     *,
     stack: str,
-    program: Path,
+    program: Program,
     metadata: StackMetadata | None,
     default_region: str,
 ) -> StackInventory:
-    """The stack's resources from the engine's own state.
-
-    Both engines list resources (``inprocess`` from its state file, ``pulumi`` from ``pulumi
-    stack export``); an engine without a ``resources(stack=, program=)`` listing gives an
-    inventory marked unavailable, so the stack's cost shows as unknown rather than zero.
-    """
+    """The stack's resources from the engine's own state (``Engine.resources``)."""
     common: dict[str, Any] = {
         "stack": stack,
         "branch": metadata.branch if metadata else None,
@@ -224,17 +218,6 @@ def inventory_from_engine(
         "expires_at": metadata.expires_at if metadata else None,
         "engine": engine.name,
     }
-    lister = getattr(engine, "resources", None)
-    if lister is None:
-        return StackInventory(
-            items=(),
-            available=False,
-            note=(
-                f"the {engine.name} engine offers no resource inventory; cost unavailable "
-                "for this stack (use `branchenv cost --engine inprocess` for local stacks)"
-            ),
-            **common,
-        )
     items = tuple(
         InventoryItem(
             type=entry.type,
@@ -242,7 +225,7 @@ def inventory_from_engine(
             name=entry.name,
             outputs=dict(entry.outputs),
         )
-        for entry in lister(stack=stack, program=program)
+        for entry in engine.resources(stack=stack, program=program)
     )
     return StackInventory(items=items, **common)
 
@@ -282,7 +265,7 @@ def stack_cost(
     engine: Engine,
     *,
     stack: str,
-    program: Path,
+    program: Program,
     metadata: StackMetadata | None,
     region: str,
     now: dt.datetime | None = None,
@@ -366,7 +349,9 @@ def collect_stack_costs(
     wanted_stacks = set(stacks) if stacks is not None else None
     wanted_branches = set(branches) if branches is not None else None
     filtered = wanted_stacks is not None or wanted_branches is not None
-    program = settings.program_path
+    from branchenv.programs import default_program
+
+    program = default_program(settings)
     costs: list[StackCost] = []
     for engine in engines:
         for summary in engine.list_stacks(program=program):

@@ -1,43 +1,142 @@
-"""The Engine seam: one protocol, its result types, and the factory that picks an engine.
+"""The Engine seam: one protocol and the values that cross it (see /work/tools/CONTRACT.md).
 
-Two engines implement it: ``pulumi`` (the real Pulumi engine through ``pulumi.automation``) and
-``inprocess`` (the program on the SDK's mock runtime, materialized on the local cloud). One
-contract suite (tests/integration/test_engine_contract.py) runs against each that can run here.
+An engine runs one :class:`Program` for named stacks against a target. The core hands every
+engine the same neutral :class:`ProgramInputs`; each engine maps them to its own form. Results
+are frozen dataclasses. Which engines exist, and how each is built, is the registry's business
+(:mod:`branchenv.engines`); this module names no engine.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import shutil
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
-
-from branchenv.errors import UsageError
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from branchenv.metadata import StackMetadata
     from branchenv.targets import Target
 
+
+class EngineSettings(Protocol):
+    """What the registry and the engines read of the project's settings
+    (:class:`branchenv.config.Settings` satisfies it). Engines never import ``branchenv.config``
+    (config validation reads the registry, so that import would close a cycle): an engine that
+    needs another setting adds it here."""
+
+    @property
+    def project_dir(self) -> Path: ...
+
+    @property
+    def state_path(self) -> Path: ...
+
+    @property
+    def effective_backend_url(self) -> str: ...
+
+    @property
+    def region(self) -> str: ...
+
+
 OutputSink = Callable[[str], None]
 """Receives the engine's progress output one line at a time (never secrets)."""
 
-ENGINE_NAMES = ("pulumi", "inprocess")
+CHANGE_KINDS = ("create", "update", "replace", "delete", "same")
+"""The keys of ``UpResult.changes`` / ``PreviewResult.changes``."""
+
+STEP_OPS = frozenset({"create", "update", "replace", "delete", "same", "read"})
+"""What a :class:`PlannedStep` may do."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Program:
+    """What describes a stack: one program directory of a known kind.
+
+    ``path`` is the directory the engine runs (a Pulumi program's dir holding ``__main__.py``,
+    after ``main:`` is honoured; a Terraform root module's dir); ``project_dir`` holds the
+    project file (``Pulumi.yaml``) and equals ``path`` for kinds without one. ``kind`` is a
+    registered program kind. ``engine`` is the engine the settings ask for (None: choose).
+    ``templates`` maps a target name to its stack config template file.
+    """
+
+    name: str
+    path: Path
+    kind: str
+    project: str
+    project_dir: Path
+    engine: str | None = None
+    templates: Mapping[str, Path] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class ProgramLayout:
+    """Where a program of some kind lives, as its kind's ``locate`` finds it: the directory the
+    engine runs, the project name and the directory holding the project file."""
+
+    path: Path
+    project: str
+    project_dir: Path
+
+
+@dataclasses.dataclass(frozen=True)
+class ProgramInputs:
+    """The neutral inputs the core hands every engine for one stack.
+
+    Each engine maps them to its own form: Pulumi programs get ``branchenv:prefix``,
+    ``branchenv:profile``, ``branchenv:localFunctionsUrl``, ``branchenv:tags`` and the target
+    template's keys as stack config (``engines/pulumi_program.py``); a Terraform module gets the
+    variables it declares with those names. ``tags`` go on every resource the stack creates.
+    ``allow_shared`` lists physical names deliberately shared between stacks (``--allow-shared``).
+    """
+
+    prefix: str
+    profile: str
+    tags: Mapping[str, str]
+    region: str
+    functions_url: str | None = None
+    template: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    allow_shared: frozenset[str] = frozenset()
+
+
+@dataclasses.dataclass(frozen=True)
+class PlannedStep:
+    """One resource in a plan or preview.
+
+    ``address`` is a URN (Pulumi programs) or a resource address (Terraform). ``physical_name``
+    is the fixed physical name the program sets (None when the engine auto-names it or it is
+    unknown until apply); ``name_property`` says which input holds it (``bucket``, ``name``...).
+    """
+
+    address: str
+    type: str
+    name: str
+    op: str
+    diff: tuple[str, ...] = ()
+    physical_name: str | None = None
+    name_property: str | None = None
+
+
+PlanCheck = Callable[[Sequence[PlannedStep]], None]
+"""Called by an engine inside ``up`` once it knows the plan and BEFORE it changes anything;
+raises (:class:`~branchenv.errors.SafetyRefusal`) to stop. The branch-isolation check is one."""
 
 
 @dataclasses.dataclass(frozen=True)
 class ResourceSummary:
-    """One resource of a stack as the engine knows it."""
+    """One resource of a stack as the engine knows it; ``outputs`` never hold secrets (they are
+    dropped or masked). What cost estimates and leak checks read."""
 
-    urn: str
+    address: str
     type: str
     name: str
     id: str | None = None
+    region: str | None = None
+    outputs: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)
 class UpResult:
-    """What ``up`` did: the stack, its outputs, counts of changes and the resources it holds."""
+    """What ``up`` did: the stack, its outputs, counts of changes (keys of
+    :data:`CHANGE_KINDS`) and the resources it holds."""
 
     stack: str
     outputs: dict[str, Any]
@@ -53,36 +152,53 @@ class PreviewResult:
     stack: str
     changes: dict[str, int]
     resource_types: tuple[str, ...]
+    steps: tuple[PlannedStep, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
 class DestroyResult:
-    """What ``destroy`` removed; ``removed`` is true when the stack itself is gone too."""
+    """What ``destroy`` removed; ``removed`` is true when the stack itself is gone too;
+    ``failed`` names the addresses left because their delete failed."""
 
     stack: str
     deleted: int
     removed: bool
     duration_s: float
+    failed: tuple[str, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class RefreshResult:
+    """What ``refresh`` found: resources gone from the target (dropped from the state) and
+    resources whose properties changed there."""
+
+    stack: str
+    missing: tuple[str, ...]
+    changed: tuple[str, ...]
+    duration_s: float
 
 
 @dataclasses.dataclass(frozen=True)
 class StackSummary:
-    """A stack as listed by ``list_stacks``; ``metadata`` is None for unmanaged stacks."""
+    """A stack as listed by ``list_stacks``.
+
+    ``metadata`` is None for unmanaged stacks. ``missing`` counts resources known to be gone
+    from the target. ``attention`` says why the stack needs a person (unreadable or newer
+    state, unreadable metadata): such a stack is listed, never hidden, never reaped, and its
+    resources are never swept as orphans.
+    """
 
     stack: str
     metadata: StackMetadata | None
     resource_count: int | None
     last_update: str | None = None
     tags: dict[str, str] = dataclasses.field(default_factory=dict)
+    missing: int | None = None
+    attention: str | None = None
 
 
-@runtime_checkable
 class Engine(Protocol):
-    """Runs one Pulumi program for named stacks against a target.
-
-    Every method is keyword-only. ``program`` is the directory holding the program's
-    ``Pulumi.yaml`` (or the project directory whose ``Pulumi.yaml`` points at it).
-    """
+    """Runs one program for named stacks against a target. Every method is keyword-only."""
 
     name: str
 
@@ -90,41 +206,46 @@ class Engine(Protocol):
         self,
         *,
         stack: str,
-        program: Path,
+        program: Program,
         target: Target,
         metadata: StackMetadata,
-        config: Mapping[str, str],
+        inputs: ProgramInputs,
         on_output: OutputSink | None = None,
+        plan_check: PlanCheck | None = None,
     ) -> UpResult:
-        """Create or update the stack so that it matches the program; idempotent."""
+        """Create or update the stack so that it matches the program; idempotent. Calls
+        ``plan_check`` with the planned steps before changing anything; what it raises stops
+        the update with nothing changed."""
         ...
 
     def preview(
         self,
         *,
         stack: str,
-        program: Path,
+        program: Program,
         target: Target,
         metadata: StackMetadata,
-        config: Mapping[str, str],
+        inputs: ProgramInputs,
         on_output: OutputSink | None = None,
     ) -> PreviewResult:
-        """Report what ``up`` would change without changing anything."""
+        """Report what ``up`` would change without changing any resource."""
         ...
 
     def destroy(
         self,
         *,
         stack: str,
-        program: Path,
+        program: Program,
         target: Target,
         on_output: OutputSink | None = None,
         remove: bool = True,
     ) -> DestroyResult:
         """Delete every resource of the stack, then (``remove``) the stack itself.
 
-        Destroying a stack that does not exist raises :class:`~branchenv.errors.StackNotFound`;
-        callers that want "down twice succeeds" treat that as done.
+        Continues past a failing resource (in dependency order); when anything is left it
+        raises :class:`~branchenv.errors.EngineError` after trying everything. A stack that does
+        not exist raises :class:`~branchenv.errors.StackNotFound`; callers that want "down twice
+        succeeds" treat that as done.
         """
         ...
 
@@ -132,28 +253,32 @@ class Engine(Protocol):
         self,
         *,
         stack: str,
-        program: Path,
+        program: Program,
         target: Target,
         on_output: OutputSink | None = None,
-    ) -> None:
+    ) -> RefreshResult:
         """Reconcile the engine's state with what actually exists in the target."""
         ...
 
-    def outputs(self, *, stack: str, program: Path) -> dict[str, Any]:
+    def outputs(self, *, stack: str, program: Program) -> dict[str, Any]:
         """The stack's outputs (secret outputs are masked as ``"[secret]"``)."""
         ...
 
-    def list_stacks(self, *, program: Path) -> list[StackSummary]:
-        """Every stack of the program's project in the backend, with its metadata."""
+    def resources(self, *, stack: str, program: Program) -> list[ResourceSummary]:
+        """The stack's resources as the engine's state records them (secrets dropped)."""
         ...
 
-    def metadata(self, *, stack: str, program: Path) -> StackMetadata | None:
+    def list_stacks(self, *, program: Program) -> list[StackSummary]:
+        """Every stack of the program's project in the engine's backend, with its metadata."""
+        ...
+
+    def metadata(self, *, stack: str, program: Program) -> StackMetadata | None:
         """The stack's metadata, or None when it lacks the managed marker."""
         ...
 
-    def set_metadata(self, *, stack: str, program: Path, metadata: StackMetadata) -> None:
-        """Replace the stack's metadata tags (e.g. to mark it reap-pending) without an update
-        of its resources."""
+    def set_metadata(self, *, stack: str, program: Program, metadata: StackMetadata) -> None:
+        """Replace the stack's metadata (e.g. to mark it reap-pending) without an update of its
+        resources."""
         ...
 
 
@@ -180,24 +305,3 @@ def metadata_or_none(tags: Mapping[str, str]) -> StackMetadata | None:
         return StackMetadata.from_tags(tags)
     except MetadataFormatError:
         return None
-
-
-def pulumi_cli_available() -> bool:
-    """True when a ``pulumi`` executable is on PATH."""
-    return shutil.which("pulumi") is not None
-
-
-def get_engine(name: str, *, state_dir: Path, **options: Any) -> Engine:
-    """Build the engine called ``name``; a wrong name lists the valid ones (exit 2)."""
-    if name == "pulumi":
-        from branchenv.engines.pulumi_engine import PulumiEngine
-
-        return PulumiEngine(state_dir=state_dir, **options)
-    if name == "inprocess":
-        from branchenv.engines.inprocess.engine import InProcessEngine
-
-        return InProcessEngine(state_dir=state_dir, **options)
-    raise UsageError(
-        f"unknown engine {name!r}. Valid engines: {', '.join(ENGINE_NAMES)} "
-        "(pass `--engine NAME` or set BRANCHENV_ENGINE)"
-    )

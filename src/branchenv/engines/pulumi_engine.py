@@ -40,14 +40,20 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from branchenv.engines.base import (
     SECRET_MASK,
     DestroyResult,
+    EngineSettings,
     OutputSink,
+    PlanCheck,
     PreviewResult,
+    Program,
+    ProgramInputs,
+    RefreshResult,
     ResourceSummary,
     StackSummary,
     UpResult,
     is_secret_envelope,
     metadata_or_none,
 )
+from branchenv.engines.pulumi_program import provider_config, stack_config
 from branchenv.errors import (
     ConfigError,
     EngineError,
@@ -332,6 +338,11 @@ class PulumiEngine:
             )
         self._passphrase_env, self._secret_values = self._resolve_passphrase(passphrase)
 
+    @classmethod
+    def from_settings(cls, *, settings: EngineSettings, target: Target | None) -> PulumiEngine:
+        """The engine for a project's settings (the registry builds it this way)."""
+        return cls(state_dir=settings.state_path, backend_url=settings.effective_backend_url)
+
     # -- setup ---------------------------------------------------------------------------------
 
     @property
@@ -405,20 +416,20 @@ class PulumiEngine:
             env.update(target.aws_env())
         return env
 
-    def _workspace(self, program: Path, target: Target | None) -> auto.LocalWorkspace:
+    def _workspace(self, program: Program, target: Target | None) -> auto.LocalWorkspace:
         from pulumi import automation as auto
 
         root = self._file_backend_root()
         if root is not None:
             root.mkdir(parents=True, exist_ok=True)
         return auto.LocalWorkspace(
-            work_dir=str(find_project_dir(program)),
+            work_dir=str(program.project_dir),
             env_vars=self._env(target),
             pulumi_command=self._pulumi_command(),
         )
 
     def _stack(
-        self, stack: str, program: Path, target: Target | None, *, create: bool
+        self, stack: str, program: Program, target: Target | None, *, create: bool
     ) -> auto.Stack:
         from pulumi import automation as auto
 
@@ -428,7 +439,7 @@ class PulumiEngine:
         root = self._file_backend_root()
         if root is not None:
             root.mkdir(parents=True, exist_ok=True)
-        work_dir = str(find_project_dir(program))
+        work_dir = str(program.project_dir)
         with self._errors("select", stack):
             if create:
                 return auto.create_or_select_stack(stack_name=stack, work_dir=work_dir, opts=opts)
@@ -591,35 +602,33 @@ class PulumiEngine:
     def _prepare(
         self,
         stack: str,
-        program: Path,
+        program: Program,
         target: Target,
         metadata: StackMetadata,
-        config: Mapping[str, str],
+        inputs: ProgramInputs,
     ) -> auto.Stack:
-        tags = metadata.to_tags()
         handle = self._stack(stack, program, target, create=True)
-        merged = {
-            **target.pulumi_config(),
-            **config,
-            TAGS_CONFIG_KEY: json.dumps(tags, sort_keys=True),
-        }
-        self._apply_config(handle, merged)
-        self._apply_tags(handle, tags)
+        self._apply_config(handle, stack_config(inputs, target))
+        self._apply_tags(handle, metadata.to_tags())
         return handle
 
     def up(
         self,
         *,
         stack: str,
-        program: Path,
+        program: Program,
         target: Target,
         metadata: StackMetadata,
-        config: Mapping[str, str],
+        inputs: ProgramInputs,
         on_output: OutputSink | None = None,
+        plan_check: PlanCheck | None = None,
     ) -> UpResult:
-        """Create or select the stack, set its config and tags, then ``pulumi up``."""
+        """Create or select the stack, set its config and tags, then ``pulumi up``.
+
+        ``plan_check`` is not called yet: wiring it to the preview's planned inputs is issue 13
+        item 3 for this engine."""
         started = time.monotonic()
-        handle = self._prepare(stack, program, target, metadata, config)
+        handle = self._prepare(stack, program, target, metadata, inputs)
         events = _EventCollector()
         sink = self._sink(on_output)
         result = self._with_lock_retry(
@@ -646,14 +655,14 @@ class PulumiEngine:
         self,
         *,
         stack: str,
-        program: Path,
+        program: Program,
         target: Target,
         metadata: StackMetadata,
-        config: Mapping[str, str],
+        inputs: ProgramInputs,
         on_output: OutputSink | None = None,
     ) -> PreviewResult:
         """``pulumi preview`` after the same config as ``up`` (creates the stack if missing)."""
-        handle = self._prepare(stack, program, target, metadata, config)
+        handle = self._prepare(stack, program, target, metadata, inputs)
         events = _EventCollector()
         sink = self._sink(on_output)
         result = self._with_lock_retry(
@@ -671,7 +680,7 @@ class PulumiEngine:
         self,
         *,
         stack: str,
-        program: Path,
+        program: Program,
         target: Target,
         on_output: OutputSink | None = None,
         remove: bool = True,
@@ -682,7 +691,7 @@ class PulumiEngine:
         if target.is_local:
             # The local cloud's endpoints may have moved since `up` (a restarted local cloud).
             # On AWS the stack's own config (its region above all) is left as `up` set it.
-            self._apply_config(handle, target.pulumi_config())
+            self._apply_config(handle, provider_config(target))
         sink = self._sink(on_output)
         result = self._with_lock_retry(
             handle,
@@ -707,30 +716,43 @@ class PulumiEngine:
         self,
         *,
         stack: str,
-        program: Path,
+        program: Program,
         target: Target,
         on_output: OutputSink | None = None,
-    ) -> None:
-        """``pulumi refresh`` against the target."""
+    ) -> RefreshResult:
+        """``pulumi refresh`` against the target; what it found comes from the engine events
+        (a refresh step without new state: gone; one with diffs: changed)."""
+        started = time.monotonic()
         handle = self._stack(stack, program, target, create=False)
         if target.is_local:
-            self._apply_config(handle, target.pulumi_config())
+            self._apply_config(handle, provider_config(target))
         sink = self._sink(on_output)
+        events = _EventCollector()
         self._with_lock_retry(
             handle,
             "refresh",
             lambda: handle.refresh(
-                on_output=sink, on_error=sink, color="never", suppress_progress=True
+                on_output=sink,
+                on_error=sink,
+                on_event=events,
+                color="never",
+                suppress_progress=True,
             ),
         )
+        return RefreshResult(
+            stack=stack,
+            missing=events.refreshed_missing(),
+            changed=events.refreshed_changed(),
+            duration_s=time.monotonic() - started,
+        )
 
-    def outputs(self, *, stack: str, program: Path) -> dict[str, Any]:
+    def outputs(self, *, stack: str, program: Program) -> dict[str, Any]:
         """The stack's outputs; secret ones masked as ``"[secret]"``."""
         handle = self._stack(stack, program, None, create=False)
         with self._errors("stack output", stack):
             return _mask_outputs(handle.outputs())
 
-    def resources(self, *, stack: str, program: Path) -> list[StateResource]:
+    def resources(self, *, stack: str, program: Program) -> list[ResourceSummary]:
         """The stack's resources from ``pulumi stack export`` (for inventories and cost).
 
         Automation always exports with ``--show-secrets``; secret values are dropped here, on
@@ -751,18 +773,18 @@ class PulumiEngine:
                 continue
             urn = str(r.get("urn", ""))
             items.append(
-                StateResource(
-                    urn=urn,
+                ResourceSummary(
+                    address=urn,
                     type=type_,
                     name=urn.rsplit("::", 1)[-1],
-                    id=str(r.get("id") or ""),
-                    region=regions.get(str(r.get("provider") or ""), ""),
+                    id=str(r.get("id") or "") or None,
+                    region=regions.get(str(r.get("provider") or "")) or None,
                     outputs=_drop_secrets(r.get("outputs") or {}),
                 )
             )
         return items
 
-    def list_stacks(self, *, program: Path) -> list[StackSummary]:
+    def list_stacks(self, *, program: Program) -> list[StackSummary]:
         """Every stack of the project with its tags and metadata (None when unmanaged)."""
         workspace = self._workspace(program, None)
         with self._errors("stack ls", None):
@@ -781,12 +803,12 @@ class PulumiEngine:
             )
         return summaries
 
-    def metadata(self, *, stack: str, program: Path) -> StackMetadata | None:
+    def metadata(self, *, stack: str, program: Program) -> StackMetadata | None:
         """The stack's metadata from its tags (or its ``branchenv:tags`` config)."""
         workspace = self._workspace(program, None)
         return metadata_or_none(self._read_tags(workspace, stack))
 
-    def set_metadata(self, *, stack: str, program: Path, metadata: StackMetadata) -> None:
+    def set_metadata(self, *, stack: str, program: Program, metadata: StackMetadata) -> None:
         """Replace the stack's metadata (tags and ``branchenv:tags`` config); no update runs."""
         tags = metadata.to_tags()
         handle = self._stack(stack, program, None, create=False)
@@ -832,6 +854,8 @@ class _EventCollector:
         self._types: dict[str, None] = {}
         self._resources: dict[str, ResourceSummary] = {}
         self._changes: dict[str, int] = {}
+        self._refresh_missing: dict[str, None] = {}
+        self._refresh_changed: dict[str, None] = {}
 
     def __call__(self, event: Any) -> None:
         pre = getattr(event, "resource_pre_event", None)
@@ -846,11 +870,18 @@ class _EventCollector:
                     self._resources.pop(meta.urn, None)
                 else:
                     self._resources[meta.urn] = ResourceSummary(
-                        urn=meta.urn,
+                        address=meta.urn,
                         type=meta.type,
                         name=meta.urn.rsplit("::", 1)[-1],
                         id=(new.id or None) if new is not None else None,
                     )
+            if str(getattr(meta.op, "value", meta.op)) == "refresh" and _is_user_resource(
+                meta.type
+            ):
+                if meta.new is None:
+                    self._refresh_missing.setdefault(meta.urn, None)
+                elif meta.diffs:
+                    self._refresh_changed.setdefault(meta.urn, None)
         summary = getattr(event, "summary_event", None)
         if summary is not None:
             self._changes = _counts(summary.resource_changes)
@@ -864,6 +895,12 @@ class _EventCollector:
     def changes(self) -> dict[str, int]:
         return dict(self._changes)
 
+    def refreshed_missing(self) -> tuple[str, ...]:
+        return tuple(self._refresh_missing)
+
+    def refreshed_changed(self) -> tuple[str, ...]:
+        return tuple(self._refresh_changed)
+
 
 def _counts(changes: Mapping[Any, int] | None) -> dict[str, int]:
     """Change counts keyed by plain op names (``create``, ``same``…), whatever the key type."""
@@ -872,18 +909,6 @@ def _counts(changes: Mapping[Any, int] | None) -> dict[str, int]:
 
 def _is_user_resource(type_: str) -> bool:
     return type_ != "pulumi:pulumi:Stack" and not type_.startswith("pulumi:providers:")
-
-
-@dataclass(frozen=True)
-class StateResource:
-    """One resource of an exported stack: what inventories need, secrets dropped."""
-
-    urn: str
-    type: str
-    name: str
-    id: str
-    region: str
-    outputs: dict[str, Any]
 
 
 def _drop_secrets(value: Any) -> Any:

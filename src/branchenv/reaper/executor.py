@@ -15,13 +15,12 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from branchenv.errors import EngineError, StackLocked, StackNotFound, one_line
 
 if TYPE_CHECKING:
-    from branchenv.engines.base import Engine, OutputSink
+    from branchenv.engines.base import Engine, OutputSink, Program
     from branchenv.metadata import StackMetadata
     from branchenv.targets import Target
 
@@ -157,7 +156,7 @@ def _outcome_text(outcome: object) -> str:
 def destroy_one(
     job: ReapJob,
     *,
-    program: Path,
+    program: Program,
     target: Target,
     retry: RetryPolicy,
     sleep: Callable[[float], None] = time.sleep,
@@ -244,7 +243,7 @@ def destroy_one(
 def destroy_all(
     jobs: Sequence[ReapJob],
     *,
-    program: Path,
+    program: Program,
     target: Target,
     concurrency: int,
     retry: RetryPolicy | None = None,

@@ -102,20 +102,22 @@ def orphan_sweep_refusal(
 
     A resource is an orphan when no listed stack claims it, so the listing must see every
     stack that could own resources in the target. On the local cloud, this machine's state is
-    all there is. On AWS, only a shared backend (s3://, Pulumi Cloud, ...) read by the pulumi
-    engine sees everyone's stacks: with a file backend or the inprocess engine, every other
-    machine's live stacks would look orphaned."""
+    all there is. On AWS, only an engine whose listing is shared (the registry's
+    ``shared_state``: a shared backend such as s3:// or Pulumi Cloud) sees everyone's stacks:
+    with state on this machine, every other machine's live stacks would look orphaned."""
+    from branchenv.engines import ENGINES, engine_spec
+
     if target_name != "aws":
         return None
-    backend = settings.effective_backend_url
-    if any(e.name == "pulumi" for e in engines) and not backend.startswith("file://"):
+    if any(engine_spec(e.name).shares_state(settings) for e in engines):
         return None
+    shared = [s.name for s in ENGINES.values() if not s.local_only and s.shared_state is not False]
     return (
-        "refusing to sweep orphans on AWS: stacks are listed from "
-        f"{'a file backend on this machine' if backend.startswith('file://') else backend} "
-        "(or without the pulumi engine), so other machines' live stacks would look orphaned; "
-        "set `backend_url` (BRANCHENV_BACKEND_URL) to the team's shared backend (s3://... or "
-        "Pulumi Cloud) and use `--engine pulumi`"
+        "refusing to sweep orphans on AWS: stacks are listed "
+        f"({', '.join(e.name for e in engines) or 'no engine'}) from state on this machine only, "
+        "so other machines' live stacks would look orphaned; set `backend_url` "
+        "(BRANCHENV_BACKEND_URL) to the team's shared backend (s3://... or Pulumi Cloud)"
+        + (f" and use {' or '.join(f'`--engine {n}`' for n in shared)}" if shared else "")
     )
 
 
@@ -151,11 +153,11 @@ def plan(
     orphan_grace: dt.timedelta = dt.timedelta(hours=1),
 ) -> ReapPlan:
     """Decide for every stack the engines know; with ``orphan_target``, find orphans there."""
-    from branchenv.engines.project import project_name
+    from branchenv.programs import default_program
 
     now = now or dt.datetime.now(dt.UTC)
     policy = ReapPolicy.from_settings(settings, target=target_name)
-    program = settings.program_path
+    program = default_program(settings)
     decisions: list[Decision] = []
     metadata: dict[tuple[str, str], StackMetadata | None] = {}
     known: set[str] = set()
@@ -173,7 +175,7 @@ def plan(
             orphan_target,
             known_stacks=known,
             protected_patterns=settings.protected_patterns,
-            project=project_name(program),
+            project=program.project,
             now=now,
             grace=orphan_grace,
         )
@@ -201,9 +203,11 @@ def _candidate_costs(
     """The burn rate each candidate would stop: the cost the reap reclaims per hour."""
     from branchenv.cost.estimate import estimate_stack, inventory_from_engine
     from branchenv.cost.prices import load_prices
+    from branchenv.programs import default_program
 
     by_name = {e.name: e for e in engines}
     prices = load_prices()
+    program = default_program(settings)
     costs: dict[tuple[str, str], Decimal | None] = {}
     for d in decisions:
         engine = by_name.get(d.engine)
@@ -212,7 +216,7 @@ def _candidate_costs(
         inventory = inventory_from_engine(
             engine,
             stack=d.stack,
-            program=settings.program_path,
+            program=program,
             metadata=metadata.get((d.engine, d.stack)),
             default_region=settings.region,
         )
@@ -234,6 +238,7 @@ def execute(
 ) -> ReapResult:
     """Destroy the plan's candidates and sweep its orphans. Refuses (exit 3, nothing done)
     when the plan has more candidates than its ``max_reap``."""
+    from branchenv.programs import default_program
     from branchenv.reaper.executor import ReapJob, destroy_all
 
     refusal = reap_plan.refusal()
@@ -250,7 +255,7 @@ def execute(
     ]
     outcomes = destroy_all(
         jobs,
-        program=settings.program_path,
+        program=default_program(settings),
         target=target,
         concurrency=settings.reap_concurrency,
         retry=retry,

@@ -16,15 +16,19 @@ import json
 import secrets
 import threading
 import time
-from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from branchenv.engines.base import (
     SECRET_MASK,
     DestroyResult,
+    EngineSettings,
     OutputSink,
+    PlanCheck,
     PreviewResult,
+    Program,
+    ProgramInputs,
+    RefreshResult,
     ResourceSummary,
     StackSummary,
     UpResult,
@@ -32,7 +36,7 @@ from branchenv.engines.base import (
     metadata_or_none,
 )
 from branchenv.engines.inprocess.state import ResourceEntry, StackState, StateStore
-from branchenv.engines.project import project_name
+from branchenv.engines.pulumi_program import stack_config
 from branchenv.errors import (
     BranchenvError,
     EngineError,
@@ -111,6 +115,11 @@ class InProcessEngine:
         self.store = StateStore(Path(state_dir) / "inprocess")
         self.lock_wait_s = lock_wait_s
 
+    @classmethod
+    def from_settings(cls, *, settings: EngineSettings, target: Target | None) -> InProcessEngine:
+        """The engine for a project's settings (the registry builds it this way)."""
+        return cls(state_dir=settings.state_path)
+
     # -- helpers -------------------------------------------------------------------------------
 
     @staticmethod
@@ -127,14 +136,6 @@ class InProcessEngine:
         from branchenv.engines.inprocess.materializers import REGISTRY
 
         return REGISTRY
-
-    def _full_config(
-        self, target: Target, metadata: StackMetadata, config: Mapping[str, str]
-    ) -> dict[str, str]:
-        full = dict(target.pulumi_config())
-        full.update(config)
-        full["branchenv:tags"] = json.dumps(metadata.to_tags(), sort_keys=True)
-        return full
 
     def _declared(
         self, program: Path, project: str, stack: str, config: dict[str, str]
@@ -168,15 +169,15 @@ class InProcessEngine:
         self,
         *,
         stack: str,
-        program: Path,
+        program: Program,
         target: Target,
         metadata: StackMetadata,
-        config: Mapping[str, str],
+        inputs: ProgramInputs,
         on_output: OutputSink | None = None,
     ) -> PreviewResult:
         self._require_local(target)
-        project = project_name(program)
-        regs = self._declared(program, project, stack, self._full_config(target, metadata, config))
+        project = program.project
+        regs = self._declared(program.path, project, stack, stack_config(inputs, target))
         self._check_supported(regs)
         old = self.store.load(project, stack)
         old_urns = {e.urn for e in old.resources} if old else set()
@@ -194,22 +195,26 @@ class InProcessEngine:
         self,
         *,
         stack: str,
-        program: Path,
+        program: Program,
         target: Target,
         metadata: StackMetadata,
-        config: Mapping[str, str],
+        inputs: ProgramInputs,
         on_output: OutputSink | None = None,
+        plan_check: PlanCheck | None = None,
     ) -> UpResult:
+        """Preview pass, then the real pass under the stack's lock. ``plan_check`` is not
+        called yet: feeding it the preview pass's planned names is issue 13 item 3 for this
+        engine."""
         self._require_local(target)
         say = on_output or (lambda _line: None)
         started = time.monotonic()
-        project = project_name(program)
-        full_config = self._full_config(target, metadata, config)
+        project = program.project
+        full_config = stack_config(inputs, target)
         say(f"previewing {project}/{stack} (inprocess engine, local cloud {target.endpoint_url})")
-        self._check_supported(self._declared(program, project, stack, full_config))
+        self._check_supported(self._declared(program.path, project, stack, full_config))
         with self.store.lock(project, stack, wait_s=self.lock_wait_s, on_wait=say):
             return self._up_locked(
-                project, stack, program, target, metadata, full_config, say, started
+                project, stack, program.path, target, metadata, full_config, say, started
             )
 
     def _up_locked(
@@ -368,10 +373,7 @@ class InProcessEngine:
             stack=stack,
             outputs=dict(state.outputs),
             changes=changes,
-            resources=tuple(
-                ResourceSummary(urn=e.urn, type=e.type, name=e.name, id=e.id)
-                for e in state.resources
-            ),
+            resources=tuple(_summary(e) for e in state.resources),
             duration_s=time.monotonic() - started,
         )
 
@@ -379,7 +381,7 @@ class InProcessEngine:
         self,
         *,
         stack: str,
-        program: Path,
+        program: Program,
         target: Target,
         on_output: OutputSink | None = None,
         remove: bool = True,
@@ -389,7 +391,7 @@ class InProcessEngine:
         self._require_local(target)
         say = on_output or (lambda _line: None)
         started = time.monotonic()
-        project = project_name(program)
+        project = program.project
         registry = self._registry()
         with self.store.lock(project, stack, wait_s=self.lock_wait_s):
             state = self.store.load(project, stack)
@@ -427,39 +429,48 @@ class InProcessEngine:
         self,
         *,
         stack: str,
-        program: Path,
+        program: Program,
         target: Target,
         on_output: OutputSink | None = None,
-    ) -> None:
+    ) -> RefreshResult:
         from branchenv.engines.inprocess.materializers import Context
 
         self._require_local(target)
-        project = project_name(program)
+        started = time.monotonic()
+        project = program.project
         registry = self._registry()
         with self.store.lock(project, stack, wait_s=self.lock_wait_s):
             state = self.store.load(project, stack)
             if state is None:
                 raise StackNotFound(f"no stack named {stack!r} in project {project!r}")
             kept = []
+            missing: list[str] = []
             for entry in state.resources:
                 ctx = Context(target, entry.region or target.region)
                 if registry[entry.type].exists(ctx, id=entry.id, outputs=entry.outputs):
                     kept.append(entry)
-                elif on_output:
-                    on_output(f"  gone      {entry.type}  {entry.name}  ({entry.id})")
+                else:
+                    missing.append(entry.urn)
+                    if on_output:
+                        on_output(f"  gone      {entry.type}  {entry.name}  ({entry.id})")
             state.resources = kept
             self.store.save(state)
+        return RefreshResult(
+            stack=stack,
+            missing=tuple(missing),
+            changed=(),
+            duration_s=time.monotonic() - started,
+        )
 
-    def outputs(self, *, stack: str, program: Path) -> dict[str, Any]:
-        project = project_name(program)
+    def outputs(self, *, stack: str, program: Program) -> dict[str, Any]:
+        project = program.project
         state = self.store.load(project, stack)
         if state is None:
             raise StackNotFound(f"no stack named {stack!r} in project {project!r}")
         return dict(state.outputs)
 
-    def list_stacks(self, *, program: Path) -> list[StackSummary]:
-
-        project = project_name(program)
+    def list_stacks(self, *, program: Program) -> list[StackSummary]:
+        project = program.project
         return [
             StackSummary(
                 stack=s.stack,
@@ -471,16 +482,15 @@ class InProcessEngine:
             for s in self.store.list(project)
         ]
 
-    def metadata(self, *, stack: str, program: Path) -> StackMetadata | None:
-
-        project = project_name(program)
+    def metadata(self, *, stack: str, program: Program) -> StackMetadata | None:
+        project = program.project
         state = self.store.load(project, stack)
         if state is None:
             raise StackNotFound(f"no stack named {stack!r} in project {project!r}")
         return metadata_or_none(state.tags)
 
-    def set_metadata(self, *, stack: str, program: Path, metadata: StackMetadata) -> None:
-        project = project_name(program)
+    def set_metadata(self, *, stack: str, program: Program, metadata: StackMetadata) -> None:
+        project = program.project
         with self.store.lock(project, stack, wait_s=self.lock_wait_s):
             state = self.store.load(project, stack)
             if state is None:
@@ -488,13 +498,26 @@ class InProcessEngine:
             state.tags = metadata.to_tags()
             self.store.save(state)
 
-    def resources(self, *, stack: str, program: Path) -> list[ResourceEntry]:
+    def resources(self, *, stack: str, program: Program) -> list[ResourceSummary]:
         """The stack's resources as the state records them (for inventories and cost)."""
-        project = project_name(program)
+        project = program.project
         state = self.store.load(project, stack)
         if state is None:
             raise StackNotFound(f"no stack named {stack!r} in project {project!r}")
-        return list(state.resources)
+        return [_summary(e) for e in state.resources]
+
+
+def _summary(entry: ResourceEntry) -> ResourceSummary:
+    """A state entry as the protocol's resource summary (outputs hold no secrets: inputs the
+    program marked secret were masked before they were stored)."""
+    return ResourceSummary(
+        address=entry.urn,
+        type=entry.type,
+        name=entry.name,
+        id=entry.id,
+        region=entry.region or None,
+        outputs=dict(entry.outputs),
+    )
 
 
 def _storable(value: Any) -> Any:

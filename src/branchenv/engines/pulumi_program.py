@@ -1,0 +1,76 @@
+"""The neutral program inputs as a Pulumi program's stack config: one mapping shared by the two
+engines that run Pulumi programs (``pulumi`` and ``inprocess``).
+
+The provider config for a target lives here too: on the local cloud, the AWS provider is
+pointed at it (endpoints, dummy credentials, skip flags: what pulumilocal sets for LocalStack
+users).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING
+
+from branchenv.targets import LOCAL_ACCESS_KEY, LOCAL_SECRET_KEY
+
+if TYPE_CHECKING:
+    from branchenv.engines.base import ProgramInputs
+    from branchenv.targets import Target
+
+TAGS_CONFIG_KEY = "branchenv:tags"
+"""Stack config key holding the JSON of the tags every resource carries (the demo program
+passes them to its provider as default tags)."""
+
+LOCAL_ENDPOINT_SERVICES = (
+    "apigateway",
+    "apigatewayv2",
+    "cloudwatch",
+    "cloudwatchlogs",
+    "dynamodb",
+    "iam",
+    "lambda",
+    "resourcegroupstaggingapi",
+    "s3",
+    "sns",
+    "sqs",
+    "sts",
+)
+"""The services whose ``aws:endpoints`` entry points at the local cloud."""
+
+
+def provider_config(target: Target) -> dict[str, str]:
+    """The AWS provider config for ``target``: its region, and on the local cloud the endpoints,
+    dummy credentials and skip flags."""
+    cfg = {"aws:region": target.region}
+    if target.is_local:
+        endpoint = target.local_endpoint()
+        cfg.update(
+            {
+                "aws:accessKey": LOCAL_ACCESS_KEY,
+                "aws:secretKey": LOCAL_SECRET_KEY,
+                "aws:s3UsePathStyle": "true",
+                "aws:skipCredentialsValidation": "true",
+                "aws:skipRequestingAccountId": "true",
+                "aws:skipMetadataApiCheck": "true",
+                "aws:skipRegionValidation": "true",
+                "aws:endpoints": json.dumps([dict.fromkeys(LOCAL_ENDPOINT_SERVICES, endpoint)]),
+            }
+        )
+        if target.functions_url:
+            cfg["branchenv:localFunctionsUrl"] = target.functions_url
+    return cfg
+
+
+def stack_config(inputs: ProgramInputs, target: Target) -> dict[str, str]:
+    """Every stack config key a Pulumi program gets for one stack: the provider config, the
+    target template's keys, then branchenv's own (``branchenv:prefix``, ``branchenv:profile``,
+    ``branchenv:localFunctionsUrl``, ``branchenv:tags``); the region is always the target's."""
+    config = provider_config(target)
+    config.update(inputs.template)
+    config["aws:region"] = inputs.region
+    config["branchenv:prefix"] = inputs.prefix
+    config["branchenv:profile"] = inputs.profile
+    if inputs.functions_url:
+        config["branchenv:localFunctionsUrl"] = inputs.functions_url
+    config[TAGS_CONFIG_KEY] = json.dumps(dict(inputs.tags), sort_keys=True)
+    return config
