@@ -27,6 +27,7 @@ import json
 import os
 import queue
 import re
+import shutil
 import subprocess
 import sys
 import threading
@@ -519,7 +520,7 @@ class FunctionRunner:
             if pool is None:
                 for old_key in [k for k in self._pools if k[0] == spec.name]:
                     self._pools.pop(old_key).close()  # code or config changed: retire old
-                code_dir = self.work_dir / f"{spec.name}-{spec.code_sha[:12]}"
+                code_dir = self._code_dir(spec.name, spec.code_sha)
                 if not code_dir.exists():
                     code_dir.mkdir(parents=True)
                     with zipfile.ZipFile(io.BytesIO(spec.code)) as zf:
@@ -535,18 +536,29 @@ class FunctionRunner:
             return self._pool_fresh(spec)
         return pool
 
+    def retire_deleted_functions(self) -> None:
+        """Stop the warm workers of every function no longer in the local cloud and remove its
+        unpacked code; the local cloud calls it after each DeleteFunction
+        (:func:`branchenv.localcloud.fidelity.on_function_deleted`)."""
+        with self._pools_lock:
+            self._retire_deleted_functions()
+
     def _retire_deleted_functions(self) -> None:
         """Close the warm workers of functions no longer in the local cloud (their stack was
-        destroyed), so a long-lived local cloud does not accumulate idle runtimes. Called with
-        the pools lock held, when a new pool starts."""
+        destroyed) and remove their code dirs, so a long-lived local cloud accumulates neither
+        idle runtimes nor unpacked packages. Called with the pools lock held."""
         for key in list(self._pools):
             try:
                 lookup_function(key[0])
             except RunnerError:
                 self._pools.pop(key).close()
+                shutil.rmtree(self._code_dir(key[0], key[1]), ignore_errors=True)
+
+    def _code_dir(self, name: str, code_sha: str) -> Path:
+        return self.work_dir / f"{name}-{code_sha[:12]}"
 
     def _pool_fresh(self, spec: FunctionSpec) -> _Pool:
-        code_dir = self.work_dir / f"{spec.name}-{spec.code_sha[:12]}"
+        code_dir = self._code_dir(spec.name, spec.code_sha)
         pool = _Pool(spec, code_dir, self.endpoint_url)
         with self._pools_lock:
             self._pools[(spec.name, spec.code_sha)] = pool

@@ -19,6 +19,8 @@ import sys
 import threading
 from pathlib import Path
 
+from branchenv.localcloud import fidelity
+
 LOOPBACK = "127.0.0.1"
 
 
@@ -41,6 +43,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 
+    fidelity.apply()  # before the first request: answers a real provider depends on
+
     # Handlers first: a `stop` that lands while the servers start still shuts them down.
     stop = threading.Event()
 
@@ -62,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         endpoint_url=endpoint_url, work_dir=state_dir / "functions", host=LOOPBACK, port=0
     )
     runner.start()
+    fidelity.on_function_deleted(runner.retire_deleted_functions)
 
     info = {
         "pid": os.getpid(),

@@ -1,0 +1,108 @@
+"""Where the embedded moto answers unlike AWS in ways a real provider trips on, and the fixes.
+
+Applied once, inside the local cloud's own process (:mod:`branchenv.localcloud.serve`), before
+the moto server starts; clients only ever see the result over HTTP. Each fix has a test in
+tests/integration/test_localcloud_fidelity.py that failed against plain moto.
+
+- DynamoDB ``ListTagsOfResource`` pages at 10 tags; the terraform aws provider reads tags with
+  one call and never follows ``NextToken``, so tags 11+ look removed and every plan re-tags
+  (and a re-apply times out). AWS itself returns a table's tags (at most 50) in one page: so
+  does the local cloud now.
+- SQS echoes a queue's ``RedrivePolicy`` re-serialised (``json.dumps`` with spaces); AWS keeps
+  the compact form terraform sends, and the provider shows anything else as a perpetual
+  whitespace diff. The policy is now returned as it was set.
+- A deleted Lambda function's warm workers (in the function runner, same process) kept running
+  and its unpacked code stayed on disk until some other function started. Listeners registered
+  with :func:`on_function_deleted` now hear of every DeleteFunction.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable
+from typing import Any
+
+_APPLIED = False
+_LOCK = threading.Lock()
+_DELETE_LISTENERS: list[Callable[[], None]] = []
+
+
+def on_function_deleted(listener: Callable[[], None]) -> None:
+    """Call ``listener`` (no arguments) after every successful DeleteFunction; the listener
+    checks for itself which functions are gone (a name, an ARN or a qualifier may be given)."""
+    with _LOCK:
+        _DELETE_LISTENERS.append(listener)
+
+
+def apply() -> None:
+    """Patch the embedded moto once; later calls do nothing."""
+    global _APPLIED
+    with _LOCK:
+        if _APPLIED:
+            return
+        _fix_dynamodb_tag_pages()
+        _fix_sqs_redrive_echo()
+        _notify_function_deletes()
+        _APPLIED = True
+
+
+def _fix_dynamodb_tag_pages() -> None:
+    from moto.core.responses import ActionResult
+    from moto.dynamodb import responses
+
+    handler: Any = responses.DynamoHandler  # patched in place: moto's own class
+
+    def list_tags_of_resource(self: Any) -> Any:
+        tags = self.dynamodb_backend.list_tags_of_resource(self.body["ResourceArn"])
+        return ActionResult({"Tags": list(tags)})
+
+    handler.list_tags_of_resource = list_tags_of_resource
+
+
+def _fix_sqs_redrive_echo() -> None:
+    from moto.sqs import models
+
+    queue: Any = models.Queue
+    original_setup = queue._setup_dlq
+    original_attributes = queue.attributes
+
+    def _setup_dlq(self: Any, policy: Any) -> None:
+        original_setup(self, policy)
+        # Kept only when it parsed into the policy now in force (an empty one clears it).
+        self._branchenv_redrive_raw = (
+            policy if isinstance(policy, str) and self.redrive_policy is not None else None
+        )
+
+    def attributes(self: Any) -> dict[str, Any]:
+        result: dict[str, Any] = original_attributes.fget(self)
+        raw = getattr(self, "_branchenv_redrive_raw", None)
+        if raw is not None and self.redrive_policy and "RedrivePolicy" in result:
+            try:
+                same = json.loads(raw).get("deadLetterTargetArn") == self.redrive_policy.get(
+                    "deadLetterTargetArn"
+                )
+            except (ValueError, AttributeError):
+                same = False
+            if same:
+                result["RedrivePolicy"] = raw
+        return result
+
+    queue._setup_dlq = _setup_dlq
+    queue.attributes = property(attributes)
+
+
+def _notify_function_deletes() -> None:
+    from moto.awslambda import models
+
+    backend: Any = models.LambdaBackend
+    original_delete = backend.delete_function
+
+    def delete_function(self: Any, function_name: str, qualifier: str | None = None) -> None:
+        original_delete(self, function_name, qualifier)
+        with _LOCK:
+            listeners = list(_DELETE_LISTENERS)
+        for listener in listeners:
+            listener()
+
+    backend.delete_function = delete_function
