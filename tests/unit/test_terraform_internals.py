@@ -335,4 +335,9 @@ def test_demo_module_matches_the_pulumi_programs_spec() -> None:
         if k != "__is_block__"
     }
     assert rendered == {k: getattr(names, k) for k in rendered}
-    assert len(rendered) == 9
+    assert len(rendered) == 8
+    bucket = hcl_locals["bucket_name"].strip('"')
+    bucket = bucket.replace("${var.prefix}", "abc-123").replace(
+        "${data.aws_caller_identity.current.account_id}", "123456789012"
+    )
+    assert bucket == spec.bucket_name("abc-123", "123456789012")

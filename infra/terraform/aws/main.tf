@@ -53,13 +53,16 @@ locals {
     table       = "${var.prefix}-orders"
     queue       = "${var.prefix}-orders"
     dlq         = "${var.prefix}-orders-dlq"
-    bucket      = "${var.prefix}-artifacts"
     role        = "${var.prefix}-handler-role"
     role_policy = "${var.prefix}-handler-policy"
     function    = "${var.prefix}-orders-api"
     log_group   = "/aws/lambda/${var.prefix}-orders-api"
     api         = "${var.prefix}-orders-api"
   }
+
+  # S3 names are one namespace across every account: the bucket's carries the account id
+  # (orders_stack_spec.bucket_name).
+  bucket_name = "${var.prefix}-artifacts-${data.aws_caller_identity.current.account_id}"
 
   max_receive_count = 3 # orders_stack_spec.MAX_RECEIVE_COUNT
   service_timeout_s = 2 # orders_stack_spec.SERVICE_TIMEOUT_S
@@ -126,7 +129,7 @@ resource "aws_sqs_queue_redrive_policy" "orders" {
 }
 
 resource "aws_s3_bucket" "artifacts" {
-  bucket        = local.names.bucket
+  bucket        = local.bucket_name
   force_destroy = true # branch stacks are torn down with whatever they hold
 }
 
