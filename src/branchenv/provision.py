@@ -9,17 +9,19 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import os
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from branchenv.errors import SafetyRefusal, StackNotFound, UsageError
+from branchenv.errors import OperationFailed, SafetyRefusal, StackNotFound, UsageError
 
 if TYPE_CHECKING:
     from branchenv.config import Settings
     from branchenv.engines.base import Engine, OutputSink, Program, ProgramInputs
     from branchenv.gitinfo import BranchInfo
+    from branchenv.harness.teardown import RetryPolicy
     from branchenv.metadata import StackMetadata
     from branchenv.naming import StackNames
     from branchenv.targets import Target
@@ -339,35 +341,54 @@ def outputs(ctx: StackContext) -> dict[str, Any]:
     return ctx.engine.outputs(stack=ctx.names.stack, program=ctx.program)
 
 
-def down(ctx: StackContext, *, on_output: OutputSink | None = None) -> DownOutcome:
-    """Destroy the branch's stack and remove it; a stack that is already gone is success."""
-    check_may_manage(ctx)
-    try:
-        result = ctx.engine.destroy(
-            stack=ctx.names.stack, program=ctx.program, target=ctx.target, on_output=on_output
+def down(
+    ctx: StackContext,
+    *,
+    on_output: OutputSink | None = None,
+    retry: RetryPolicy | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> DownOutcome:
+    """Destroy the branch's stack and remove it; a stack that is already gone is success.
+
+    Through the one teardown path: the stack is marked reap-pending first, so one whose
+    destroy fails stays due for `branchenv reap` (OperationFailed, exit 1, says so)."""
+    from branchenv.harness.teardown import INTERACTIVE, destroy_stack
+
+    existing = check_may_manage(ctx)
+    done = destroy_stack(
+        ctx.engine,
+        stack=ctx.names.stack,
+        program=ctx.program,
+        target=ctx.target,
+        metadata=existing,
+        retry=retry or INTERACTIVE,
+        sleep=sleep,
+        on_output=on_output,
+    )
+    if done.status == "failed":
+        marked = (
+            "it is marked reap-pending for `branchenv reap --yes`"
+            if done.reap_pending
+            else "it could not be marked reap-pending"
         )
-    except StackNotFound:
-        return DownOutcome(
-            stack=ctx.names.stack,
-            branch=ctx.branch.name,
-            target=ctx.target.name,
-            engine=ctx.engine.name,
-            deleted=0,
-            removed=False,
-            already_absent=True,
-            duration_s=0.0,
-            notes=(*ctx.notes, f"no stack {ctx.names.stack!r}: nothing to destroy"),
-        )
+        left = f" (left: {', '.join(done.failed)})" if done.failed else ""
+        raise OperationFailed(
+            f"down of stack {ctx.names.stack} failed after {done.attempts} attempt(s): "
+            f"{done.error}{left}; {marked}. Fix the cause and run `branchenv down --branch "
+            f"{ctx.branch.name}` again"
+        ) from done.exception
     return DownOutcome(
-        stack=result.stack,
+        stack=ctx.names.stack,
         branch=ctx.branch.name,
         target=ctx.target.name,
         engine=ctx.engine.name,
-        deleted=result.deleted,
-        removed=result.removed,
-        already_absent=False,
-        duration_s=result.duration_s,
-        notes=ctx.notes,
+        deleted=done.deleted,
+        removed=done.status == "destroyed",
+        already_absent=done.status == "already-gone",
+        duration_s=done.duration_s,
+        notes=(*ctx.notes, f"no stack {ctx.names.stack!r}: nothing to destroy")
+        if done.status == "already-gone"
+        else ctx.notes,
     )
 
 

@@ -18,7 +18,7 @@ import pytest
 
 from branchenv.config import Settings
 from branchenv.engines.base import DestroyResult, Program
-from branchenv.errors import EngineError, UsageError
+from branchenv.errors import EngineError, TransientError, UsageError
 from branchenv.gitinfo import BranchInfo
 from branchenv.harness.ci import Phases, resolve_suite, teardown, teardown_error
 from branchenv.harness.signals import Interrupted, SignalGuard
@@ -29,20 +29,25 @@ from branchenv.targets import Target
 
 
 class FakeEngine:
-    """An engine whose destroy fails ``failures`` times before it works."""
+    """An engine whose destroy fails ``failures`` times (with ``error``) before it works."""
 
     name = "inprocess"
 
-    def __init__(self, failures: int, metadata: StackMetadata) -> None:
+    def __init__(
+        self, failures: int, metadata: StackMetadata, error: type[Exception] = TransientError
+    ) -> None:
         self.failures = failures
+        self.error = error
         self.destroys = 0
         self.md = metadata
         self.saved: list[StackMetadata] = []
+        self.log: list[str] = []
 
     def destroy(self, *, stack: str, **_: Any) -> DestroyResult:
         self.destroys += 1
+        self.log.append("destroy")
         if self.destroys <= self.failures:
-            raise EngineError(f"could not delete table of {stack} (attempt {self.destroys})")
+            raise self.error(f"could not delete table of {stack} (attempt {self.destroys})")
         return DestroyResult(stack=stack, deleted=18, removed=True, duration_s=0.1)
 
     def metadata(self, *, stack: str, program: Path) -> StackMetadata:
@@ -50,6 +55,7 @@ class FakeEngine:
 
     def set_metadata(self, *, stack: str, program: Path, metadata: StackMetadata) -> None:
         self.saved.append(metadata)
+        self.log.append("mark")
         self.md = metadata
 
 
@@ -86,7 +92,19 @@ def test_teardown_retries_transient_failures(tmp_path: Path, local_cloud: Any) -
     sleeps: list[float] = []
     out = teardown(context(tmp_path, engine, local_cloud), say=lambda _l: None, sleep=sleeps.append)
     assert out.status == "destroyed" and out.attempts == 3 and out.deleted == 18
-    assert len(sleeps) == 2 and not engine.saved
+    assert len(sleeps) == 2
+    # Marked reap-pending once, before the first destroy: a crash midway leaves it visible.
+    assert engine.log == ["mark", "destroy", "destroy", "destroy"]
+    assert engine.saved == [dataclasses.replace(metadata(), reap_pending=True)]
+
+
+def test_teardown_does_not_retry_a_failure_that_is_not_typed_transient(
+    tmp_path: Path, local_cloud: Any
+) -> None:
+    engine = FakeEngine(failures=99, metadata=metadata(), error=EngineError)
+    out = teardown(context(tmp_path, engine, local_cloud), say=lambda _l: None, sleep=lambda _s: 0)
+    assert out.status == "failed" and out.attempts == 1 and engine.destroys == 1
+    assert out.reap_pending
 
 
 def test_teardown_that_keeps_failing_marks_reap_pending_and_names_what_remains(
@@ -284,3 +302,20 @@ def test_ci_refuses_a_protected_branch_before_anything_starts(
             on_output=lambda _l: None,
         )
     assert engine.destroys == 0
+
+
+def test_a_failed_down_exits_1_and_leaves_the_stack_marked_reap_pending(
+    tmp_path: Path, local_cloud: Any
+) -> None:
+    """Issue 15 item 9: a `down` that fails must leave the stack due for the reaper."""
+    from branchenv import provision
+    from branchenv.errors import OperationFailed
+
+    engine = FakeEngine(failures=99, metadata=metadata(), error=EngineError)
+    with pytest.raises(OperationFailed) as caught:
+        provision.down(context(tmp_path, engine, local_cloud), sleep=lambda _s: None)
+    assert caught.value.exit_code == 1
+    assert engine.saved == [dataclasses.replace(metadata(), reap_pending=True)]
+    assert "reap-pending" in str(caught.value) and "branchenv down --branch feature/x" in str(
+        caught.value
+    )

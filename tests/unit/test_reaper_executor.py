@@ -10,19 +10,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from botocore.exceptions import ClientError, EndpointConnectionError
+from botocore.exceptions import ClientError
 
+from branchenv.aws_errors import translate
 from branchenv.engines.base import DestroyResult, StackSummary
-from branchenv.errors import EngineError, OperationFailed, StackLocked, StackNotFound
-from branchenv.metadata import StackMetadata
-from branchenv.reaper.executor import (
-    ReapJob,
-    RetryPolicy,
-    Status,
-    destroy_all,
-    destroy_one,
-    is_transient,
+from branchenv.errors import (
+    EngineError,
+    OperationFailed,
+    StackLocked,
+    StackNotFound,
+    TransientError,
 )
+from branchenv.harness.teardown import RetryPolicy, is_transient
+from branchenv.metadata import StackMetadata
+from branchenv.reaper.executor import ReapJob, Status, destroy_all, destroy_one
 from branchenv.targets import Target
 
 NOW = dt.datetime(2024, 5, 1, 12, 0, 0, tzinfo=dt.UTC)
@@ -123,8 +124,13 @@ def always(exc: Callable[[], BaseException]) -> Behaviour:
     return behaviour
 
 
-def throttled() -> ClientError:
+def throttled_call() -> ClientError:
     return ClientError({"Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"}}, "X")
+
+
+def throttled() -> BaseException:
+    """What an engine raises at its boundary for a throttled AWS call."""
+    return translate(throttled_call(), "deleting queue q")
 
 
 def jobs(engine: FakeEngine) -> list[ReapJob]:
@@ -261,26 +267,32 @@ def _engine_error_from(cause: BaseException) -> EngineError:
     ("exc", "expected"),
     [
         (StackLocked("held"), True),
+        (TransientError("connection reset"), True),
         (throttled(), True),
-        (ClientError({"Error": {"Code": "SlowDown"}}, "PutObject"), True),
-        (
-            ClientError({"Error": {"Code": "X"}, "ResponseMetadata": {"HTTPStatusCode": 503}}, "X"),
-            True,
-        ),
-        (ClientError({"Error": {"Code": "AccessDenied"}}, "DeleteBucket"), False),
-        (EndpointConnectionError(endpoint_url="http://x"), True),
-        (EngineError("request timed out"), True),
-        (EngineError("Rate exceeded, try again"), True),
+        # Typed, never words: an untyped error is not retried, whatever it says; engines type
+        # what they know at their boundary (tests/unit/test_aws_errors.py).
+        (throttled_call(), False),
+        (EngineError("request timed out"), False),
+        (EngineError("Rate exceeded, try again"), False),
+        (_engine_error_from(throttled_call()), False),
         (EngineError("could not delete s3 bucket: BucketNotEmpty"), False),
-        (_engine_error_from(throttled()), True),
-        (_engine_error_from(ValueError("bad")), False),
         (StackNotFound("gone"), False),
         (ValueError("timeout"), False),
     ],
     ids=lambda v: type(v).__name__ if isinstance(v, BaseException) else str(v),
 )
-def test_is_transient(exc: BaseException, expected: bool) -> None:
+def test_is_transient_is_exactly_the_typed_transient_error(
+    exc: BaseException, expected: bool
+) -> None:
     assert is_transient(exc) is expected
+
+
+def test_an_untyped_error_that_only_sounds_transient_is_not_retried() -> None:
+    engine = FakeEngine({"t": always(lambda: EngineError("Rate exceeded, try again"))})
+    [outcome] = destroy_all(
+        jobs(engine), program=PROGRAM, target=TARGET, concurrency=1, sleep=lambda _s: None
+    )
+    assert outcome.status is Status.FAILED and outcome.attempts == 1
 
 
 def test_a_stack_redeployed_since_the_plan_is_left_alone() -> None:

@@ -30,7 +30,6 @@ from branchenv.errors import (
     EXIT_USAGE,
     BranchenvError,
     OperationFailed,
-    SafetyRefusal,
     StackLocked,
     StackNotFound,
     UsageError,
@@ -51,12 +50,12 @@ if TYPE_CHECKING:
     from branchenv.config import Settings
     from branchenv.cost.estimate import StackCost
     from branchenv.harness.readiness import ReadinessReport
+    from branchenv.harness.teardown import RetryPolicy
+    from branchenv.metadata import StackMetadata
     from branchenv.provision import StackContext, UpOutcome
 
 Say = Callable[[str], None]
 
-TEARDOWN_ATTEMPTS = 3
-TEARDOWN_DEADLINE_S = 300.0
 DEFAULT_READY_TIMEOUT_S = 60.0
 
 
@@ -206,10 +205,6 @@ class Phases:
             self.durations[name] = time.monotonic() - started
 
 
-def _retryable(exc: BaseException) -> bool:
-    return isinstance(exc, BranchenvError) and not isinstance(exc, UsageError | SafetyRefusal)
-
-
 def remaining_resources(ctx: StackContext) -> tuple[str, ...]:
     """ARNs of resources still tagged with the stack's name (best effort, never raises)."""
     try:
@@ -222,76 +217,49 @@ def remaining_resources(ctx: StackContext) -> tuple[str, ...]:
         return (f"(could not list: {type(exc).__name__}: {exc})",)
 
 
-def mark_reap_pending(ctx: StackContext) -> bool:
-    """Mark the stack reap-pending in its metadata; False when that failed too."""
-    try:
-        metadata = ctx.engine.metadata(stack=ctx.names.stack, program=ctx.program)
-        if metadata is None:
-            return False
-        ctx.engine.set_metadata(
-            stack=ctx.names.stack,
-            program=ctx.program,
-            metadata=dataclasses.replace(metadata, reap_pending=True),
-        )
-        return True
-    except Exception:
-        return False
-
-
 def teardown(
     ctx: StackContext,
     *,
     say: Say,
-    attempts: int = TEARDOWN_ATTEMPTS,
-    deadline_s: float = TEARDOWN_DEADLINE_S,
+    metadata: StackMetadata | None = None,
+    retry: RetryPolicy | None = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> TeardownOutcome:
-    """Destroy the stack, retrying failures; if it still fails, mark it reap-pending."""
-    from tenacity import (
-        Retrying,
-        retry_if_exception,
-        stop_after_attempt,
-        stop_after_delay,
-        wait_exponential,
-    )
+    """Tear the stack down through the one teardown path (marked reap-pending first, then
+    destroyed, transient failures retried); on failure, name what remains in the target.
+    ``metadata`` is what the stack carries (read here when the run does not know it)."""
+    from branchenv.harness.teardown import INTERACTIVE, destroy_stack
 
-    from branchenv import provision
-
-    started = time.monotonic()
-    tries = 0
-
-    def once() -> provision.DownOutcome:
-        nonlocal tries
-        tries += 1
-        if tries > 1:
-            say(f"teardown attempt {tries}/{attempts}")
-        return provision.down(ctx, on_output=say)
-
-    retrying = Retrying(
-        stop=stop_after_attempt(attempts) | stop_after_delay(deadline_s),
-        wait=wait_exponential(multiplier=1.0, min=1.0, max=10.0),
-        retry=retry_if_exception(_retryable),
+    if metadata is None:
+        try:
+            metadata = ctx.engine.metadata(stack=ctx.names.stack, program=ctx.program)
+        except StackNotFound:
+            metadata = None
+    done = destroy_stack(
+        ctx.engine,
+        stack=ctx.names.stack,
+        program=ctx.program,
+        target=ctx.target,
+        metadata=metadata,
+        retry=retry or INTERACTIVE,
         sleep=sleep,
-        reraise=True,
+        on_output=say,
     )
-    try:
-        down = retrying(once)
-    except Exception as exc:  # any failure: retried above, now marked for the reaper
-        marked = mark_reap_pending(ctx)
-        remaining = remaining_resources(ctx)
+    if done.ok:
         return TeardownOutcome(
-            status="failed",
-            attempts=tries,
-            duration_s=time.monotonic() - started,
-            reap_pending=marked,
-            remaining=remaining,
-            error=str(exc),
+            status="destroyed",
+            attempts=done.attempts,
+            deleted=done.deleted,
+            duration_s=done.duration_s,
         )
     return TeardownOutcome(
-        status="destroyed",
-        attempts=tries,
-        deleted=down.deleted,
-        duration_s=time.monotonic() - started,
+        status="failed",
+        attempts=done.attempts,
+        deleted=done.deleted,
+        duration_s=done.duration_s,
+        reap_pending=done.reap_pending,
+        remaining=remaining_resources(ctx),
+        error=done.error,
     )
 
 
@@ -612,6 +580,7 @@ def run_ci(
         # teardown below can never touch it either.
         provision.check_may_manage(ctx)
         up_started = False
+        up: UpOutcome | None = None
         try:
             banner = f"provision: {ctx.names.stack} ({ctx.engine.name} engine, {ctx.target.name})"
             with phases.run("provision", banner), guard.deferred():
@@ -661,7 +630,12 @@ def run_ci(
                 say(f"== teardown skipped (--keep): stack {ctx.names.stack} stays until its TTL")
             else:
                 with phases.run("teardown", f"teardown: {ctx.names.stack}"):
-                    outcome_td = teardown(ctx, say=say, sleep=teardown_sleep)
+                    outcome_td = teardown(
+                        ctx,
+                        say=say,
+                        metadata=up.metadata if up is not None else None,
+                        sleep=teardown_sleep,
+                    )
     return _finish(
         command="ci",
         ctx=ctx,

@@ -1,10 +1,9 @@
 """The executor: destroys the stacks the policy chose, in parallel, through their engines.
 
-Each stack is first marked reap-pending (so a crash midway is visible to the next run and to
-``ls``), then destroyed. Transient failures (a held lock, throttling, a dropped connection)
-are retried with tenacity under an explicit stop (attempts and a deadline); anything else fails
-that stack at once. A stack already gone counts as done. One stack's failure never stops the
-others; every stack gets an :class:`Outcome`.
+Each stack goes through the one teardown path (:mod:`branchenv.harness.teardown`, shared with
+`down` and `ci`): marked reap-pending, then destroyed, retrying exactly the typed transient
+errors. A stack already gone counts as done; one re-deployed since the plan is left alone. One
+stack's failure never stops the others; every stack gets an :class:`Outcome`.
 """
 
 from __future__ import annotations
@@ -17,48 +16,13 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
-from branchenv.errors import EngineError, StackLocked, StackNotFound, one_line
+from branchenv.errors import StackNotFound
+from branchenv.harness.teardown import RetryPolicy
 
 if TYPE_CHECKING:
     from branchenv.engines.base import Engine, OutputSink, Program
     from branchenv.metadata import StackMetadata
     from branchenv.targets import Target
-
-_BOTO_TRANSIENT_CODES = frozenset(
-    {
-        "Throttling",
-        "ThrottlingException",
-        "ThrottledException",
-        "RequestThrottled",
-        "RequestThrottledException",
-        "RequestLimitExceeded",
-        "TooManyRequestsException",
-        "ProvisionedThroughputExceededException",
-        "SlowDown",
-        "RequestTimeout",
-        "RequestTimeoutException",
-        "ServiceUnavailable",
-        "InternalError",
-        "PriorRequestNotComplete",
-        "ConcurrentModification",
-        "ConcurrentModificationException",
-    }
-)
-_TRANSIENT_WORDS = (
-    "throttl",
-    "rate exceeded",
-    "too many requests",
-    "timed out",
-    "timeout",
-    "connection reset",
-    "connection refused",
-    "connection aborted",
-    "temporarily unavailable",
-    "service unavailable",
-    "try again",
-    "slow down",
-    "conflicting concurrent update",
-)
 
 
 class Status(enum.StrEnum):
@@ -95,64 +59,6 @@ class Outcome:
         return self.status is not Status.FAILED
 
 
-@dataclasses.dataclass(frozen=True)
-class RetryPolicy:
-    """When to give up on one stack: after ``attempts`` tries or ``deadline_s`` seconds,
-    waiting exponentially between tries (``wait_initial_s`` doubling up to ``wait_max_s``)."""
-
-    attempts: int = 4
-    deadline_s: float = 900.0
-    wait_initial_s: float = 2.0
-    wait_max_s: float = 30.0
-
-
-def is_transient(exc: BaseException) -> bool:
-    """True for errors worth retrying: a held stack lock, AWS throttling or connection errors
-    (also when they caused an EngineError), or an EngineError whose message says so."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, StackLocked):
-            return True
-        if _botocore_transient(current):
-            return True
-        if isinstance(current, EngineError):
-            text = str(current).lower()
-            if any(word in text for word in _TRANSIENT_WORDS):
-                return True
-        current = current.__cause__ or current.__context__
-    return False
-
-
-def _botocore_transient(exc: BaseException) -> bool:
-    try:
-        from botocore.exceptions import (
-            ClientError,
-            ConnectionClosedError,
-            ConnectTimeoutError,
-            EndpointConnectionError,
-            ReadTimeoutError,
-        )
-    except ImportError:  # pragma: no cover - botocore is a dependency
-        return False
-    if isinstance(
-        exc,
-        EndpointConnectionError | ConnectionClosedError | ConnectTimeoutError | ReadTimeoutError,
-    ):
-        return True
-    if isinstance(exc, ClientError):
-        code = str(exc.response.get("Error", {}).get("Code", ""))
-        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-        return code in _BOTO_TRANSIENT_CODES or status in (429, 503)
-    return False
-
-
-def _outcome_text(outcome: object) -> str:
-    exc = getattr(outcome, "exception", lambda: None)()
-    return one_line(exc) if isinstance(exc, BaseException) else "unknown error"
-
-
 def destroy_one(
     job: ReapJob,
     *,
@@ -162,51 +68,16 @@ def destroy_one(
     sleep: Callable[[float], None] = time.sleep,
     on_output: OutputSink | None = None,
 ) -> Outcome:
-    """Mark the stack reap-pending, destroy it with retries, and say what happened."""
-    from tenacity import (
-        Retrying,
-        retry_if_exception,
-        stop_after_attempt,
-        stop_after_delay,
-        wait_exponential,
-    )
+    """Unless the stack changed since the plan, tear it down through the one teardown path
+    (mark reap-pending, destroy with retries) and say what happened."""
+    from branchenv.harness.teardown import destroy_stack
 
     say = on_output or (lambda _line: None)
     started = time.monotonic()
-    attempts = 0
-    marked = job.metadata is None or job.metadata.reap_pending
 
-    def attempt() -> int:
-        nonlocal attempts, marked
-        attempts += 1
-        if not marked and job.metadata is not None:
-            job.engine.set_metadata(
-                stack=job.stack,
-                program=program,
-                metadata=dataclasses.replace(job.metadata, reap_pending=True),
-            )
-            marked = True
-        result = job.engine.destroy(
-            stack=job.stack,
-            program=program,
-            target=target,
-            on_output=lambda line: say(f"[{job.stack}] {line}"),
-        )
-        return result.deleted
-
-    retrying = Retrying(
-        stop=stop_after_attempt(retry.attempts) | stop_after_delay(retry.deadline_s),
-        wait=wait_exponential(multiplier=retry.wait_initial_s, max=retry.wait_max_s),
-        retry=retry_if_exception(is_transient),
-        sleep=sleep,
-        reraise=True,
-        before_sleep=lambda state: say(
-            f"[{job.stack}] attempt {state.attempt_number} failed "
-            f"({_outcome_text(state.outcome)}); retrying"
-        ),
-    )
-
-    def outcome(status: Status, deleted: int = 0, error: str | None = None) -> Outcome:
+    def outcome(
+        status: Status, attempts: int = 0, deleted: int = 0, error: str | None = None
+    ) -> Outcome:
         return Outcome(
             stack=job.stack,
             engine=job.engine.name,
@@ -228,16 +99,26 @@ def destroy_one(
         if current != job.metadata:
             say(f"[{job.stack}] changed since the plan (re-deployed?); left alone")
             return outcome(Status.CHANGED, error="metadata changed since the plan; left alone")
-    try:
-        deleted = retrying(attempt)
-    except StackNotFound:
+    done = destroy_stack(
+        job.engine,
+        stack=job.stack,
+        program=program,
+        target=target,
+        metadata=job.metadata,
+        retry=retry,
+        sleep=sleep,
+        on_output=lambda line: say(f"[{job.stack}] {line}"),
+    )
+    if done.status == "already-gone":
         say(f"[{job.stack}] already gone")
-        return outcome(Status.ALREADY_GONE)
-    except Exception as exc:
-        say(f"[{job.stack}] failed after {attempts} attempt(s): {one_line(exc)}")
-        return outcome(Status.FAILED, error=one_line(exc))
-    say(f"[{job.stack}] destroyed: {deleted} resource(s) deleted")
-    return outcome(Status.DESTROYED, deleted=deleted)
+        return outcome(Status.ALREADY_GONE, attempts=done.attempts)
+    if done.status == "failed":
+        say(f"[{job.stack}] failed after {done.attempts} attempt(s): {done.error}")
+        return outcome(
+            Status.FAILED, attempts=done.attempts, deleted=done.deleted, error=done.error
+        )
+    say(f"[{job.stack}] destroyed: {done.deleted} resource(s) deleted")
+    return outcome(Status.DESTROYED, attempts=done.attempts, deleted=done.deleted)
 
 
 def destroy_all(

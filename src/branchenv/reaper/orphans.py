@@ -400,7 +400,8 @@ def sweep(
         wait_exponential,
     )
 
-    from branchenv.reaper.executor import is_transient
+    from branchenv.aws_errors import translate
+    from branchenv.harness.teardown import is_transient
 
     lock = threading.Lock()
 
@@ -422,8 +423,17 @@ def sweep(
             sleep=sleep,
             reraise=True,
         )
+
+        def delete() -> None:
+            try:
+                deleter(clients, Arn.parse(orphan.arn))
+            except Exception as exc:
+                # Typed at the boundary: throttling and dropped connections become
+                # TransientError (retried), anything else an EngineError (not).
+                raise translate(exc, f"deleting {orphan.arn}") from exc
+
         try:
-            retrying(deleter, clients, Arn.parse(orphan.arn))
+            retrying(delete)
         except Exception as exc:
             lines = str(exc).strip().splitlines()
             error = f"{type(exc).__name__}: {lines[0] if lines else ''}"

@@ -26,8 +26,9 @@ from branchenv.reaper.policy import Decision, ReapPolicy, decide
 if TYPE_CHECKING:
     from branchenv.config import Settings
     from branchenv.engines.base import Engine, OutputSink
+    from branchenv.harness.teardown import RetryPolicy
     from branchenv.metadata import StackMetadata
-    from branchenv.reaper.executor import Outcome, RetryPolicy
+    from branchenv.reaper.executor import Outcome
     from branchenv.targets import Target
 
 

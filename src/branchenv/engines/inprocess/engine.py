@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from branchenv.aws_errors import is_transient
 from branchenv.engines.base import (
     SECRET_MASK,
     DestroyResult,
@@ -42,6 +43,7 @@ from branchenv.errors import (
     EngineError,
     SafetyRefusal,
     StackNotFound,
+    TransientError,
     UnsupportedResource,
     one_line,
 )
@@ -408,7 +410,8 @@ class InProcessEngine:
                 except Exception as exc:
                     state.status = "failed"
                     self.store.save(state)
-                    raise EngineError(
+                    error_type = TransientError if is_transient(exc) else EngineError
+                    raise error_type(
                         f"could not delete {entry.type} {entry.name} ({entry.id}): "
                         f"{one_line(exc)}; {len(state.resources)} resource(s) remain in the "
                         "state, re-run `branchenv down`"

@@ -107,14 +107,23 @@ def ignore_missing(codes: tuple[str, ...]) -> Callable[[Callable[[], Any]], None
     return run
 
 
-def answers(call: Callable[[], Any]) -> bool:
-    """Whether a describe/get call succeeds: the resource exists (any AWS error: it does not)."""
-    from botocore.exceptions import ClientError
+def answers(call: Callable[[], Any], doing: str = "checking that a resource exists") -> bool:
+    """Whether a describe/get call finds the resource: False only when AWS says it is not
+    found. Any other failure (throttling, access denied, a dropped connection) says nothing
+    about the resource and is raised (TransientError when transient), so refresh never drops
+    a live resource from the state."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from branchenv.aws_errors import is_not_found, translate
 
     try:
         call()
-    except ClientError:
-        return False
+    except ClientError as exc:
+        if is_not_found(exc):
+            return False
+        raise translate(exc, doing) from exc
+    except BotoCoreError as exc:
+        raise translate(exc, doing) from exc
     return True
 
 

@@ -94,15 +94,7 @@ class DynamoDBTable(Materializer):
         )
 
     def exists(self, ctx: Context, *, id: str, outputs: dict[str, Any]) -> bool:
-        from botocore.exceptions import ClientError
-
-        try:
-            ctx.client("dynamodb").describe_table(TableName=id)
-        except ClientError as exc:
-            if error_code(exc) == "ResourceNotFoundException":
-                return False
-            raise
-        return True
+        return answers(lambda: ctx.client("dynamodb").describe_table(TableName=id))
 
 
 _QUEUE_ATTRS = {
