@@ -45,7 +45,11 @@ class Case:
 
 
 @pytest.fixture(
-    params=["inprocess", pytest.param("pulumi", marks=pytest.mark.realpulumi)],
+    params=[
+        "inprocess",
+        pytest.param("pulumi", marks=pytest.mark.realpulumi),
+        pytest.param("pulumi-standin-s3", marks=pytest.mark.standin),
+    ],
 )
 def case(request: pytest.FixtureRequest, tmp_path: Path) -> Case:
     name = cast(str, request.param)
@@ -53,10 +57,31 @@ def case(request: pytest.FixtureRequest, tmp_path: Path) -> Case:
         pytest.skip(NO_PULUMI)
     # Requested lazily, so a skipped engine does not start the local cloud.
     target = cast(Target, request.getfixturevalue("local_cloud"))
+    if name == "pulumi-standin-s3":
+        return standin_case(request, tmp_path, target)
     settings = Settings(project_dir=tmp_path)
     return Case(
         engine=get_engine(name, settings=settings, target=target), target=target, engine_name=name
     )
+
+
+def standin_case(request: pytest.FixtureRequest, tmp_path: Path, target: Target) -> Case:
+    """The pulumi engine, through the real pulumi.automation, driving the stand-in CLI
+    (tests/standin/pulumi) against an s3:// DIY backend in a bucket of the local cloud: the
+    stand-in keeps state, tags and locks there as the DIY backend lays them out. It runs the
+    stand-in's fixture program, not infra/aws: what is proven is the engine's side."""
+    from branchenv.engines.pulumi import PulumiEngine
+    from tests.integration.pulumi_rig import make_rig, s3_backend
+
+    monkeypatch = cast(pytest.MonkeyPatch, request.getfixturevalue("monkeypatch"))
+    rig = make_rig(tmp_path, monkeypatch)
+    engine = PulumiEngine(
+        state_dir=tmp_path / ".branchenv",
+        backend_url=s3_backend(target, monkeypatch),
+        pulumi_command=rig.exe,
+        sleep=rig.sleeps.append,
+    )
+    return Case(engine=engine, target=target, engine_name="pulumi")
 
 
 @pytest.fixture

@@ -11,21 +11,12 @@ backend URL and the passphrase, as a developer's checkout and a fresh CI checkou
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
-import json
-import os
-import stat
-import sys
 import threading
 import time
-import uuid
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from branchenv.engines.pulumi_engine import PulumiEngine
 from branchenv.errors import (
     ConfigError,
     EngineError,
@@ -33,135 +24,26 @@ from branchenv.errors import (
     SafetyRefusal,
 )
 from branchenv.metadata import StackMetadata
-from branchenv.targets import Target
+from tests.integration.pulumi_rig import (
+    AWS,
+    LOCAL,
+    PROJECT,
+    Rig,
+    backend_root,
+    do_up,
+    last_update_config,
+    make_rig,
+    stack_name,
+    stack_tags,
+)
+from tests.integration.pulumi_rig import make_metadata as metadata
 
 pytestmark = pytest.mark.standin
-
-STANDIN_SCRIPT = Path(__file__).resolve().parents[1] / "standin" / "pulumi"
-PROJECT = "branchenv-demo"
-ENDPOINT = "http://127.0.0.1:45999"
-LOCAL = Target(name="local", region="us-east-1", endpoint_url=ENDPOINT)
-AWS = Target(name="aws", region="us-east-1")
-
-
-@dataclass
-class Clone:
-    """One checkout of the project with its own branchenv state dir."""
-
-    root: Path
-    state_dir: Path
-
-    @property
-    def program(self) -> Path:
-        return self.root / "infra" / "aws"
-
-
-@dataclass
-class Rig:
-    tmp: Path
-    exe: Path
-    standin_state: Path
-    sleeps: list[float] = field(default_factory=list)
-
-    def clone(self, name: str) -> Clone:
-        root = self.tmp / name
-        (root / "infra" / "aws").mkdir(parents=True)
-        (root / "Pulumi.yaml").write_text(
-            f"name: {PROJECT}\nruntime:\n  name: python\nmain: infra/aws/\n"
-        )
-        return Clone(root=root, state_dir=root / ".branchenv")
-
-    def engine(self, clone: Clone, **options: Any) -> PulumiEngine:
-        options.setdefault("pulumi_command", self.exe)
-        options.setdefault("sleep", self.sleeps.append)
-        return PulumiEngine(state_dir=clone.state_dir, **options)
-
-    def calls(self) -> list[dict[str, Any]]:
-        log = self.standin_state / "argv.jsonl"
-        if not log.is_file():
-            return []
-        return [json.loads(line) for line in log.read_text().splitlines()]
-
-    def commands(self, *words: str) -> list[list[str]]:
-        found = []
-        for call in self.calls():
-            rest = [a for a in call["argv"] if a != "--non-interactive"]
-            if rest[: len(words)] == list(words):
-                found.append(rest)
-        return found
-
-    def reset_log(self) -> None:
-        (self.standin_state / "argv.jsonl").unlink(missing_ok=True)
 
 
 @pytest.fixture
 def rig(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Rig:
-    install = tmp_path / "pulumi-install" / "bin"
-    install.mkdir(parents=True)
-    exe = install / "pulumi"
-    exe.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{STANDIN_SCRIPT}" "$@"\n')
-    exe.chmod(exe.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
-    standin_state = tmp_path / "standin-state"
-    monkeypatch.setenv("STANDIN_STATE_DIR", str(standin_state))
-    for key in list(os.environ):
-        if key.startswith("STANDIN_") and key != "STANDIN_STATE_DIR":
-            monkeypatch.delenv(key)
-    return Rig(tmp=tmp_path, exe=exe, standin_state=standin_state)
-
-
-def metadata(stack: str, *, target: str = "local", **changes: Any) -> StackMetadata:
-    base = StackMetadata.create(
-        stack=stack,
-        branch=f"feature/{stack}",
-        owner="dev@example.com",
-        commit="0123456789abcdef",
-        ttl=dt.timedelta(hours=24),
-        now=dt.datetime(2030, 5, 1, 12, 0, tzinfo=dt.UTC),
-        target=target,  # type: ignore[arg-type]
-        engine="pulumi",
-    )
-    return dataclasses.replace(base, **changes)
-
-
-def stack_name() -> str:
-    return f"int-{uuid.uuid4().hex[:8]}"
-
-
-def do_up(
-    engine: PulumiEngine,
-    clone: Clone,
-    stack: str,
-    *,
-    target: Target = LOCAL,
-    meta: StackMetadata | None = None,
-    extra: dict[str, str] | None = None,
-) -> Any:
-    config = {"branchenv:prefix": stack, **(extra or {})}
-    return engine.up(
-        stack=stack,
-        program=clone.program,
-        target=target,
-        metadata=meta or metadata(stack, target=target.name),
-        config=config,
-    )
-
-
-def backend_root(engine: PulumiEngine) -> Path:
-    assert engine.backend_url.startswith("file://")
-    return Path(engine.backend_url[len("file://") :])
-
-
-def last_update_config(root: Path, stack: str) -> dict[str, Any]:
-    """The config the stack's latest update ran with, from the DIY backend's history."""
-    history = sorted((root / ".pulumi" / "history" / PROJECT / stack).glob("*.history.json"))
-    assert history, f"no update recorded for {stack}"
-    entry = json.loads(history[-1].read_text())
-    return dict(entry["config"])
-
-
-def stack_tags(root: Path, stack: str) -> dict[str, str]:
-    path = root / ".pulumi" / "stacks" / PROJECT / f"{stack}.pulumi-tags"
-    return dict(json.loads(path.read_text())["tags"])
+    return make_rig(tmp_path, monkeypatch)
 
 
 # --- 1. stack config shared across targets and backends, never cleared ------------------------
@@ -178,7 +60,7 @@ def test_each_up_writes_the_whole_desired_config(rig: Rig) -> None:
     clone = rig.clone("dev")
     engine = rig.engine(clone)
     stack = stack_name()
-    do_up(engine, clone, stack, extra={"branchenv:retired": "yes"})
+    do_up(engine, clone, stack, template={"branchenv:retired": "yes"})
     assert "branchenv:retired" in last_update_config(backend_root(engine), stack)
 
     do_up(engine, clone, stack)

@@ -8,48 +8,62 @@ from pathlib import Path
 
 import pytest
 
-from branchenv.engines.pulumi_engine import (
+from branchenv.engines.pulumi.backend import FileBucket, LockHolder, read_locks, redact_url
+from branchenv.engines.pulumi.helpers import (
     REDACTED,
-    LockHolder,
     newest_lock_age,
     parse_lock_holders,
-    path_config,
-    read_file_backend_locks,
-    redact_url,
+    parse_version,
+    plain_op,
     scrub,
-    split_config,
     stderr_tail,
+    structured_config,
 )
 from branchenv.errors import ConfigError
 
 UTC = dt.UTC
 
 
+def test_structured_config_parses_only_the_structured_keys() -> None:
+    config = structured_config(
+        {
+            "aws:region": "us-east-1",
+            "aws:endpoints": json.dumps([{"s3": "http://x"}]),
+            "aws:defaultTags": json.dumps({"tags": {"branchenv:branch": "1234"}}),
+            "branchenv:tags": "{}",
+        }
+    )
+    assert config["aws:region"] == "us-east-1"
+    assert config["aws:endpoints"] == [{"s3": "http://x"}]
+    # A tag value stays the string it is (config set --path would make 1234 a number).
+    assert config["aws:defaultTags"] == {"tags": {"branchenv:branch": "1234"}}
+    assert config["branchenv:tags"] == "{}"
+    with pytest.raises(ConfigError, match="aws:endpoints"):
+        structured_config({"aws:endpoints": "not json"})
+
+
 @pytest.mark.parametrize(
-    ("key", "value", "expected"),
+    ("text", "expected"),
+    [("v3.211.0", (3, 211, 0)), ("3.272.1-dev.0\n", (3, 272, 1)), ("garbage", None)],
+)
+def test_parse_version(text: str, expected: tuple[int, int, int] | None) -> None:
+    assert parse_version(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("op", "plain"),
     [
-        (
-            "aws:endpoints",
-            [{"s3": "u1", "sqs": "u2"}],
-            {"aws:endpoints[0].s3": "u1", "aws:endpoints[0].sqs": "u2"},
-        ),
-        ("k", {"a.b": 1}, {'k["a.b"]': "1"}),
-        ("k", {"flag": True, "none": None}, {"k.flag": "true", "k.none": ""}),
-        ("k", [[1, 2]], {"k[0][0]": "1", "k[0][1]": "2"}),
+        ("create-replacement", "replace"),
+        ("delete-replaced", "replace"),
+        ("replace", "replace"),
+        ("read-replacement", "read"),
+        ("import", "create"),
+        ("refresh", "same"),
+        ("update", "update"),
     ],
 )
-def test_path_config(key: str, value: object, expected: dict[str, str]) -> None:
-    assert path_config(key, value) == expected
-
-
-def test_split_config_structures_only_known_keys() -> None:
-    flat, paths = split_config(
-        {"aws:region": "us-east-1", "aws:endpoints": json.dumps([{"s3": "http://x"}])}
-    )
-    assert flat == {"aws:region": "us-east-1"}
-    assert paths == {"aws:endpoints[0].s3": "http://x"}
-    with pytest.raises(ConfigError, match="aws:endpoints"):
-        split_config({"aws:endpoints": "not json"})
+def test_plain_op_folds_a_replacements_steps_into_one(op: str, plain: str) -> None:
+    assert plain_op(op) == plain
 
 
 def test_scrub_and_redact() -> None:
@@ -88,13 +102,13 @@ def test_lock_files_and_their_age(tmp_path: Path) -> None:
         )
     )
     (folder / "2.json").write_text("not json")  # a torn file still counts, timed by mtime
-    holders = read_file_backend_locks(tmp_path, "proj", "stk")
+    holders = read_locks(FileBucket(tmp_path), "proj", "stk")
     assert len(holders) == 2 and holders[0].pid == 7 and holders[1].user == "?"
     now = dt.datetime(2026, 11, 25, 10, 0, 0, tzinfo=UTC)
     only_first = [holders[0]]
     assert newest_lock_age(only_first, now) == 3600.0
     assert newest_lock_age([LockHolder("w", "u", "h", 1, None)], now) is None
-    assert read_file_backend_locks(tmp_path, "proj", "other") == []
+    assert read_locks(FileBucket(tmp_path), "proj", "other") == []
 
 
 def test_a_live_local_lock_holder_is_never_taken_for_stale() -> None:
@@ -103,7 +117,7 @@ def test_a_live_local_lock_holder_is_never_taken_for_stale() -> None:
     import subprocess
     import sys
 
-    from branchenv.engines.pulumi_engine import _holder_alive_here
+    from branchenv.engines.pulumi.engine import _holder_alive_here
 
     here = socket.gethostname()
     assert _holder_alive_here(LockHolder("w", "u", here, os.getpid(), None))

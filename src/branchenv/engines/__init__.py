@@ -255,7 +255,7 @@ register_program_kind(
 
 
 def _load_pulumi() -> type:
-    from branchenv.engines.pulumi_engine import PulumiEngine
+    from branchenv.engines.pulumi import PulumiEngine
 
     return PulumiEngine
 
