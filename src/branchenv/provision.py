@@ -15,7 +15,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from branchenv.errors import OperationFailed, SafetyRefusal, StackNotFound, UsageError
+from branchenv.errors import OperationFailed, StackNotFound, UsageError
 
 if TYPE_CHECKING:
     from branchenv.config import Settings
@@ -136,19 +136,6 @@ def choose_engine(
     return candidates[0].name, None
 
 
-def check_engine_target(engine_name: str, target_name: str) -> None:
-    """Refuse (exit 3) a local-only engine on any other target: it would create nothing real."""
-    from branchenv.engines import ENGINES, engine_spec
-
-    if engine_spec(engine_name).local_only and target_name != "local":
-        elsewhere = [s.name for s in ENGINES.values() if not s.local_only]
-        fix = f"Use `--engine {elsewhere[0]}` for `--target {target_name}`" if elsewhere else ""
-        raise SafetyRefusal(
-            f"the {engine_name} engine only runs on the local target, not {target_name!r}: it "
-            f"creates resources on the local cloud. {fix}".rstrip()
-        )
-
-
 def resolve(
     settings: Settings,
     *,
@@ -164,7 +151,8 @@ def resolve(
     from branchenv.gitinfo import detect_branch
     from branchenv.naming import names_for
     from branchenv.programs import default_program
-    from branchenv.targets import Target, check_target_name
+    from branchenv.safety import check_engine_target, resolve_target
+    from branchenv.targets import check_target_name
 
     env = os.environ if env is None else env
     cwd = cwd or settings.project_dir
@@ -179,19 +167,12 @@ def resolve(
         notes.append(f"detached HEAD: using {info.name!r} as the branch name")
     if engine_note:
         notes.append(engine_note)
-    if target_name == "local":
-        from branchenv.localcloud import LocalCloud
-
-        cloud = LocalCloud(settings.state_path)
-        if start_local_cloud:
-            status = cloud.start()
-            if status.note and status.note.startswith("started"):
-                notes.append(f"started the local cloud at {status.endpoint_url}")
-        else:
-            status = cloud.status()
-        tgt = status.target(settings.region)
-    else:
-        tgt = Target(name="aws", region=settings.region)
+    resolved = resolve_target(
+        settings, target_name, cloud="start" if start_local_cloud else "running"
+    )
+    if resolved.note:
+        notes.append(resolved.note)
+    tgt = resolved.target
     eng = get_engine(engine_name, settings=settings, target=tgt)
     return StackContext(
         settings=settings,
@@ -274,31 +255,18 @@ def check_may_manage(ctx: StackContext) -> StackMetadata | None:
     stack or branch name matches a protected pattern, one that exists without the managed
     marker, or (on AWS, when an allowlist is configured) one in an account not allowed.
     Returns the stack's current metadata (None when the stack does not exist yet)."""
-    from branchenv.reaper.policy import protected_match
+    from branchenv.safety import check_account, check_managed, check_protected
 
     stack, branch = ctx.names.stack, ctx.branch.name
-    pattern = protected_match(ctx.settings.protected_patterns, stack, branch)
-    if pattern is not None:
-        raise SafetyRefusal(
-            f"stack {stack!r} (branch {branch!r}) matches the protected pattern {pattern!r}: "
-            "branchenv never creates, updates or destroys it; run on a feature branch "
-            "(`--branch NAME`) or change `protected_patterns`"
-        )
+    check_protected(stack, branch, ctx.settings.protected_patterns)
     try:
         metadata = ctx.engine.metadata(stack=stack, program=ctx.program)
     except StackNotFound:
         metadata = None
     else:
-        if metadata is None:
-            raise SafetyRefusal(
-                f"stack {stack!r} exists but carries no branchenv managed-by marker: branchenv "
-                "did not create it and will not touch it; pick another branch name or manage "
-                "that stack with pulumi directly"
-            )
+        check_managed(stack, metadata, exists=True)
     if ctx.target.name == "aws" and ctx.settings.allowed_account_ids:
-        from branchenv.reaper.run import check_account
-
-        check_account(ctx.target.client("sts"), ctx.settings.allowed_account_ids)
+        check_account(ctx.target.client("sts"), ctx.settings.allowed_account_ids, action="act")
     return metadata
 
 
@@ -443,9 +411,12 @@ def list_stacks(
     return rows
 
 
-def engines_for_listing(settings: Settings, requested: str | None) -> list[Engine]:
+def engines_for_listing(
+    settings: Settings, requested: str | None, *, target_name: str | None = None
+) -> list[Engine]:
     """The engines `ls`, `reap` and `cost` ask: the requested one, else every registered engine
-    for the program's kind that can run here."""
+    for the program's kind that can run here (for a given non-local ``target_name``, not the
+    local-only ones: they hold no stacks there)."""
     from branchenv.engines import engine_spec, engines_for_kind, get_engine
     from branchenv.programs import default_program
 
@@ -455,5 +426,5 @@ def engines_for_listing(settings: Settings, requested: str | None) -> list[Engin
     return [
         get_engine(spec.name, settings=settings)
         for spec in engines_for_kind(kind)
-        if spec.available() is None
+        if spec.available() is None and not (spec.local_only and target_name not in (None, "local"))
     ]

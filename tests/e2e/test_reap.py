@@ -119,3 +119,21 @@ def test_aws_rails_refuse_before_anything_is_listed_or_destroyed(project: Projec
     bare = project.run("reap", "--target", "aws", BRANCHENV_ALLOWED_ACCOUNT_IDS="123456789012")
     assert bare.returncode == 1 and "Traceback" not in bare.stderr
     assert bare.stderr.strip().startswith("branchenv: error: AWS:")
+
+
+def test_a_local_only_engine_on_aws_is_refused_up_front(project: Project) -> None:
+    """Issue 15 item 8: `reap --target aws --engine inprocess --yes` refuses before any AWS
+    call: without credentials or an endpoint it still exits 3 naming the engine, never 1 from
+    an STS call."""
+    proc = project.run(
+        "reap",
+        "--target",
+        "aws",
+        "--engine",
+        "inprocess",
+        "--yes",
+        BRANCHENV_ALLOWED_ACCOUNT_IDS="123456789012",
+    )
+    assert proc.returncode == 3, proc.stderr
+    assert "inprocess engine only runs on the local target" in proc.stderr
+    assert "AWS:" not in proc.stderr and "Traceback" not in proc.stderr

@@ -15,7 +15,7 @@ import pytest
 from branchenv.errors import SafetyRefusal
 from branchenv.inventory import find_tagged
 from branchenv.reaper.orphans import DELETERS, SweepStatus, clients_for, find_orphans, sweep
-from branchenv.reaper.run import check_account
+from branchenv.safety import check_account
 from branchenv.targets import LOCAL_ACCOUNT_ID, Target
 
 Exists = Callable[[], bool]

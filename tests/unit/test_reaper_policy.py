@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 from branchenv.config import Settings
 from branchenv.engines.base import StackSummary
 from branchenv.metadata import StackMetadata, format_timestamp
-from branchenv.reaper.policy import Action, ReapPolicy, decide, protected_match
+from branchenv.reaper.policy import Action, ReapPolicy, decide
+from branchenv.safety import protected_match
 
 NOW = dt.datetime(2024, 5, 1, 12, 0, 0, tzinfo=dt.UTC)
 H = dt.timedelta(hours=1)
@@ -272,3 +273,18 @@ def test_unmanaged_is_never_reaped(age_h: int, pending: bool, remote: set[str] |
     s = summary(age=dt.timedelta(hours=age_h), managed=False, reap_pending=pending)
     [d] = decide([s], now=NOW, remote_branches=remote, config=POLICY)
     assert d.action is Action.KEEP and d.codes == ("unmanaged",)
+
+
+def test_a_stack_needing_attention_is_kept_whatever_its_age() -> None:
+    from branchenv.engines.base import StackSummary
+
+    old = summary(age=99 * H)
+    flagged = StackSummary(
+        stack=old.stack,
+        metadata=old.metadata,
+        resource_count=old.resource_count,
+        attention="state written by a newer branchenv",
+    )
+    [d] = decide([flagged], now=NOW, remote_branches=None, config=POLICY)
+    assert not d.reap and d.codes == ("needs-attention",)
+    assert "newer branchenv" in d.reason_text()

@@ -46,15 +46,13 @@ def _actuals(
     settings: Settings, target: str | None, costs: list[StackCost]
 ) -> tuple[dict[str, Decimal], tuple[str, ...]]:
     from branchenv.cost.actual import fetch_actuals
-    from branchenv.targets import Target, check_target_name
+    from branchenv.safety import resolve_target
+    from branchenv.targets import check_target_name
 
     name = check_target_name(target or settings.default_target)
-    if name == "local":
-        from branchenv.localcloud import LocalCloud
-
-        tgt = LocalCloud(settings.state_path).status().target(settings.region)
-    else:
-        tgt = Target(name="aws", region="us-east-1")  # Cost Explorer lives in us-east-1
+    # Cost Explorer lives in us-east-1 on AWS; the local cloud serves it where it runs.
+    region = settings.region if name == "local" else "us-east-1"
+    tgt = resolve_target(settings, name, cloud="running", region=region).target
     today = dt.datetime.now(dt.UTC).date()
     created = [c.hours_alive for c in costs]
     days_back = int(max(created, default=Decimal(24)) // 24) + 1

@@ -55,7 +55,8 @@ def reap(
     from branchenv.metadata import parse_ttl
     from branchenv.reaper import run
     from branchenv.reaper.report import build_report
-    from branchenv.targets import Target, check_target_name
+    from branchenv.safety import resolve_target
+    from branchenv.targets import check_target_name
 
     fmt = "json" if as_json else output_format.lower()
     if fmt not in FORMATS:
@@ -66,20 +67,12 @@ def reap(
     )
     grace = parse_ttl(orphan_grace)
     target_name = check_target_name(settings.default_target)
-    engines = provision.engines_for_listing(settings, engine)
-    if orphans:
-        refused = run.orphan_sweep_refusal(settings, engines, target_name)
-        if refused:
-            raise SafetyRefusal(refused)
-    if target_name == "aws":
-        tgt = Target("aws", settings.region)
-        run.check_account(tgt.client("sts"), settings.allowed_account_ids)
-    elif yes or orphans:
-        from branchenv.localcloud import LocalCloud
-
-        tgt = LocalCloud(settings.state_path).ensure(settings.region)
-    else:
-        tgt = Target("local", settings.region)
+    engines = provision.engines_for_listing(settings, engine, target_name=target_name)
+    # The rails (local-only engines, the orphan sweep, the AWS account) are enforced by
+    # run.plan and run.execute themselves; the local cloud is started only to act on it.
+    tgt = resolve_target(
+        settings, target_name, cloud="start" if (yes or orphans) else "none"
+    ).target
     remote_branches = None
     if remote is not None:
         from branchenv.gitinfo import redact, remote_heads
@@ -95,6 +88,7 @@ def reap(
         orphan_target=tgt if orphans else None,
         max_orphans=max_orphans,
         orphan_grace=grace,
+        target=tgt,
     )
     if not yes:
         _show(build_report(run.ReapResult(plan=reap_plan, acted=False)), fmt)

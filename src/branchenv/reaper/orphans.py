@@ -32,7 +32,7 @@ from branchenv.metadata import (
     format_duration,
     parse_timestamp,
 )
-from branchenv.reaper.policy import protected_match
+from branchenv.safety import protected_match
 
 if TYPE_CHECKING:
     from branchenv.engines.base import OutputSink

@@ -1,8 +1,8 @@
 """The staleness policy: which stacks the reaper destroys and why. A pure function over plain
 data (stack summaries, the time, the remote's branches, the policy's settings).
 
-Every stack gets one :class:`Decision`. A stack is *kept* when any keep rule holds (no managed
-marker, a protected name or branch, another target), whatever its age; otherwise it is *reaped*
+Every stack gets one :class:`Decision`. A stack is *kept* when any keep rule holds (it needs
+attention, no managed marker, a protected name or branch, another target), whatever its age; otherwise it is *reaped*
 when any reap rule holds (expired TTL, branch deleted from the remote, idle, older than the
 maximum age, an earlier teardown left it reap-pending), and kept as *fresh* when none does.
 """
@@ -12,11 +12,11 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import enum
-import fnmatch
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from branchenv.metadata import format_duration, parse_timestamp, parse_ttl
+from branchenv.safety import protected_match
 
 if TYPE_CHECKING:
     from branchenv.config import Settings
@@ -37,6 +37,7 @@ class KeepReason(enum.StrEnum):
     """Why a stack is kept."""
 
     UNMANAGED = "unmanaged"
+    ATTENTION = "needs-attention"
     PROTECTED = "protected"
     OTHER_TARGET = "other-target"
     FRESH = "fresh"
@@ -102,15 +103,6 @@ class Decision:
         return "; ".join(b.detail for b in self.reasons)
 
 
-def protected_match(patterns: Iterable[str], *names: str | None) -> str | None:
-    """The first pattern matching any of ``names`` (case-insensitive fnmatch), else None."""
-    for pattern in patterns:
-        for name in names:
-            if name and fnmatch.fnmatchcase(name.lower(), pattern.lower()):
-                return pattern
-    return None
-
-
 def _last_update(text: str | None) -> dt.datetime | None:
     if not text:
         return None
@@ -137,7 +129,10 @@ def decide(
     for summary in stacks:
         md = summary.metadata
         keep: list[Because] = []
-        if md is None:
+        if summary.attention:
+            # Unreadable or newer state: what it holds is unknown, so it is never reaped.
+            keep.append(Because(KeepReason.ATTENTION, f"needs attention: {summary.attention}"))
+        elif md is None:
             keep.append(Because(KeepReason.UNMANAGED, "no branchenv:managed-by marker"))
         pattern = protected_match(
             config.protected_patterns, summary.stack, md.branch if md else None

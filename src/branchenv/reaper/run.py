@@ -1,13 +1,17 @@
 """One reaper run, end to end: list stacks -> decide -> (safety rails) -> destroy -> sweep.
 
-The CLI (`branchenv reap`) only parses flags and renders; everything it does is here. A run is
-a dry run unless ``act`` is true. Safety rails, in the order they apply:
+The CLI (`branchenv reap`) only parses flags and renders; everything it does is here, and
+:func:`plan` and :func:`execute` enforce the rails themselves (a library caller cannot skip
+them). In the order they apply (every refusal is exit 3, nothing done):
 
-1. on target ``aws`` the caller's account must be in ``allowed_account_ids`` (else nothing at
-   all happens, exit 3);
-2. stacks without the managed marker, or matching a protected pattern, are never candidates;
-3. more candidates than ``max_reap`` -> refuse to act (exit 3), naming the counts;
-4. orphans need the managed-by tag and a stack matching no protected pattern.
+1. a local-only engine is refused on any other target, before the target is contacted;
+2. an orphan sweep on AWS needs a listing that sees every machine's stacks;
+3. on target ``aws`` the caller's account must be in ``allowed_account_ids`` (checked by
+   :func:`plan`, and again by :func:`execute`, which refuses if the account changed);
+4. stacks without the managed marker, matching a protected pattern or needing attention are
+   never candidates;
+5. more candidates than ``max_reap`` (orphans than ``max_orphans``) -> refuse to act;
+6. orphans need the managed-by tag and a stack matching no protected pattern.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import datetime as dt
 import time
 from collections.abc import Callable, Sequence
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from branchenv.errors import SafetyRefusal
 from branchenv.reaper.orphans import OrphanPlan, SweepOutcome, clients_for, find_orphans, sweep
@@ -44,6 +48,8 @@ class ReapPlan:
     orphans: OrphanPlan | None
     max_reap: int
     max_orphans: int = 200
+    account: str | None = None
+    """The AWS account the plan was made in (checked against the allowlist); None off AWS."""
     metadata: dict[tuple[str, str], StackMetadata | None] = dataclasses.field(
         default_factory=dict, repr=False, compare=False
     )
@@ -96,50 +102,6 @@ class ReapResult:
         )
 
 
-def orphan_sweep_refusal(
-    settings: Settings, engines: Sequence[Engine], target_name: str
-) -> str | None:
-    """Why an orphan sweep must not run here, or None.
-
-    A resource is an orphan when no listed stack claims it, so the listing must see every
-    stack that could own resources in the target. On the local cloud, this machine's state is
-    all there is. On AWS, only an engine whose listing is shared (the registry's
-    ``shared_state``: a shared backend such as s3:// or Pulumi Cloud) sees everyone's stacks:
-    with state on this machine, every other machine's live stacks would look orphaned."""
-    from branchenv.engines import ENGINES, engine_spec
-
-    if target_name != "aws":
-        return None
-    if any(engine_spec(e.name).shares_state(settings) for e in engines):
-        return None
-    shared = [s.name for s in ENGINES.values() if not s.local_only and s.shared_state is not False]
-    return (
-        "refusing to sweep orphans on AWS: stacks are listed "
-        f"({', '.join(e.name for e in engines) or 'no engine'}) from state on this machine only, "
-        "so other machines' live stacks would look orphaned; set `backend_url` "
-        "(BRANCHENV_BACKEND_URL) to the team's shared backend (s3://... or Pulumi Cloud)"
-        + (f" and use {' or '.join(f'`--engine {n}`' for n in shared)}" if shared else "")
-    )
-
-
-def check_account(sts_client: Any, allowed: Sequence[str]) -> str:
-    """The caller's account id when it is in ``allowed``; else SafetyRefusal (exit 3)."""
-    account = str(sts_client.get_caller_identity()["Account"])
-    if not allowed:
-        raise SafetyRefusal(
-            f"refusing to reap in AWS account {account}: no allowed_account_ids are configured; "
-            f'add `allowed_account_ids = ["{account}"]` to branchenv.toml (or set '
-            "BRANCHENV_ALLOWED_ACCOUNT_IDS) if this account is meant for branch stacks"
-        )
-    if account not in allowed:
-        raise SafetyRefusal(
-            f"refusing to reap in AWS account {account}: it is not in allowed_account_ids "
-            f"({', '.join(allowed)}); use credentials for an allowed account or add it to "
-            "allowed_account_ids (BRANCHENV_ALLOWED_ACCOUNT_IDS)"
-        )
-    return account
-
-
 def plan(
     settings: Settings,
     *,
@@ -152,10 +114,28 @@ def plan(
     max_reap: int | None = None,
     max_orphans: int = 200,
     orphan_grace: dt.timedelta = dt.timedelta(hours=1),
+    target: Target | None = None,
 ) -> ReapPlan:
-    """Decide for every stack the engines know; with ``orphan_target``, find orphans there."""
-    from branchenv.programs import default_program
+    """Decide for every stack the engines know; with ``orphan_target``, find orphans there.
 
+    The rails come first (see the module doc): a refusal raises SafetyRefusal before any
+    stack is listed. On AWS the account is checked through ``target`` (default: the orphan
+    target, else the settings' region)."""
+    from branchenv.programs import default_program
+    from branchenv.safety import check_account, check_engine_target, orphan_sweep_refusal
+
+    for engine in engines:
+        check_engine_target(engine.name, target_name)
+    if orphan_target is not None:
+        refused = orphan_sweep_refusal(settings, engines, target_name)
+        if refused:
+            raise SafetyRefusal(refused)
+    account = None
+    if target_name == "aws":
+        from branchenv.safety import resolve_target
+
+        sts_target = target or orphan_target or resolve_target(settings, "aws").target
+        account = check_account(sts_target.client("sts"), settings.allowed_account_ids)
     now = now or dt.datetime.now(dt.UTC)
     policy = ReapPolicy.from_settings(settings, target=target_name)
     program = default_program(settings)
@@ -189,6 +169,7 @@ def plan(
         orphans=orphan_plan,
         max_reap=settings.max_reap if max_reap is None else max_reap,
         max_orphans=max_orphans,
+        account=account,
         metadata=metadata,
         hourly_cost=hourly_cost,
     )
@@ -241,10 +222,25 @@ def execute(
     when the plan has more candidates than its ``max_reap``."""
     from branchenv.programs import default_program
     from branchenv.reaper.executor import ReapJob, destroy_all
+    from branchenv.safety import check_account, check_engine_target
 
     refusal = reap_plan.refusal()
     if refusal is not None:
         raise SafetyRefusal(refusal)
+    for engine in engines:
+        check_engine_target(engine.name, target.name)
+    if target.name != reap_plan.target:
+        raise SafetyRefusal(
+            f"the plan was made for target {reap_plan.target!r}, not {target.name!r}: plan "
+            "again for the target you mean to reap"
+        )
+    if target.name == "aws":
+        account = check_account(target.client("sts"), settings.allowed_account_ids)
+        if account != reap_plan.account:
+            raise SafetyRefusal(
+                f"the plan was made in AWS account {reap_plan.account}, these credentials "
+                f"are for {account}: plan again with the credentials you mean to reap with"
+            )
     by_name = {e.name: e for e in engines}
     jobs = [
         ReapJob(
