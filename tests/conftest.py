@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 # The programs run on the Pulumi mock runtime in a worker thread, and they import branchenv
 # modules. branchenv is a pytest plugin, so pytest rewrites its modules on first import, and
@@ -17,6 +18,11 @@ import pytest
 import branchenv.k8s_names
 import branchenv.metadata
 import branchenv.naming  # noqa: F401
+
+# Speed targets live in benchmarks/, never in asserts: on a loaded 2-core machine hypothesis'
+# per-example deadline (200 ms) fails tests that are correct (FlakyFailure on a slow example).
+hypothesis_settings.register_profile("branchenv", deadline=None)
+hypothesis_settings.load_profile("branchenv")
 
 if TYPE_CHECKING:
     from branchenv.engines.base import Program, ProgramInputs
