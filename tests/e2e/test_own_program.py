@@ -1,0 +1,233 @@
+"""Issue 13's list, first try with a program of one's own: one S3 bucket and one SQS queue in a
+temp git repo, `branchenv` run as a user runs it, on the local cloud. Each test is one reported
+defect; each checks the local cloud itself over HTTP."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from branchenv.naming import names_for
+from tests.conftest import subprocess_env
+from tests.e2e.conftest import EXE
+from tests.e2e.own_project import (
+    MotoRecording,
+    UserProject,
+    bucket_tags,
+    buckets,
+    make_user_project,
+    queue_tags,
+    request_action,
+)
+
+IDENTITY_KEYS = {
+    "branchenv:managed-by",
+    "branchenv:stack",
+    "branchenv:branch",
+    "branchenv:project",
+    "branchenv:owner",
+    "branchenv:created-at",
+    "branchenv:target",
+    "branchenv:engine",
+}
+MUTABLE_KEYS = {
+    "branchenv:expires-at",
+    "branchenv:commit",
+    "branchenv:reap-pending",
+    "branchenv:last-update",
+}
+
+
+@pytest.fixture(scope="module")
+def state_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """One state dir, so one local cloud, for the module's projects."""
+    import subprocess
+
+    path = tmp_path_factory.mktemp("own-state")
+    try:
+        yield path
+    finally:
+        subprocess.run(
+            [str(EXE), "cloud", "stop"],
+            cwd=path,
+            env=subprocess_env(BRANCHENV_STATE_DIR=str(path)),
+            capture_output=True,
+            timeout=60,
+        )
+
+
+@pytest.fixture
+def project(tmp_path: Path, state_dir: Path) -> UserProject:
+    return make_user_project(tmp_path / "shop", state_dir)
+
+
+def branch() -> str:
+    return f"feature/own-{uuid.uuid4().hex[:8]}"
+
+
+def test_renaming_a_bucket_replaces_it_and_the_old_one_is_gone(project: UserProject) -> None:
+    b = branch()
+    prefix = names_for(b).prefix
+    try:
+        first = project.json("up", "--branch", b)
+        assert first["outputs"]["bucket"] == f"{prefix}-data"
+        project.write_program(
+            (project.root / "__main__.py").read_text().replace('-data"', '-data-v2"')
+        )
+        second = project.json("up", "--branch", b)
+        assert second["outputs"]["bucket"] == f"{prefix}-data-v2"
+        assert second["changes"]["replace"] == 1, second["changes"]
+        assert second["changes"]["update"] == 0 and second["changes"]["create"] == 0
+        assert buckets(project.target(), prefix) == {f"{prefix}-data-v2"}
+    finally:
+        project.run("down", "--branch", b)
+    assert buckets(project.target(), prefix) == set()
+
+
+def test_a_fixed_name_another_branch_could_claim_is_refused(project: UserProject) -> None:
+    shared = f"acme-shared-{uuid.uuid4().hex[:8]}"
+    project.write_program(
+        f"""
+        import pulumi_aws as aws
+        aws.s3.Bucket("data", bucket="{shared}")
+        """
+    )
+    first, second = branch(), branch()
+    target = None
+    try:
+        refused = project.run("up", "--branch", first)
+        assert refused.returncode == 3, refused.stderr
+        assert shared in refused.stderr and "prefix" in refused.stderr
+        assert "Traceback" not in refused.stderr
+        # Deliberately shared: allowed for the first branch...
+        project.ok("up", "--branch", first, "--allow-shared", shared)
+        target = project.target()
+        owner_tags = bucket_tags(target, shared)
+        assert owner_tags["branchenv:stack"] == names_for(first).stack
+        # ...and a second branch claiming it is refused before anything is touched.
+        again = project.run("up", "--branch", second)
+        assert again.returncode == 3, again.stderr
+        assert shared in again.stderr and "Traceback" not in again.stderr
+        # Even when the second also says "shared", it never adopts the first one's bucket.
+        adopt = project.run("up", "--branch", second, "--allow-shared", shared)
+        assert adopt.returncode == 1, adopt.stderr
+        assert "already exists" in adopt.stderr and "Traceback" not in adopt.stderr
+        assert bucket_tags(target, shared) == owner_tags
+        project.run("down", "--branch", second)
+        assert buckets(target, shared) == {shared}
+        assert bucket_tags(target, shared) == owner_tags
+    finally:
+        project.run("down", "--branch", second)
+        project.run("down", "--branch", first)
+    assert target is None or buckets(target, shared) == set()
+
+
+def test_an_untagged_queue_updates_and_re_ups(project: UserProject) -> None:
+    project.write_program(
+        """
+        import pulumi
+        import pulumi_aws as aws
+        queue = aws.sqs.Queue("jobs", visibility_timeout_seconds=30)
+        pulumi.export("queue_url", queue.url)
+        """
+    )
+    b = branch()
+    try:
+        first = project.json("up", "--branch", b)
+        url = first["outputs"]["queue_url"]
+        again = project.run("up", "--branch", b)
+        assert again.returncode == 0, again.stderr
+        project.write_program(
+            (project.root / "__main__.py").read_text().replace("=30", "=60")
+        )
+        changed = project.json("up", "--branch", b)
+        assert changed["changes"]["update"] == 1, changed["changes"]
+        attrs = project.target().client("sqs").get_queue_attributes(
+            QueueUrl=url, AttributeNames=["VisibilityTimeout"]
+        )["Attributes"]
+        assert attrs["VisibilityTimeout"] == "60"
+    finally:
+        project.run("down", "--branch", b)
+
+
+def test_every_resource_carries_the_identity_tags_and_only_those(project: UserProject) -> None:
+    b = branch()
+    try:
+        out = project.json("up", "--branch", b)
+        target = project.target()
+        for tags in (
+            bucket_tags(target, out["outputs"]["bucket"]),
+            queue_tags(target, out["outputs"]["queue_url"]),
+        ):
+            assert IDENTITY_KEYS <= set(tags), IDENTITY_KEYS - set(tags)
+            assert not MUTABLE_KEYS & set(tags)
+            assert tags["branchenv:stack"] == names_for(b).stack
+            assert tags["branchenv:branch"] == b
+            assert tags["branchenv:project"] == "acme-shop"
+    finally:
+        project.run("down", "--branch", b)
+
+
+def test_a_no_op_re_up_reports_no_changes_and_makes_no_tag_calls(project: UserProject) -> None:
+    b = branch()
+    try:
+        project.ok("up", "--branch", b)
+        recording = MotoRecording(project.target().endpoint_url)
+        recording.start()
+        again = project.json("up", "--branch", b)
+        actions = [request_action(r) for r in recording.requests()]
+        assert {k: v for k, v in again["changes"].items() if k != "same"} == {
+            "create": 0,
+            "update": 0,
+            "replace": 0,
+            "delete": 0,
+        }
+        assert again["changes"]["same"] == 2
+        tagging = [a for a in actions if "tag" in a.lower()]
+        assert tagging == [], tagging
+        writes = [a for a in actions if a.startswith(("Create", "Put", "Set", "Delete", "PUT"))]
+        assert writes == [], writes
+    finally:
+        project.run("down", "--branch", b)
+
+
+def test_after_a_local_cloud_wipe_nothing_is_claimed_that_did_not_happen(
+    project: UserProject,
+) -> None:
+    kept, expiring = branch(), branch()
+    try:
+        project.ok("up", "--branch", kept)
+        project.ok("up", "--branch", expiring, "--ttl", "1s")
+        project.ok("cloud", "stop")
+        project.ok("cloud", "start")
+        rows = {r["stack"]: r for r in project.json("ls")}
+        for b in (kept, expiring):
+            row = rows[names_for(b).stack]
+            assert row["resource_count"] == 2 and row["missing"] == 2, row
+        human = project.ok("ls").stdout
+        assert "missing" in human
+
+        time.sleep(1.5)  # the second stack's TTL runs out
+        reaped = project.run("reap", "--yes", "--json")
+        assert reaped.returncode == 0, reaped.stderr
+        import json
+
+        report = json.loads(reaped.stdout)
+        [row] = [r for r in report["reaped"] if r["stack"] == names_for(expiring).stack]
+        assert row["status"] in ("destroyed", "already-gone"), row
+        assert row.get("deleted", 0) == 0, row
+        assert "1 resource(s) deleted" not in reaped.stderr
+        assert "2 resource(s) deleted" not in reaped.stderr
+
+        again = project.json("up", "--branch", kept)
+        assert again["changes"]["create"] == 2, again["changes"]
+        assert again["changes"]["update"] == 0 and again["changes"]["same"] == 0
+        prefix = names_for(kept).prefix
+        assert buckets(project.target(), prefix) == {f"{prefix}-data"}
+    finally:
+        project.run("down", "--branch", kept)
+        project.run("down", "--branch", expiring)
