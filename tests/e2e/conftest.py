@@ -78,3 +78,27 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Project]:
         yield proj
     finally:
         proj.run("cloud", "stop")
+
+
+@pytest.fixture(scope="module")
+def own_state_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """One state dir (so one local cloud) shared by a module's user projects."""
+    path = tmp_path_factory.mktemp("own-state")
+    try:
+        yield path
+    finally:
+        subprocess.run(
+            [str(EXE), "cloud", "stop"],
+            cwd=path,
+            env=subprocess_env(BRANCHENV_STATE_DIR=str(path)),
+            capture_output=True,
+            timeout=60,
+        )
+
+
+@pytest.fixture
+def own_project(tmp_path: Path, own_state_dir: Path) -> Any:
+    """A user's own small bucket + queue project in a fresh git repo (tests/e2e/own_project.py)."""
+    from tests.e2e.own_project import make_user_project
+
+    return make_user_project(tmp_path / "shop", own_state_dir)

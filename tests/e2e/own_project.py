@@ -44,9 +44,7 @@ class UserProject:
     def write_program(self, body: str) -> None:
         (self.root / "__main__.py").write_text(textwrap.dedent(body).lstrip())
 
-    def run(
-        self, *args: str, timeout: float = 180, **env: str
-    ) -> subprocess.CompletedProcess[str]:
+    def run(self, *args: str, timeout: float = 180, **env: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [str(EXE), *args],
             cwd=self.root,

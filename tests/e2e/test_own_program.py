@@ -6,20 +6,15 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from branchenv.naming import names_for
-from tests.conftest import subprocess_env
-from tests.e2e.conftest import EXE
 from tests.e2e.own_project import (
     MotoRecording,
     UserProject,
     bucket_tags,
     buckets,
-    make_user_project,
     queue_tags,
     request_action,
 )
@@ -42,27 +37,9 @@ MUTABLE_KEYS = {
 }
 
 
-@pytest.fixture(scope="module")
-def state_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """One state dir, so one local cloud, for the module's projects."""
-    import subprocess
-
-    path = tmp_path_factory.mktemp("own-state")
-    try:
-        yield path
-    finally:
-        subprocess.run(
-            [str(EXE), "cloud", "stop"],
-            cwd=path,
-            env=subprocess_env(BRANCHENV_STATE_DIR=str(path)),
-            capture_output=True,
-            timeout=60,
-        )
-
-
 @pytest.fixture
-def project(tmp_path: Path, state_dir: Path) -> UserProject:
-    return make_user_project(tmp_path / "shop", state_dir)
+def project(own_project: UserProject) -> UserProject:
+    return own_project
 
 
 def branch() -> str:
@@ -141,14 +118,14 @@ def test_an_untagged_queue_updates_and_re_ups(project: UserProject) -> None:
         url = first["outputs"]["queue_url"]
         again = project.run("up", "--branch", b)
         assert again.returncode == 0, again.stderr
-        project.write_program(
-            (project.root / "__main__.py").read_text().replace("=30", "=60")
-        )
+        project.write_program((project.root / "__main__.py").read_text().replace("=30", "=60"))
         changed = project.json("up", "--branch", b)
         assert changed["changes"]["update"] == 1, changed["changes"]
-        attrs = project.target().client("sqs").get_queue_attributes(
-            QueueUrl=url, AttributeNames=["VisibilityTimeout"]
-        )["Attributes"]
+        attrs = (
+            project.target()
+            .client("sqs")
+            .get_queue_attributes(QueueUrl=url, AttributeNames=["VisibilityTimeout"])["Attributes"]
+        )
         assert attrs["VisibilityTimeout"] == "60"
     finally:
         project.run("down", "--branch", b)
@@ -163,7 +140,7 @@ def test_every_resource_carries_the_identity_tags_and_only_those(project: UserPr
             bucket_tags(target, out["outputs"]["bucket"]),
             queue_tags(target, out["outputs"]["queue_url"]),
         ):
-            assert IDENTITY_KEYS <= set(tags), IDENTITY_KEYS - set(tags)
+            assert set(tags) >= IDENTITY_KEYS, IDENTITY_KEYS - set(tags)
             assert not MUTABLE_KEYS & set(tags)
             assert tags["branchenv:stack"] == names_for(b).stack
             assert tags["branchenv:branch"] == b
