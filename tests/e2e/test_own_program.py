@@ -208,3 +208,45 @@ def test_after_a_local_cloud_wipe_nothing_is_claimed_that_did_not_happen(
     finally:
         project.run("down", "--branch", kept)
         project.run("down", "--branch", expiring)
+
+
+def test_down_continues_past_a_resource_it_cannot_delete(project: UserProject) -> None:
+    project.write_program(
+        """
+        import pulumi
+        import pulumi_aws as aws
+        prefix = pulumi.Config("branchenv").require("prefix")
+        bucket = aws.s3.Bucket("data", bucket=f"{prefix}-data")
+        queue = aws.sqs.Queue("jobs")
+        table = aws.dynamodb.Table("orders", name=f"{prefix}-orders", hash_key="id",
+            billing_mode="PAY_PER_REQUEST", attributes=[{"name": "id", "type": "S"}],
+            opts=pulumi.ResourceOptions(depends_on=[bucket, queue]))
+        pulumi.export("queue_url", queue.url)
+        pulumi.export("table", table.name)
+        """
+    )
+    b = branch()
+    prefix = names_for(b).prefix
+    out = project.json("up", "--branch", b)
+    target = project.target()
+    ddb = target.client("dynamodb")
+    try:
+        # Someone protects the table behind branchenv's back: its delete, the first (it depends
+        # on the others), now fails.
+        ddb.update_table(TableName=out["outputs"]["table"], DeletionProtectionEnabled=True)
+        failed = project.run("down", "--branch", b)
+        assert failed.returncode == 1, failed.stderr
+        assert "Traceback" not in failed.stderr
+        assert f"{prefix}-orders" in failed.stderr
+        # The independent resources went anyway.
+        assert buckets(target, prefix) == set()
+        sqs = target.client("sqs")
+        assert out["outputs"]["queue_url"] not in sqs.list_queues().get("QueueUrls", [])
+        assert ddb.describe_table(TableName=out["outputs"]["table"])["Table"]
+        # What is left is still known: fixing the cause and re-running finishes the job.
+        rows = {r["stack"]: r for r in project.json("ls")}
+        assert rows[names_for(b).stack]["resource_count"] == 1
+    finally:
+        ddb.update_table(TableName=out["outputs"]["table"], DeletionProtectionEnabled=False)
+        project.run("down", "--branch", b)
+    assert f"{prefix}-orders" not in ddb.list_tables()["TableNames"]
