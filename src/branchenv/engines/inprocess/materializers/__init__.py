@@ -3,12 +3,21 @@
 Importing this package registers all entries (see :mod:`.base` for the registry itself).
 """
 
-from branchenv.engines.inprocess.materializers import compute, data  # noqa: F401 - registers
+from branchenv.engines.inprocess.materializers import (  # noqa: F401 - importing registers
+    compute,
+    data,
+    messaging,
+    monitoring,
+    network,
+    secrets,
+)
 from branchenv.engines.inprocess.materializers.base import (
     REGISTRY,
+    AlreadyExists,
     Applied,
     Context,
     Materializer,
+    Prior,
 )
 
-__all__ = ["REGISTRY", "Applied", "Context", "Materializer"]
+__all__ = ["REGISTRY", "AlreadyExists", "Applied", "Context", "Materializer", "Prior"]

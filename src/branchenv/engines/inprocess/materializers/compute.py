@@ -3,11 +3,13 @@ functions and permissions, API Gateway v2 HTTP APIs with their integrations, rou
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import io
 import json
 import os
 import zipfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -15,64 +17,91 @@ from branchenv.engines.inprocess.materializers.base import (
     Applied,
     Context,
     Materializer,
-    answers,
+    Prior,
     as_int,
     aws_tags_list,
     error_code,
+    found,
     ignore_missing,
     register,
+    tag_changes,
 )
+from branchenv.metadata import KEY_STACK
 
 
 def _policy_text(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value)
 
 
+_IAM_MISSING = ("NoSuchEntity",)
+
+
 @register
 class IAMRole(Materializer):
-    """aws.iam.Role: the role, its trust policy and tags."""
+    """aws.iam.Role: the role, its trust policy, description, session duration and tags."""
 
     type_token = "aws:iam/role:Role"
+    replace_on_change = frozenset({"name", "namePrefix", "path"})
+    honours = frozenset({"assumeRolePolicy", "description", "maxSessionDuration", "path"})
 
-    def apply(
+    def lookup(self, ctx: Context, *, inputs: dict[str, Any]) -> str | None:
+        name = inputs["name"]
+        if found(_IAM_MISSING, lambda: ctx.client("iam").get_role(RoleName=name)):
+            return str(name)
+        return None
+
+    def create(self, ctx: Context, *, inputs: dict[str, Any], tags: dict[str, str]) -> Applied:
+        self.fail_if_exists(ctx, inputs)
+        args: dict[str, Any] = {
+            "RoleName": inputs["name"],
+            "AssumeRolePolicyDocument": _policy_text(inputs["assumeRolePolicy"]),
+            "Path": inputs.get("path") or "/",
+        }
+        if tags:
+            args["Tags"] = aws_tags_list(tags)
+        if inputs.get("description"):
+            args["Description"] = inputs["description"]
+        if inputs.get("maxSessionDuration"):
+            args["MaxSessionDuration"] = as_int(inputs["maxSessionDuration"])
+        role = ctx.client("iam").create_role(**args)["Role"]
+        return self._applied(inputs, role)
+
+    def update(
         self,
         ctx: Context,
         *,
+        prior: Prior,
         inputs: dict[str, Any],
         tags: dict[str, str],
-        existing: Applied | None,
+        changed: frozenset[str],
     ) -> Applied:
-        from botocore.exceptions import ClientError
-
         iam = ctx.client("iam")
-        name = inputs["name"]
-        trust = _policy_text(inputs["assumeRolePolicy"])
-        try:
-            role = iam.get_role(RoleName=name)["Role"]
-        except ClientError as exc:
-            if error_code(exc) != "NoSuchEntity":
-                raise
-            args: dict[str, Any] = {
-                "RoleName": name,
-                "AssumeRolePolicyDocument": trust,
-                "Path": inputs.get("path") or "/",
-                "Tags": aws_tags_list(tags),
-            }
-            if inputs.get("description"):
-                args["Description"] = inputs["description"]
-            if inputs.get("maxSessionDuration"):
-                args["MaxSessionDuration"] = as_int(inputs["maxSessionDuration"])
-            role = iam.create_role(**args)["Role"]
-        else:
-            iam.update_assume_role_policy(RoleName=name, PolicyDocument=trust)
-            if tags:
-                iam.tag_role(RoleName=name, Tags=aws_tags_list(tags))
+        name = prior.id
+        if "assumeRolePolicy" in changed:
+            iam.update_assume_role_policy(
+                RoleName=name, PolicyDocument=_policy_text(inputs["assumeRolePolicy"])
+            )
+        if changed & {"description", "maxSessionDuration"}:
+            args: dict[str, Any] = {"Description": inputs.get("description") or ""}
+            args["MaxSessionDuration"] = as_int(inputs.get("maxSessionDuration"), 3600)
+            iam.update_role(RoleName=name, **args)
+        if "tags" in changed:
+            to_set, to_remove = tag_changes(prior.tags, tags)
+            if to_set:
+                iam.tag_role(RoleName=name, Tags=aws_tags_list(to_set))
+            if to_remove:
+                iam.untag_role(RoleName=name, TagKeys=to_remove)
+        return self._applied(inputs, iam.get_role(RoleName=name)["Role"])
+
+    @staticmethod
+    def _applied(inputs: dict[str, Any], role: dict[str, Any]) -> Applied:
+        name = role["RoleName"]
         return Applied(
             id=name,
             outputs={**inputs, "id": name, "arn": role["Arn"], "uniqueId": role["RoleId"]},
         )
 
-    def delete(self, ctx: Context, *, id: str, outputs: dict[str, Any]) -> None:
+    def delete(self, ctx: Context, *, id: str, outputs: dict[str, Any]) -> bool:
         from botocore.exceptions import ClientError
 
         iam = ctx.client("iam")
@@ -84,11 +113,13 @@ class IAMRole(Materializer):
                 iam.detach_role_policy(RoleName=id, PolicyArn=att["PolicyArn"])
             iam.delete_role(RoleName=id)
         except ClientError as exc:
-            if error_code(exc) != "NoSuchEntity":
+            if error_code(exc) not in _IAM_MISSING:
                 raise
+            return False
+        return True
 
     def exists(self, ctx: Context, *, id: str, outputs: dict[str, Any]) -> bool:
-        return answers(lambda: ctx.client("iam").get_role(RoleName=id))
+        return found(_IAM_MISSING, lambda: ctx.client("iam").get_role(RoleName=id))
 
 
 @register
@@ -97,26 +128,58 @@ class IAMRolePolicy(Materializer):
 
     type_token = "aws:iam/rolePolicy:RolePolicy"
     taggable = False
+    unique_name = False  # unique per role only
+    replace_on_change = frozenset({"role", "name", "namePrefix"})
+    honours = frozenset({"role", "policy"})
 
-    def apply(
+    def lookup(self, ctx: Context, *, inputs: dict[str, Any]) -> str | None:
+        role, name = inputs["role"], inputs["name"]
+        get = ctx.client("iam").get_role_policy
+        if found(_IAM_MISSING, lambda: get(RoleName=role, PolicyName=name)):
+            return f"{role}:{name}"
+        return None
+
+    def create(self, ctx: Context, *, inputs: dict[str, Any], tags: dict[str, str]) -> Applied:
+        self.fail_if_exists(ctx, inputs)
+        return self._put(ctx, inputs)
+
+    def update(
         self,
         ctx: Context,
         *,
+        prior: Prior,
         inputs: dict[str, Any],
         tags: dict[str, str],
-        existing: Applied | None,
+        changed: frozenset[str],
     ) -> Applied:
-        role, name = inputs["role"], inputs["name"]
-        ctx.client("iam").put_role_policy(
-            RoleName=role, PolicyName=name, PolicyDocument=_policy_text(inputs["policy"])
-        )
-        return Applied(id=f"{role}:{name}", outputs={**inputs, "id": f"{role}:{name}"})
+        return self._put(ctx, inputs) if "policy" in changed else self._applied(inputs)
 
-    def delete(self, ctx: Context, *, id: str, outputs: dict[str, Any]) -> None:
+    def _put(self, ctx: Context, inputs: dict[str, Any]) -> Applied:
+        ctx.client("iam").put_role_policy(
+            RoleName=inputs["role"],
+            PolicyName=inputs["name"],
+            PolicyDocument=_policy_text(inputs["policy"]),
+        )
+        return self._applied(inputs)
+
+    @staticmethod
+    def _applied(inputs: dict[str, Any]) -> Applied:
+        pid = f"{inputs['role']}:{inputs['name']}"
+        return Applied(id=pid, outputs={**inputs, "id": pid})
+
+    def delete(self, ctx: Context, *, id: str, outputs: dict[str, Any]) -> bool:
         role, _, name = id.partition(":")
-        ignore_missing(("NoSuchEntity",))(
+        return ignore_missing(_IAM_MISSING)(
             lambda: ctx.client("iam").delete_role_policy(RoleName=role, PolicyName=name)
         )
+
+    def exists(self, ctx: Context, *, id: str, outputs: dict[str, Any]) -> bool:
+        role, _, name = id.partition(":")
+        get = ctx.client("iam").get_role_policy
+        return found(_IAM_MISSING, lambda: get(RoleName=role, PolicyName=name))
+
+
+_LOGS_MISSING = ("ResourceNotFoundException",)
 
 
 @register
@@ -125,40 +188,71 @@ class LogGroup(Materializer):
 
     type_token = "aws:cloudwatch/logGroup:LogGroup"
     name_max_len = 512
+    replace_on_change = frozenset({"name", "namePrefix", "logGroupClass"})
+    honours = frozenset({"retentionInDays"})
 
-    def apply(
-        self,
-        ctx: Context,
-        *,
-        inputs: dict[str, Any],
-        tags: dict[str, str],
-        existing: Applied | None,
-    ) -> Applied:
-        from botocore.exceptions import ClientError
+    def _arn(self, ctx: Context, name: str) -> str | None:
+        groups = ctx.client("logs").describe_log_groups(logGroupNamePrefix=name)["logGroups"]
+        arn = next((g["arn"] for g in groups if g["logGroupName"] == name), None)
+        if arn is None:
+            return None
+        return str(arn[:-2] if arn.endswith(":*") else arn)
 
+    def lookup(self, ctx: Context, *, inputs: dict[str, Any]) -> str | None:
+        name = inputs["name"]
+        return str(name) if self._arn(ctx, name) else None
+
+    def create(self, ctx: Context, *, inputs: dict[str, Any], tags: dict[str, str]) -> Applied:
+        self.fail_if_exists(ctx, inputs)
         logs = ctx.client("logs")
         name = inputs["name"]
-        try:
-            logs.create_log_group(logGroupName=name, tags=tags)
-        except ClientError as exc:
-            if error_code(exc) != "ResourceAlreadyExistsException":
-                raise
-        groups = logs.describe_log_groups(logGroupNamePrefix=name)["logGroups"]
-        arn = next(g["arn"] for g in groups if g["logGroupName"] == name)
-        arn_no_star = arn[:-2] if arn.endswith(":*") else arn
+        args: dict[str, Any] = {"logGroupName": name}
         if tags:
-            logs.tag_resource(resourceArn=arn_no_star, tags=tags)
+            args["tags"] = tags
+        logs.create_log_group(**args)
         retention = as_int(inputs.get("retentionInDays"))
         if retention:
             logs.put_retention_policy(logGroupName=name, retentionInDays=retention)
-        else:
-            logs.delete_retention_policy(logGroupName=name)
-        return Applied(id=name, outputs={**inputs, "id": name, "arn": arn_no_star})
+        return self._applied(inputs, self._arn(ctx, name))
 
-    def delete(self, ctx: Context, *, id: str, outputs: dict[str, Any]) -> None:
-        ignore_missing(("ResourceNotFoundException",))(
+    def update(
+        self,
+        ctx: Context,
+        *,
+        prior: Prior,
+        inputs: dict[str, Any],
+        tags: dict[str, str],
+        changed: frozenset[str],
+    ) -> Applied:
+        logs = ctx.client("logs")
+        name = prior.id
+        arn = prior.outputs.get("arn") or self._arn(ctx, name)
+        if "retentionInDays" in changed:
+            retention = as_int(inputs.get("retentionInDays"))
+            if retention:
+                logs.put_retention_policy(logGroupName=name, retentionInDays=retention)
+            else:
+                logs.delete_retention_policy(logGroupName=name)
+        if "tags" in changed:
+            to_set, to_remove = tag_changes(prior.tags, tags)
+            if to_set:
+                logs.tag_resource(resourceArn=arn, tags=to_set)
+            if to_remove:
+                logs.untag_resource(resourceArn=arn, tagKeys=to_remove)
+        return self._applied(inputs, arn)
+
+    @staticmethod
+    def _applied(inputs: dict[str, Any], arn: str | None) -> Applied:
+        name = inputs["name"]
+        return Applied(id=name, outputs={**inputs, "id": name, "arn": arn})
+
+    def delete(self, ctx: Context, *, id: str, outputs: dict[str, Any]) -> bool:
+        return ignore_missing(_LOGS_MISSING)(
             lambda: ctx.client("logs").delete_log_group(logGroupName=id)
         )
+
+    def exists(self, ctx: Context, *, id: str, outputs: dict[str, Any]) -> bool:
+        return self._arn(ctx, id) is not None
 
 
 def archive_bytes(archive: Any) -> bytes:
@@ -210,25 +304,34 @@ def _zip_dir(zf: zipfile.ZipFile, root: Path, prefix: str) -> None:
             _zip_write(zf, prefix + str(full.relative_to(root)), full.read_bytes())
 
 
+_LAMBDA_MISSING = ("ResourceNotFoundException",)
+_LAMBDA_CONFIG = frozenset(
+    {"role", "handler", "runtime", "timeout", "memorySize", "environment", "description"}
+)
+
+
+def code_sha256(code: bytes) -> str:
+    """Lambda's CodeSha256 of a package: base64 of its SHA-256."""
+    return base64.b64encode(hashlib.sha256(code).digest()).decode()
+
+
 @register
 class LambdaFunction(Materializer):
-    """aws.lambda_.Function (zip package): code, handler, runtime, environment, sizes, tags."""
+    """aws.lambda_.Function (zip package): code, handler, runtime, role, environment, timeout,
+    memory, description, reserved concurrency and tags."""
 
     type_token = "aws:lambda/function:Function"
+    replace_on_change = frozenset({"name", "packageType"})
+    honours = _LAMBDA_CONFIG | {"code", "reservedConcurrentExecutions"}
 
-    def apply(
-        self,
-        ctx: Context,
-        *,
-        inputs: dict[str, Any],
-        tags: dict[str, str],
-        existing: Applied | None,
-    ) -> Applied:
-        from botocore.exceptions import ClientError
-
-        lam = ctx.client("lambda")
+    def lookup(self, ctx: Context, *, inputs: dict[str, Any]) -> str | None:
         name = inputs["name"]
-        code = archive_bytes(inputs["code"])
+        if found(_LAMBDA_MISSING, lambda: ctx.client("lambda").get_function(FunctionName=name)):
+            return str(name)
+        return None
+
+    @staticmethod
+    def _config(inputs: dict[str, Any]) -> dict[str, Any]:
         config: dict[str, Any] = {
             "Role": inputs["role"],
             "Handler": inputs.get("handler"),
@@ -241,134 +344,246 @@ class LambdaFunction(Materializer):
                     for k, v in ((inputs.get("environment") or {}).get("variables") or {}).items()
                 }
             },
+            "Description": inputs.get("description") or "",
         }
-        if inputs.get("description"):
-            config["Description"] = inputs["description"]
-        try:
-            current = lam.get_function(FunctionName=name)["Configuration"]
-        except ClientError as exc:
-            if error_code(exc) != "ResourceNotFoundException":
-                raise
-            current = lam.create_function(
-                FunctionName=name, Code={"ZipFile": code}, Tags=tags, **config
-            )
-        else:
-            import base64
+        return config
 
-            sha = base64.b64encode(hashlib.sha256(code).digest()).decode()
-            if current.get("CodeSha256") != sha:
-                lam.update_function_code(FunctionName=name, ZipFile=code)
-            current = lam.update_function_configuration(FunctionName=name, **config)
-            if tags:
-                lam.tag_resource(Resource=current["FunctionArn"], Tags=tags)
+    def create(self, ctx: Context, *, inputs: dict[str, Any], tags: dict[str, str]) -> Applied:
+        self.fail_if_exists(ctx, inputs)
+        lam = ctx.client("lambda")
+        args: dict[str, Any] = {
+            "FunctionName": inputs["name"],
+            "Code": {"ZipFile": archive_bytes(inputs["code"])},
+            **self._config(inputs),
+        }
+        if tags:
+            args["Tags"] = tags
+        current = lam.create_function(**args)
+        self._set_concurrency(lam, inputs)
+        return self._applied(ctx, inputs, current)
+
+    def update(
+        self,
+        ctx: Context,
+        *,
+        prior: Prior,
+        inputs: dict[str, Any],
+        tags: dict[str, str],
+        changed: frozenset[str],
+    ) -> Applied:
+        lam = ctx.client("lambda")
+        name = prior.id
+        current: dict[str, Any] | None = None
+        if "code" in changed:
+            current = lam.update_function_code(
+                FunctionName=name, ZipFile=archive_bytes(inputs["code"])
+            )
+        if changed & _LAMBDA_CONFIG:
+            current = lam.update_function_configuration(FunctionName=name, **self._config(inputs))
+        if "reservedConcurrentExecutions" in changed:
+            self._set_concurrency(lam, inputs, clear=True)
+        if current is None:
+            current = lam.get_function(FunctionName=name)["Configuration"]
+        if "tags" in changed:
+            to_set, to_remove = tag_changes(prior.tags, tags)
+            if to_set:
+                lam.tag_resource(Resource=current["FunctionArn"], Tags=to_set)
+            if to_remove:
+                lam.untag_resource(Resource=current["FunctionArn"], TagKeys=to_remove)
+        return self._applied(ctx, inputs, current)
+
+    @staticmethod
+    def _set_concurrency(lam: Any, inputs: dict[str, Any], *, clear: bool = False) -> None:
         reserved = inputs.get("reservedConcurrentExecutions")
         if reserved is not None and int(reserved) >= 0:
             lam.put_function_concurrency(
-                FunctionName=name, ReservedConcurrentExecutions=int(reserved)
+                FunctionName=inputs["name"], ReservedConcurrentExecutions=int(reserved)
             )
+        elif clear:
+            lam.delete_function_concurrency(FunctionName=inputs["name"])
+
+    @staticmethod
+    def _applied(ctx: Context, inputs: dict[str, Any], current: dict[str, Any]) -> Applied:
+        name = inputs["name"]
         arn = current["FunctionArn"]
         invoke_arn = (
             f"arn:aws:apigateway:{ctx.region}:lambda:path/2015-03-31/functions/{arn}/invocations"
         )
-        outputs = {
-            **inputs,
-            "code": None,
-            "id": name,
-            "arn": arn,
-            "invokeArn": invoke_arn,
-            "qualifiedArn": f"{arn}:$LATEST",
-            "version": "$LATEST",
-            "sourceCodeHash": current.get("CodeSha256"),
-        }
-        return Applied(id=name, outputs=outputs)
+        return Applied(
+            id=name,
+            outputs={
+                **inputs,
+                "code": None,
+                "id": name,
+                "arn": arn,
+                "invokeArn": invoke_arn,
+                "qualifiedArn": f"{arn}:$LATEST",
+                "version": "$LATEST",
+                "sourceCodeHash": current.get("CodeSha256"),
+            },
+        )
 
-    def delete(self, ctx: Context, *, id: str, outputs: dict[str, Any]) -> None:
-        ignore_missing(("ResourceNotFoundException",))(
+    def delete(self, ctx: Context, *, id: str, outputs: dict[str, Any]) -> bool:
+        return ignore_missing(_LAMBDA_MISSING)(
             lambda: ctx.client("lambda").delete_function(FunctionName=id)
         )
 
     def exists(self, ctx: Context, *, id: str, outputs: dict[str, Any]) -> bool:
-        return answers(lambda: ctx.client("lambda").get_function(FunctionName=id))
+        return found(_LAMBDA_MISSING, lambda: ctx.client("lambda").get_function(FunctionName=id))
+
+
+_PERMISSION_INPUTS = frozenset(
+    {
+        "action",
+        "function",
+        "principal",
+        "sourceArn",
+        "sourceAccount",
+        "qualifier",
+        "statementId",
+        "statementIdPrefix",
+        "eventSourceToken",
+        "principalOrgId",
+        "functionUrlAuthType",
+    }
+)
 
 
 @register
 class LambdaPermission(Materializer):
-    """aws.lambda_.Permission: a statement in the function's resource policy."""
+    """aws.lambda_.Permission: a statement in the function's resource policy (every input
+    forces a replacement, as in the provider: a statement cannot be edited)."""
 
     type_token = "aws:lambda/permission:Permission"
     name_property = "statementId"
     name_max_len = 100
     taggable = False
+    unique_name = False  # unique per function only
+    replace_on_change = _PERMISSION_INPUTS
+    honours = frozenset(
+        {"action", "function", "principal", "sourceArn", "sourceAccount", "qualifier"}
+    )
 
-    def apply(
+    @staticmethod
+    def _statements(ctx: Context, function: str) -> list[dict[str, Any]] | None:
+        from botocore.exceptions import ClientError
+
+        try:
+            policy = ctx.client("lambda").get_policy(FunctionName=function)["Policy"]
+        except ClientError as exc:
+            if error_code(exc) in _LAMBDA_MISSING:
+                return None
+            raise
+        statements: list[dict[str, Any]] = json.loads(policy).get("Statement", [])
+        return statements
+
+    def lookup(self, ctx: Context, *, inputs: dict[str, Any]) -> str | None:
+        sid = inputs["statementId"]
+        statements = self._statements(ctx, _function_name(inputs["function"])) or []
+        return str(sid) if any(s.get("Sid") == sid for s in statements) else None
+
+    def create(self, ctx: Context, *, inputs: dict[str, Any], tags: dict[str, str]) -> Applied:
+        self.fail_if_exists(ctx, inputs)
+        function = _function_name(inputs["function"])
+        args: dict[str, Any] = {
+            "FunctionName": function,
+            "StatementId": inputs["statementId"],
+            "Action": inputs.get("action") or "lambda:InvokeFunction",
+            "Principal": inputs["principal"],
+        }
+        for key, arg in (
+            ("sourceArn", "SourceArn"),
+            ("sourceAccount", "SourceAccount"),
+            ("qualifier", "Qualifier"),
+        ):
+            if inputs.get(key):
+                args[arg] = inputs[key]
+        ctx.client("lambda").add_permission(**args)
+        sid = inputs["statementId"]
+        return Applied(id=sid, outputs={**inputs, "id": sid, "function": function})
+
+    def update(
         self,
         ctx: Context,
         *,
+        prior: Prior,
         inputs: dict[str, Any],
         tags: dict[str, str],
-        existing: Applied | None,
+        changed: frozenset[str],
     ) -> Applied:
-        from botocore.exceptions import ClientError
+        # Every input the statement holds forces a replacement; nothing to do in place.
+        return Applied(
+            id=prior.id,
+            outputs={**prior.outputs, **inputs, "function": prior.outputs.get("function")},
+        )
 
-        lam = ctx.client("lambda")
-        function = _function_name(inputs["function"])
-        sid = inputs["statementId"]
-        args: dict[str, Any] = {
-            "FunctionName": function,
-            "StatementId": sid,
-            "Action": inputs.get("action", "lambda:InvokeFunction"),
-            "Principal": inputs["principal"],
-        }
-        if inputs.get("sourceArn"):
-            args["SourceArn"] = inputs["sourceArn"]
-        try:
-            lam.add_permission(**args)
-        except ClientError as exc:
-            if error_code(exc) != "ResourceConflictException":
-                raise
-            lam.remove_permission(FunctionName=function, StatementId=sid)
-            lam.add_permission(**args)
-        return Applied(id=sid, outputs={**inputs, "id": sid, "function": function})
-
-    def delete(self, ctx: Context, *, id: str, outputs: dict[str, Any]) -> None:
+    def delete(self, ctx: Context, *, id: str, outputs: dict[str, Any]) -> bool:
         function = _function_name(outputs.get("function", ""))
-        ignore_missing(("ResourceNotFoundException",))(
+        return ignore_missing(_LAMBDA_MISSING)(
             lambda: ctx.client("lambda").remove_permission(FunctionName=function, StatementId=id)
         )
+
+    def exists(self, ctx: Context, *, id: str, outputs: dict[str, Any]) -> bool:
+        statements = self._statements(ctx, _function_name(outputs.get("function", "")))
+        return statements is not None and any(s.get("Sid") == id for s in statements)
 
 
 def _function_name(ref: str) -> str:
     return ref.split(":function:", 1)[1].split(":")[0] if ":function:" in ref else ref
 
 
+_APIGW_MISSING = ("NotFoundException",)
+
+
+def _api_arn(ctx: Context, api_id: str) -> str:
+    return f"arn:aws:apigateway:{ctx.region}::/apis/{api_id}"
+
+
 @register
 class HttpApi(Materializer):
-    """aws.apigatewayv2.Api: an HTTP (or WebSocket) API and its tags."""
+    """aws.apigatewayv2.Api: an HTTP (or WebSocket) API, its name, description and tags."""
 
     type_token = "aws:apigatewayv2/api:Api"
     name_max_len = 128
+    unique_name = False  # API names need not be unique; the cloud assigns the id
+    replace_on_change = frozenset({"protocolType"})
+    honours = frozenset({"protocolType", "description"})
 
-    def apply(
+    def create(self, ctx: Context, *, inputs: dict[str, Any], tags: dict[str, str]) -> Applied:
+        args: dict[str, Any] = {
+            "Name": inputs["name"],
+            "ProtocolType": inputs.get("protocolType") or "HTTP",
+        }
+        if inputs.get("description"):
+            args["Description"] = inputs["description"]
+        if tags:
+            args["Tags"] = tags
+        return self._applied(ctx, inputs, ctx.client("apigatewayv2").create_api(**args))
+
+    def update(
         self,
         ctx: Context,
         *,
+        prior: Prior,
         inputs: dict[str, Any],
         tags: dict[str, str],
-        existing: Applied | None,
+        changed: frozenset[str],
     ) -> Applied:
         apigw = ctx.client("apigatewayv2")
-        args: dict[str, Any] = {"Name": inputs["name"]}
-        if inputs.get("description"):
-            args["Description"] = inputs["description"]
-        api = None
-        if existing is not None and self.exists(ctx, id=existing.id, outputs=existing.outputs):
-            api = apigw.update_api(ApiId=existing.id, **args)
-            if tags:
-                apigw.tag_resource(ResourceArn=_api_arn(ctx, existing.id), Tags=tags)
-        else:
-            api = apigw.create_api(
-                ProtocolType=inputs.get("protocolType", "HTTP"), Tags=tags, **args
+        if changed & {"name", "description"}:
+            apigw.update_api(
+                ApiId=prior.id, Name=inputs["name"], Description=inputs.get("description") or ""
             )
+        if "tags" in changed:
+            to_set, to_remove = tag_changes(prior.tags, tags)
+            if to_set:
+                apigw.tag_resource(ResourceArn=_api_arn(ctx, prior.id), Tags=to_set)
+            if to_remove:
+                apigw.untag_resource(ResourceArn=_api_arn(ctx, prior.id), TagKeys=to_remove)
+        return self._applied(ctx, inputs, apigw.get_api(ApiId=prior.id))
+
+    @staticmethod
+    def _applied(ctx: Context, inputs: dict[str, Any], api: dict[str, Any]) -> Applied:
         api_id = api["ApiId"]
         return Applied(
             id=api_id,
@@ -381,17 +596,33 @@ class HttpApi(Materializer):
             },
         )
 
-    def delete(self, ctx: Context, *, id: str, outputs: dict[str, Any]) -> None:
-        ignore_missing(("NotFoundException",))(
+    def leftovers(
+        self,
+        ctx: Context,
+        *,
+        inputs: dict[str, Any],
+        stack_tags: Mapping[str, str],
+        known_ids: frozenset[str],
+    ) -> list[str]:
+        stack = stack_tags.get(KEY_STACK)
+        if not stack:
+            return []
+        items = ctx.client("apigatewayv2").get_apis().get("Items", [])
+        return [
+            a["ApiId"]
+            for a in items
+            if (a.get("Tags") or {}).get(KEY_STACK) == stack
+            and a.get("Name") == inputs.get("name")
+            and a["ApiId"] not in known_ids
+        ]
+
+    def delete(self, ctx: Context, *, id: str, outputs: dict[str, Any]) -> bool:
+        return ignore_missing(_APIGW_MISSING)(
             lambda: ctx.client("apigatewayv2").delete_api(ApiId=id)
         )
 
     def exists(self, ctx: Context, *, id: str, outputs: dict[str, Any]) -> bool:
-        return answers(lambda: ctx.client("apigatewayv2").get_api(ApiId=id))
-
-
-def _api_arn(ctx: Context, api_id: str) -> str:
-    return f"arn:aws:apigateway:{ctx.region}::/apis/{api_id}"
+        return found(_APIGW_MISSING, lambda: ctx.client("apigatewayv2").get_api(ApiId=id))
 
 
 class _ApiChild(Materializer):
@@ -399,62 +630,83 @@ class _ApiChild(Materializer):
 
     name_property: ClassVar[str | None] = None
     taggable = False
+    unique_name = False
     kind = ""
-
-    def _get(self, apigw: Any, api_id: str, child_id: str) -> Any:
-        return getattr(apigw, f"get_{self.kind}")(ApiId=api_id, **{self._id_arg(): child_id})
 
     def _id_arg(self) -> str:
         return {"integration": "IntegrationId", "route": "RouteId", "stage": "StageName"}[self.kind]
 
     def exists(self, ctx: Context, *, id: str, outputs: dict[str, Any]) -> bool:
-        return answers(lambda: self._get(ctx.client("apigatewayv2"), outputs["apiId"], id))
-
-    def delete(self, ctx: Context, *, id: str, outputs: dict[str, Any]) -> None:
         apigw = ctx.client("apigatewayv2")
-        ignore_missing(("NotFoundException",))(
+        get = getattr(apigw, f"get_{self.kind}")
+        return found(_APIGW_MISSING, lambda: get(ApiId=outputs["apiId"], **{self._id_arg(): id}))
+
+    def delete(self, ctx: Context, *, id: str, outputs: dict[str, Any]) -> bool:
+        apigw = ctx.client("apigatewayv2")
+        return ignore_missing(_APIGW_MISSING)(
             lambda: getattr(apigw, f"delete_{self.kind}")(
                 ApiId=outputs["apiId"], **{self._id_arg(): id}
             )
         )
 
-    def _reuse(self, ctx: Context, existing: Applied | None, api_id: str) -> str | None:
-        if existing is None or existing.outputs.get("apiId") != api_id:
-            return None
-        return existing.id if self.exists(ctx, id=existing.id, outputs=existing.outputs) else None
-
     def arguments(self, inputs: dict[str, Any]) -> dict[str, Any]:
         """The create/update call's arguments (besides the API id) from the inputs."""
         raise NotImplementedError
 
-    def apply(
+    def _items(self, ctx: Context, api_id: str) -> list[dict[str, Any]]:
+        """The API's children of this kind (empty when the API itself is gone)."""
+        from botocore.exceptions import ClientError
+
+        try:
+            got = getattr(ctx.client("apigatewayv2"), f"get_{self.kind}s")(ApiId=api_id)
+        except ClientError as exc:
+            if error_code(exc) in _APIGW_MISSING:
+                return []
+            raise
+        items: list[dict[str, Any]] = got.get("Items", [])
+        return items
+
+    def create(self, ctx: Context, *, inputs: dict[str, Any], tags: dict[str, str]) -> Applied:
+        self.fail_if_exists(ctx, inputs)
+        result = getattr(ctx.client("apigatewayv2"), f"create_{self.kind}")(
+            ApiId=inputs["apiId"], **self.arguments(inputs)
+        )
+        child_id = str(result[self._id_arg()])
+        return Applied(id=child_id, outputs={**inputs, "id": child_id})
+
+    def update(
         self,
         ctx: Context,
         *,
+        prior: Prior,
         inputs: dict[str, Any],
         tags: dict[str, str],
-        existing: Applied | None,
+        changed: frozenset[str],
     ) -> Applied:
-        """Update the child the state knows (when it still exists), else create it."""
-        apigw = ctx.client("apigatewayv2")
-        api_id = inputs["apiId"]
-        args = self.arguments(inputs)
-        id_arg = self._id_arg()
-        reuse = self._reuse(ctx, existing, api_id)
-        if reuse:
-            result = getattr(apigw, f"update_{self.kind}")(ApiId=api_id, **{id_arg: reuse}, **args)
-        else:
-            result = getattr(apigw, f"create_{self.kind}")(ApiId=api_id, **args)
-        child_id = str(result[id_arg])
-        return Applied(id=child_id, outputs={**inputs, "id": child_id})
+        getattr(ctx.client("apigatewayv2"), f"update_{self.kind}")(
+            ApiId=inputs["apiId"], **{self._id_arg(): prior.id}, **self.arguments(inputs)
+        )
+        return Applied(id=prior.id, outputs={**inputs, "id": prior.id})
 
 
 @register
 class HttpApiIntegration(_ApiChild):
-    """aws.apigatewayv2.Integration: how a route reaches its backend (a Lambda proxy)."""
+    """aws.apigatewayv2.Integration: how a route reaches its backend (a Lambda proxy): type,
+    URI, method, payload format version, timeout."""
 
     type_token = "aws:apigatewayv2/integration:Integration"
     kind = "integration"
+    replace_on_change = frozenset({"apiId", "integrationType"})
+    honours = frozenset(
+        {
+            "apiId",
+            "integrationType",
+            "integrationUri",
+            "integrationMethod",
+            "payloadFormatVersion",
+            "timeoutMilliseconds",
+        }
+    )
 
     def arguments(self, inputs: dict[str, Any]) -> dict[str, Any]:
         args: dict[str, Any] = {
@@ -468,6 +720,35 @@ class HttpApiIntegration(_ApiChild):
             args["TimeoutInMillis"] = as_int(inputs["timeoutMilliseconds"])
         return args
 
+    def leftovers(
+        self,
+        ctx: Context,
+        *,
+        inputs: dict[str, Any],
+        stack_tags: Mapping[str, str],
+        known_ids: frozenset[str],
+    ) -> list[str]:
+        # An integration has no name: one the stack does not know, in an API the stack owns
+        # (tagged with its name), is what an interrupted create left.
+        stack = stack_tags.get(KEY_STACK)
+        api_id = inputs.get("apiId")
+        if not stack or not api_id:
+            return []
+        try:
+            api = ctx.client("apigatewayv2").get_api(ApiId=api_id)
+        except Exception as exc:
+            if error_code(exc) in _APIGW_MISSING:
+                return []
+            raise
+        if (api.get("Tags") or {}).get(KEY_STACK) != stack:
+            return []
+        return [
+            i["IntegrationId"]
+            for i in self._items(ctx, api_id)
+            if i["IntegrationId"] not in known_ids
+            and i.get("IntegrationUri") == inputs.get("integrationUri")
+        ]
+
 
 @register
 class HttpApiRoute(_ApiChild):
@@ -475,12 +756,21 @@ class HttpApiRoute(_ApiChild):
 
     type_token = "aws:apigatewayv2/route:Route"
     kind = "route"
+    replace_on_change = frozenset({"apiId"})
+    honours = frozenset({"apiId", "routeKey", "target"})
 
     def arguments(self, inputs: dict[str, Any]) -> dict[str, Any]:
         args: dict[str, Any] = {"RouteKey": inputs["routeKey"]}
         if inputs.get("target"):
             args["Target"] = inputs["target"]
         return args
+
+    def lookup(self, ctx: Context, *, inputs: dict[str, Any]) -> str | None:
+        # A route key is unique within its API: a second one is a conflict, never adopted.
+        for route in self._items(ctx, inputs["apiId"]):
+            if route.get("RouteKey") == inputs["routeKey"]:
+                return str(route["RouteId"])
+        return None
 
 
 @register
@@ -491,30 +781,27 @@ class HttpApiStage(_ApiChild):
     kind = "stage"
     name_property = "name"
     taggable = True
+    replace_on_change = frozenset({"apiId", "name"})
+    honours = frozenset({"apiId", "autoDeploy"})
 
-    def apply(
-        self,
-        ctx: Context,
-        *,
-        inputs: dict[str, Any],
-        tags: dict[str, str],
-        existing: Applied | None,
-    ) -> Applied:
+    def lookup(self, ctx: Context, *, inputs: dict[str, Any]) -> str | None:
+        name = inputs["name"]
+        if self.exists(ctx, id=name, outputs={"apiId": inputs["apiId"]}):
+            return str(name)
+        return None
+
+    def _make(self, ctx: Context, inputs: dict[str, Any], tags: dict[str, str]) -> Applied:
         apigw = ctx.client("apigatewayv2")
         api_id, name = inputs["apiId"], inputs["name"]
-        auto_deploy = bool(inputs.get("autoDeploy"))
-        current = None
-        if self.exists(ctx, id=name, outputs={"apiId": api_id}):
-            current = apigw.get_stage(ApiId=api_id, StageName=name)
-            if bool(current.get("AutoDeploy")) != auto_deploy or current.get("Tags", {}) != tags:
-                # The local cloud has neither UpdateStage nor tagging of stage ARNs: replace the
-                # stage instead (it holds no state of its own).
-                apigw.delete_stage(ApiId=api_id, StageName=name)
-                current = None
-        if current is None:
-            apigw.create_stage(ApiId=api_id, StageName=name, AutoDeploy=auto_deploy, Tags=tags)
-        api = apigw.get_api(ApiId=api_id)
-        base = api.get("ApiEndpoint", "")
+        args: dict[str, Any] = {
+            "ApiId": api_id,
+            "StageName": name,
+            "AutoDeploy": bool(inputs.get("autoDeploy")),
+        }
+        if tags:
+            args["Tags"] = tags
+        apigw.create_stage(**args)
+        base = apigw.get_api(ApiId=api_id).get("ApiEndpoint", "")
         invoke_url = base if name == "$default" else f"{base}/{name}"
         return Applied(
             id=name,
@@ -522,10 +809,26 @@ class HttpApiStage(_ApiChild):
                 **inputs,
                 "id": name,
                 "invokeUrl": invoke_url,
-                "arn": self._arn(ctx, api_id, name),
+                "arn": f"arn:aws:apigateway:{ctx.region}::/apis/{api_id}/stages/{name}",
             },
         )
 
-    @staticmethod
-    def _arn(ctx: Context, api_id: str, name: str) -> str:
-        return f"arn:aws:apigateway:{ctx.region}::/apis/{api_id}/stages/{name}"
+    def create(self, ctx: Context, *, inputs: dict[str, Any], tags: dict[str, str]) -> Applied:
+        self.fail_if_exists(ctx, inputs)
+        return self._make(ctx, inputs, tags)
+
+    def update(
+        self,
+        ctx: Context,
+        *,
+        prior: Prior,
+        inputs: dict[str, Any],
+        tags: dict[str, str],
+        changed: frozenset[str],
+    ) -> Applied:
+        if not changed & {"autoDeploy", "tags"}:
+            return Applied(id=prior.id, outputs={**prior.outputs, **inputs})
+        # The local cloud has neither UpdateStage nor tagging of stage ARNs: re-create the stage
+        # under the same name (it holds no state of its own) to change either.
+        ctx.client("apigatewayv2").delete_stage(ApiId=inputs["apiId"], StageName=prior.id)
+        return self._make(ctx, inputs, tags)
