@@ -3,8 +3,9 @@
 Config (``pulumi config`` / the stack file; branchenv sets the ``branchenv:`` keys):
 
 - ``branchenv:prefix`` (required): starts every physical name (``<prefix>-orders``, ...).
-- ``branchenv:tags`` (required): JSON object of stack metadata tags, put on every resource
-  through the provider's default tags.
+- ``aws:defaultTags``: ``{"tags": {...}}``, the stack's identity tags (what never changes
+  between updates), put on every resource through the provider's default tags; without it,
+  ``branchenv:tags`` (a JSON object of tags) is used instead.
 - ``branchenv:profile``: ``ephemeral`` (default) or ``prodlike`` — same resources, other sizes.
 - ``branchenv:localFunctionsUrl``: set on the local cloud; the ``endpoint`` output then points at
   the local function runner instead of API Gateway.
@@ -38,7 +39,12 @@ def _read_config() -> tuple[spec.PhysicalNames, dict[str, str], spec.Profile, st
     cfg = pulumi.Config("branchenv")
     try:
         names = spec.physical_names(cfg.require("prefix"))
-        tags = spec.parse_tags(cfg.require_object("tags"))
+        default_tags = pulumi.Config("aws").get_object("defaultTags")
+        tags = (
+            spec.parse_default_tags(default_tags)
+            if default_tags is not None
+            else spec.parse_tags(cfg.require_object("tags"))
+        )
         profile = spec.profile_named(cfg.get("profile"))
     except spec.StackConfigError as exc:
         raise pulumi.RunError(str(exc)) from exc

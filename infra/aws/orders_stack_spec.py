@@ -148,6 +148,20 @@ def parse_tags(raw: Any) -> dict[str, str]:
     return dict(raw)
 
 
+def parse_default_tags(raw: Any) -> dict[str, str]:
+    """``aws:defaultTags`` (``{"tags": {...}}``, the standard stack config every resource of
+    the default provider gets) as a str->str dict."""
+    tags = raw.get("tags") if isinstance(raw, dict) else None
+    if not isinstance(tags, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in tags.items()
+    ):
+        raise StackConfigError(
+            'aws:defaultTags must be {"tags": {...}} with string keys and values '
+            "(branchenv sets it to the stack's identity tags; see `branchenv up`)"
+        )
+    return dict(tags)
+
+
 def endpoint_overrides(raw: Any) -> list[dict[str, str]]:
     """``aws:endpoints`` (a list of {service: url} maps) as keyword arguments for
     ``aws.ProviderEndpointArgs``: a service that is a Python keyword gets a trailing ``_``

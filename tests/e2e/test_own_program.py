@@ -218,9 +218,12 @@ def test_down_continues_past_a_resource_it_cannot_delete(project: UserProject) -
         prefix = pulumi.Config("branchenv").require("prefix")
         bucket = aws.s3.Bucket("data", bucket=f"{prefix}-data")
         queue = aws.sqs.Queue("jobs")
+        # The table comes last (it waits for `ready`), so it is the first to be deleted; the
+        # bucket and the queue do not depend on it, nor it on them.
+        ready = aws.sqs.Queue("ready")
         table = aws.dynamodb.Table("orders", name=f"{prefix}-orders", hash_key="id",
             billing_mode="PAY_PER_REQUEST", attributes=[{"name": "id", "type": "S"}],
-            opts=pulumi.ResourceOptions(depends_on=[bucket, queue]))
+            tags={"after": ready.name})
         pulumi.export("queue_url", queue.url)
         pulumi.export("table", table.name)
         """
@@ -231,8 +234,7 @@ def test_down_continues_past_a_resource_it_cannot_delete(project: UserProject) -
     target = project.target()
     ddb = target.client("dynamodb")
     try:
-        # Someone protects the table behind branchenv's back: its delete, the first (it depends
-        # on the others), now fails.
+        # Someone protects the table behind branchenv's back: its delete, the first, now fails.
         ddb.update_table(TableName=out["outputs"]["table"], DeletionProtectionEnabled=True)
         failed = project.run("down", "--branch", b)
         assert failed.returncode == 1, failed.stderr
@@ -243,9 +245,10 @@ def test_down_continues_past_a_resource_it_cannot_delete(project: UserProject) -
         sqs = target.client("sqs")
         assert out["outputs"]["queue_url"] not in sqs.list_queues().get("QueueUrls", [])
         assert ddb.describe_table(TableName=out["outputs"]["table"])["Table"]
-        # What is left is still known: fixing the cause and re-running finishes the job.
+        # What is left is still known (the table, and `ready` that it depends on): fixing the
+        # cause and re-running finishes the job.
         rows = {r["stack"]: r for r in project.json("ls")}
-        assert rows[names_for(b).stack]["resource_count"] == 1
+        assert rows[names_for(b).stack]["resource_count"] == 2
     finally:
         ddb.update_table(TableName=out["outputs"]["table"], DeletionProtectionEnabled=False)
         project.run("down", "--branch", b)

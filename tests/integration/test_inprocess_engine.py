@@ -66,9 +66,9 @@ def test_unsupported_types_fail_before_anything_is_created(
         tmp_path,
         f"""
         aws.s3.Bucket("b", bucket="{name}", opts=opts)
-        aws.ec2.Vpc("v", cidr_block="10.0.0.0/16", opts=opts)
-        aws.sns.Topic("t", opts=opts)
-        aws.ec2.Vpc("v2", cidr_block="10.1.0.0/16", opts=opts)
+        aws.ec2.Instance("i", ami="ami-12345678", instance_type="t3.micro", opts=opts)
+        aws.ecs.Cluster("c", opts=opts)
+        aws.ec2.Instance("i2", ami="ami-12345678", instance_type="t3.micro", opts=opts)
         """,
     )
     engine = InProcessEngine(state_dir=tmp_path / "state")
@@ -81,8 +81,9 @@ def test_unsupported_types_fail_before_anything_is_created(
             metadata=metadata("s1"),
             inputs=inputs_for(metadata("s1")),
         )
-    assert err.value.types == ["aws:ec2/vpc:Vpc", "aws:sns/topic:Topic"]
-    assert "aws:ec2/vpc:Vpc" in str(err.value) and "nothing was created" in str(err.value)
+    assert err.value.types == ["aws:ec2/instance:Instance", "aws:ecs/cluster:Cluster"]
+    assert "aws:ec2/instance:Instance" in str(err.value)
+    assert "nothing was created" in str(err.value)
     assert err.value.exit_code == 2
     assert bucket_names(local_cloud) == before
     with pytest.raises(StackNotFound):

@@ -221,6 +221,15 @@ def test_every_resource_uses_the_one_provider_which_carries_the_tags(awkward: st
     assert ref.endswith(f"{PROVIDER_TYPE}::aws::{provider.id}")
 
 
+def test_the_standard_default_tags_config_wins_over_branchenv_tags(awkward: str) -> None:
+    """aws:defaultTags (the identity tags branchenv's engines set) is what the provider puts on
+    every resource; branchenv:tags (the whole stack metadata) is only the fallback."""
+    identity = {"branchenv:managed-by": "branchenv", "branchenv:stack": "s"}
+    run = run_program(config_for(awkward, **{"aws:defaultTags": json.dumps({"tags": identity})}))
+    (provider,) = run.of_type(PROVIDER_TYPE)
+    assert json.loads(provider.inputs["defaultTags"]) == {"tags": identity}
+
+
 def test_local_provider_settings_come_from_aws_config(awkward: str) -> None:
     endpoints = [{svc: "http://127.0.0.1:4566" for svc in ("lambda", "s3", "sqs", "dynamodb")}]
     run = run_program(
@@ -469,6 +478,8 @@ def test_unknown_profile_is_a_clear_error(awkward: str) -> None:
     [
         ({"branchenv:tags": "[1, 2]"}, "branchenv:tags"),
         ({"branchenv:tags": json.dumps({"k": 1})}, "branchenv:tags"),
+        ({"aws:defaultTags": json.dumps({"tags": {"k": 1}})}, "aws:defaultTags"),
+        ({"aws:defaultTags": json.dumps(["k"])}, "aws:defaultTags"),
         ({"branchenv:prefix": "Not_A_Prefix"}, "branchenv:prefix"),
         ({"aws:endpoints": json.dumps({"s3": "http://x"})}, "aws:endpoints"),
         ({"aws:endpoints": json.dumps([{"nosuchservice": "http://x"}])}, "aws:endpoints"),

@@ -114,6 +114,11 @@ def changed_properties(
     return out
 
 
+def _top(paths: Iterable[str]) -> set[str]:
+    """Top-level property names of resource-option paths (``tags.team`` -> ``tags``)."""
+    return {p.split(".", 1)[0].split("[", 1)[0] for p in paths}
+
+
 def decide(
     materializer: Materializer,
     old: _Entry | None,
@@ -121,22 +126,31 @@ def decide(
     tags: Mapping[str, str],
     *,
     autonamed: bool,
+    ignore_changes: Iterable[str] = (),
+    replace_on_changes: Iterable[str] = (),
+    delete_before_replace: bool = False,
 ) -> Step:
     """The step for one resource: ``inputs`` normalized (the name filled in when auto-named),
     ``tags`` the effective tags it should carry, ``autonamed`` whether the name is the
-    engine's (not the program's)."""
+    engine's (not the program's); the resource options ``ignoreChanges``,
+    ``replaceOnChanges`` (``*``: every property) and ``deleteBeforeReplace`` as Pulumi reads
+    them (paths count by their top-level property)."""
     if old is None:
         return Step("create")
+    ignored = _top(ignore_changes)
     changed = changed_properties(
-        old_inputs(old, inputs), inputs, ignore={materializer.tag_property, *ENGINE_HANDLED}
+        old_inputs(old, inputs),
+        inputs,
+        ignore={materializer.tag_property, *ENGINE_HANDLED, *ignored},
     )
-    if materializer.taggable and dict(old.tags) != dict(tags):
+    if materializer.taggable and dict(old.tags) != dict(tags) and "tags" not in ignored:
         changed.add("tags")
     if not changed:
         return Step("same")
     diff = tuple(sorted(changed))
-    if changed & materializer.replace_on_change:
-        dbr = bool(materializer.name_property) and not autonamed
+    forcing = set(materializer.replace_on_change) | _top(replace_on_changes)
+    if changed & forcing or "*" in forcing:
+        dbr = delete_before_replace or (bool(materializer.name_property) and not autonamed)
         return Step("replace", diff, delete_before_replace=dbr)
     return Step("update", diff)
 

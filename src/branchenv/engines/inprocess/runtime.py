@@ -35,6 +35,11 @@ class Registration:
     parent: str
     dependencies: tuple[str, ...]
     custom: bool
+    delete_before_replace: bool = False
+    ignore_changes: tuple[str, ...] = ()
+    replace_on_changes: tuple[str, ...] = ()
+    protect: bool = False
+    retain_on_delete: bool = False
 
 
 NewResource = Callable[[Registration], tuple[str, dict[str, Any]]]
@@ -138,6 +143,11 @@ def _run_in_thread(
                 parent=request.parent,
                 dependencies=tuple(request.dependencies),
                 custom=bool(request.custom),
+                delete_before_replace=bool(request.deleteBeforeReplace),
+                ignore_changes=tuple(request.ignoreChanges),
+                replace_on_changes=tuple(request.replaceOnChanges),
+                protect=bool(request.protect),
+                retain_on_delete=bool(request.retainOnDelete),
             )
             id_, state = new_resource(reg)
             with reg_lock:

@@ -73,6 +73,8 @@ class ResourceEntry:
     tags: dict[str, str] = dataclasses.field(default_factory=dict)
     autonamed: bool = False
     delete: bool = False
+    protect: bool = False
+    retain_on_delete: bool = False
     extra: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
@@ -93,6 +95,8 @@ class ResourceEntry:
         mine.setdefault("name", mine["urn"].rsplit("::", 1)[-1])
         mine.setdefault("outputs", {})
         mine.setdefault("dependencies", [])
+        if "tags" not in mine:  # format 1 kept the effective tags in the outputs only
+            mine["tags"] = dict((mine["outputs"] or {}).get("tagsAll") or {})
         return cls(**mine, extra=extra)
 
 
