@@ -184,6 +184,7 @@ class StackRun:
         self._contexts: dict[str, Context] = {}
         self._ctx_lock = threading.Lock()
         self._save_lock = threading.RLock()
+        self._rebuilt: set[str] = set()
 
     # -- plumbing ------------------------------------------------------------------------------
 
@@ -478,7 +479,9 @@ class StackRun:
             ) from cause
         doomed = [e for e in state.resources if e.delete or e.urn not in seen]
         outcome = self.delete_entries(state, doomed)
-        changes["delete"] += outcome.deleted + outcome.already_gone
+        # The old half of a replacement is part of that replace, as in Pulumi's summary.
+        failed = {urn for urn, _why in outcome.failed}
+        changes["delete"] += sum(1 for e in doomed if not e.delete and e.urn not in failed)
         if outcome.failed:
             state.status = "failed"
             self.save(state)
@@ -592,6 +595,16 @@ class StackRun:
             )
         if old is not None and step.delete_before_replace:
             with lock:
+                # What depends on it goes first (Pulumi does the same): it cannot outlive it,
+                # and its own registration, still to come, creates it again.
+                for dependent in self._dependents(state, old):
+                    self._delete_one(state, dependent)
+                    live.pop(dependent.urn, None)
+                    self._rebuilt.add(dependent.urn)
+                    self.say(
+                        f"  deleted   {dependent.type}  {dependent.name}  ({dependent.id}): "
+                        f"it depends on {old.name}, replaced first"
+                    )
                 self._delete_one(state, old)
             self.say(f"  deleted   {old.type}  {old.name}  ({old.id}): to replace it")
         if autonamed and prop and (old is None or step.op == "replace"):
@@ -632,11 +645,27 @@ class StackRun:
             else:
                 state.resources.append(entry)
                 self.save(state)
-            changes["replace" if old is not None else "create"] += 1
-        verb = "replaced" if old is not None else "created"
+            rebuilt = old is not None or reg.urn in self._rebuilt
+            changes["replace" if rebuilt else "create"] += 1
+        verb = "replaced" if rebuilt else "created"
         detail = f": {', '.join(step.diff)}" if step.diff else ""
         self.say(f"  {verb:9} {reg.type}  {reg.name}  ({applied.id}){detail}")
         return applied.id, {**applied.outputs, "tags": own, "tagsAll": tags}
+
+    @staticmethod
+    def _dependents(state: StackState, entry: ResourceEntry) -> list[ResourceEntry]:
+        """Live entries that depend on ``entry``, directly or not, dependents first."""
+        live = [e for e in state.resources if not e.delete and e is not entry]
+        found: dict[str, ResourceEntry] = {}
+        frontier = {entry.urn}
+        while frontier:
+            nxt = set()
+            for e in live:
+                if e.urn not in found and frontier & set(e.dependencies):
+                    found[e.urn] = e
+                    nxt.add(e.urn)
+            frontier = nxt
+        return reverse_dependency_order(list(found.values()))
 
     def _swap(self, state: StackState, old: ResourceEntry, new: ResourceEntry) -> None:
         """Put ``new`` where ``old`` is in the state (the caller holds the lock) and save."""
