@@ -19,7 +19,7 @@ from branchenv.errors import OperationFailed, StackNotFound, UsageError
 
 if TYPE_CHECKING:
     from branchenv.config import Settings
-    from branchenv.engines.base import Engine, OutputSink, Program, ProgramInputs
+    from branchenv.engines.base import Engine, OutputSink, Program, ProgramInputs, StackSummary
     from branchenv.gitinfo import BranchInfo
     from branchenv.harness.teardown import RetryPolicy
     from branchenv.metadata import StackMetadata
@@ -92,6 +92,10 @@ class StackRow:
     cost_so_far: Decimal | None = None
     """Estimated USD spent since creation; a lower bound when ``cost_unpriced`` is non-empty."""
     cost_unpriced: tuple[str, ...] = ()
+    missing: int | None = None
+    """Resources the engine knows are gone from the target (None: not known)."""
+    attention: str | None = None
+    """Why the stack needs a person (its state cannot be read): listed, never acted on."""
 
 
 def choose_engine(
@@ -375,6 +379,9 @@ def list_stacks(
     for engine in engines:
         for summary in engine.list_stacks(program=program):
             md = summary.metadata
+            if summary.attention:
+                rows.append(_attention_row(summary, engine.name))
+                continue
             cost = estimate_stack(
                 inventory_from_engine(
                     engine,
@@ -405,10 +412,31 @@ def list_stacks(
                     cost_hourly=cost.hourly if priced else None,
                     cost_so_far=cost.so_far if priced else None,
                     cost_unpriced=cost.unpriced_types,
+                    missing=summary.missing,
                 )
             )
     rows.sort(key=lambda r: r.created_at or dt.datetime.min.replace(tzinfo=dt.UTC), reverse=True)
     return rows
+
+
+def _attention_row(summary: StackSummary, engine: str) -> StackRow:
+    """A stack whose state cannot be read: its name and why, nothing else is known."""
+    return StackRow(
+        stack=summary.stack,
+        branch=None,
+        owner=None,
+        target=None,
+        engine=engine,
+        managed=False,
+        created_at=None,
+        expires_at=None,
+        age_s=None,
+        expires_in_s=None,
+        expired=False,
+        resource_count=None,
+        reap_pending=False,
+        attention=summary.attention,
+    )
 
 
 def engines_for_listing(

@@ -12,10 +12,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from branchenv.engines.base import DestroyResult, PreviewResult, UpResult
+from branchenv.engines.base import DestroyResult, PreviewResult, Program, UpResult
 from branchenv.engines.inprocess.engine import InProcessEngine
 from branchenv.metadata import StackMetadata
 from branchenv.targets import Target
+from tests.conftest import inputs_for, program_at
 
 HEADER = """
 import pulumi
@@ -57,6 +58,13 @@ class Stack:
     def write(self, body: str) -> None:
         (self.program / "__main__.py").write_text(HEADER + textwrap.dedent(body))
 
+    @property
+    def prog(self) -> Program:
+        return program_at(self.program)
+
+    def inputs(self, config: dict[str, str]) -> Any:
+        return inputs_for(self.md, {f"test:{k}": v for k, v in config.items()}, target=self.target)
+
     def say(self, line: str) -> None:
         self.lines.append(line)
 
@@ -66,10 +74,10 @@ class Stack:
         self.lines.clear()
         return self.engine.up(
             stack=self.stack,
-            program=self.program,
+            program=self.prog,
             target=self.target,
             metadata=self.md,
-            config={f"test:{k}": v for k, v in config.items()},
+            inputs=self.inputs(config),
             on_output=self.say,
             plan_check=plan_check,
         )
@@ -77,16 +85,16 @@ class Stack:
     def preview(self, **config: str) -> PreviewResult:
         return self.engine.preview(
             stack=self.stack,
-            program=self.program,
+            program=self.prog,
             target=self.target,
             metadata=self.md,
-            config={f"test:{k}": v for k, v in config.items()},
+            inputs=self.inputs(config),
         )
 
     def destroy(self) -> DestroyResult:
         self.lines.clear()
         return self.engine.destroy(
-            stack=self.stack, program=self.program, target=self.target, on_output=self.say
+            stack=self.stack, program=self.prog, target=self.target, on_output=self.say
         )
 
     def state_path(self) -> Path:

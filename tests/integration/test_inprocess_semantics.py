@@ -106,7 +106,7 @@ def test_a_create_never_adopts_what_the_stack_did_not_create(stack: Stack) -> No
     with pytest.raises(EngineError, match="already exists"):
         stack.up()
     assert s3.get_bucket_tagging(Bucket=name)["TagSet"] == [{"Key": "owner", "Value": "them"}]
-    assert stack.engine.resources(stack=stack.stack, program=stack.program) == []
+    assert stack.engine.resources(stack=stack.stack, program=stack.prog) == []
     stack.destroy()
     s3.head_bucket(Bucket=name)  # still theirs, still there
     s3.delete_bucket(Bucket=name)
@@ -167,7 +167,7 @@ def test_secret_values_stay_out_of_the_state_and_the_log(stack: Stack) -> None:
         """
     )
     stack.up(value=value)
-    param = stack.engine.outputs(stack=stack.stack, program=stack.program)["param"]
+    param = stack.engine.outputs(stack=stack.stack, program=stack.prog)["param"]
     got = stack.target.client("ssm").get_parameter(Name=param, WithDecryption=True)
     assert got["Parameter"]["Value"] == value
     assert value not in stack.state_path().read_text()

@@ -101,6 +101,12 @@ def _money(value: Decimal | None, unpriced: tuple[str, ...]) -> str:
     return f"${money(value)}" + ("+" if unpriced else "")
 
 
+def _resources(count: int | None, missing: int | None) -> str:
+    if count is None:
+        return ""
+    return f"{count} (missing: {missing} of {count})" if missing else str(count)
+
+
 def _outputs_table(outputs: dict[str, Any]) -> None:
     render.table("outputs", ["name", "value"], sorted(outputs.items()))
 
@@ -156,11 +162,11 @@ def ls(
             [
                 (
                     r.stack,
-                    r.branch or "(unmanaged)",
+                    "(needs attention)" if r.attention else r.branch or "(unmanaged)",
                     r.owner,
                     dur(r.age_s),
                     ("expired " if r.expired else "") + dur(r.expires_in_s),
-                    r.resource_count,
+                    _resources(r.resource_count, r.missing),
                     _money(r.cost_so_far, r.cost_unpriced),
                     r.engine,
                     r.target,
@@ -168,6 +174,9 @@ def ls(
                 for r in rows
             ],
         )
+        for r in rows:
+            if r.attention:
+                typer.echo(f"needs attention: {r.stack}: {r.attention}")
 
     render.emit(rows, as_json=as_json, human=human)
 

@@ -356,6 +356,8 @@ def collect_stack_costs(
     for engine in engines:
         for summary in engine.list_stacks(program=program):
             md = summary.metadata
+            if summary.attention:
+                continue  # its state cannot be read, so neither can its inventory
             if filtered and not (
                 (wanted_stacks is not None and summary.stack in wanted_stacks)
                 or (wanted_branches is not None and md is not None and md.branch in wanted_branches)

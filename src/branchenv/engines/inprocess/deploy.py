@@ -28,6 +28,8 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from branchenv.engines.base import CHANGE_KINDS, SECRET_MASK
+from branchenv.engines.base import PlannedStep as Planned
 from branchenv.engines.inprocess.plan import (
     UNKNOWN,
     Step,
@@ -48,28 +50,9 @@ if TYPE_CHECKING:
     from branchenv.targets import Target
 
 PROVIDER_TYPE = "pulumi:providers:aws"
-SECRET_MASK = "[secret]"
 SECRET_KEY = "__secret"
-CHANGE_KINDS = ("create", "update", "replace", "delete", "same")
 
 Say = Callable[[str], None]
-
-
-@dataclasses.dataclass(frozen=True)
-class Planned:
-    """One resource of a plan (the fields of the engine seam's PlannedStep)."""
-
-    address: str
-    type: str
-    name: str
-    op: str
-    diff: tuple[str, ...] = ()
-    physical_name: str | None = None
-    name_property: str | None = None
-
-
-PlanCheck = Callable[[Sequence[Any]], None]
-MakeStep = Callable[[Planned], Any]
 
 
 @dataclasses.dataclass
@@ -793,13 +776,4 @@ def _known(inputs: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in inputs.items() if not contains_unknown(v) and v != UNKNOWN}
 
 
-__all__ = [
-    "CHANGE_KINDS",
-    "DestroyOutcome",
-    "PlanCheck",
-    "PlanResult",
-    "Planned",
-    "StackRun",
-    "Step",
-    "UpDone",
-]
+__all__ = ["DestroyOutcome", "PlanResult", "StackRun", "Step", "UpDone"]

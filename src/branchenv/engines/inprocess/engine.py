@@ -11,37 +11,37 @@ the protocol's values.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
-from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from branchenv.engines.base import (
+    CHANGE_KINDS,
     DestroyResult,
+    EngineSettings,
     OutputSink,
+    PlanCheck,
+    PlannedStep,
     PreviewResult,
+    Program,
+    ProgramInputs,
+    RefreshResult,
     ResourceSummary,
     StackSummary,
     UpResult,
     metadata_or_none,
 )
-from branchenv.engines.inprocess.deploy import CHANGE_KINDS, Planned, StackRun
+from branchenv.engines.inprocess.deploy import StackRun
 from branchenv.engines.inprocess.state import ResourceEntry, StackState, StateStore
-from branchenv.engines.project import project_name
-from branchenv.errors import EngineError, SafetyRefusal, StackNotFound
+from branchenv.engines.pulumi_program import stack_config
+from branchenv.errors import BranchenvError, EngineError, SafetyRefusal, StackNotFound
 
 if TYPE_CHECKING:
     from branchenv.engines.inprocess.materializers import Materializer
     from branchenv.metadata import StackMetadata
     from branchenv.targets import Target
-
-_MUTABLE_KEYS = ("branchenv:expires-at", "branchenv:commit", "branchenv:reap-pending")
-
-
-def identity_tags(metadata: StackMetadata) -> dict[str, str]:
-    """What goes on every resource: the stack's tags minus what changes between updates."""
-    return {k: v for k, v in metadata.to_tags().items() if k not in _MUTABLE_KEYS}
 
 
 class InProcessEngine:
@@ -50,11 +50,34 @@ class InProcessEngine:
     name = "inprocess"
 
     def __init__(
-        self, *, state_dir: Path, lock_wait_s: float = 120.0, target: Target | None = None
+        self,
+        *,
+        state_dir: Path,
+        lock_wait_s: float = 120.0,
+        target: Target | None = None,
+        region: str = "us-east-1",
     ) -> None:
-        self.store = StateStore(Path(state_dir) / "inprocess")
+        self.state_dir = Path(state_dir)
+        self.store = StateStore(self.state_dir / "inprocess")
         self.lock_wait_s = lock_wait_s
         self.target = target
+        """The local cloud, when known: list_stacks then counts what is missing from it."""
+        self.region = region
+
+    @classmethod
+    def from_settings(cls, *, settings: EngineSettings, target: Target | None) -> InProcessEngine:
+        """The engine for a project's settings (the registry builds it this way)."""
+        return cls(state_dir=settings.state_path, target=target, region=settings.region)
+
+    def _listing_target(self) -> Target | None:
+        """The local cloud to count missing resources against: the one given, else the one
+        running for this state dir (never started for a listing)."""
+        if self.target is not None:
+            return self.target
+        from branchenv.localcloud import LocalCloud
+
+        status = LocalCloud(self.state_dir).status()
+        return status.target(self.region) if status.running else None
 
     # -- helpers -------------------------------------------------------------------------------
 
@@ -83,16 +106,14 @@ class InProcessEngine:
 
     @staticmethod
     def _program_config(
-        target: Target, metadata: StackMetadata, config: Mapping[str, str]
+        target: Target, metadata: StackMetadata, inputs: ProgramInputs
     ) -> dict[str, str]:
-        """The program's stack config: the target's provider wiring, the identity tags as
-        ``aws:defaultTags`` (what the default provider puts on every taggable resource, so a
-        program that knows nothing of branchenv gets them), the whole stack metadata as
-        ``branchenv:tags`` (for programs that label things themselves), and the core's keys."""
-        full = dict(target.pulumi_config())
-        full["aws:defaultTags"] = json.dumps({"tags": identity_tags(metadata)}, sort_keys=True)
-        full["branchenv:tags"] = json.dumps(metadata.to_tags(), sort_keys=True)
-        full.update(config)
+        """The program's stack config (the shared mapping of the inputs), with the stack's
+        identity tags as ``aws:defaultTags``: what the default provider puts on every taggable
+        resource, so a program that knows nothing of branchenv gets them."""
+        full = stack_config(inputs, target)
+        identity = metadata.identity_tags()
+        full["aws:defaultTags"] = json.dumps({"tags": identity}, sort_keys=True)
         return full
 
     def _load(self, project: str, stack: str) -> StackState:
@@ -103,7 +124,7 @@ class InProcessEngine:
 
     @staticmethod
     def _summaries(entries: list[ResourceEntry]) -> tuple[ResourceSummary, ...]:
-        return tuple(ResourceSummary(urn=e.urn, type=e.type, name=e.name, id=e.id) for e in entries)
+        return tuple(_summary(e) for e in entries)
 
     # -- the protocol ------------------------------------------------------------------------
 
@@ -111,44 +132,54 @@ class InProcessEngine:
         self,
         *,
         stack: str,
-        program: Path,
+        program: Program,
         target: Target,
         metadata: StackMetadata,
-        config: Mapping[str, str],
+        inputs: ProgramInputs,
         on_output: OutputSink | None = None,
     ) -> PreviewResult:
         """What ``up`` would change, per resource with the changed properties; nothing is
         touched (the state is read, not recovered: a preview never deletes)."""
         self._require_local(target)
-        project = project_name(program)
+        project = program.project
         state = self.store.load(project, stack)
         run = self._run(target, on_output)
         plan = run.plan(
-            program_dir=program,
+            program_dir=program.path,
             project=project,
             stack=stack,
-            config=self._program_config(target, metadata, config),
+            config=self._program_config(target, metadata, inputs),
             state=state,
         )
-        return PreviewResult(stack=stack, changes=plan.changes, resource_types=plan.resource_types)
+        for note in plan.notes:
+            (on_output or (lambda _line: None))(f"note: {note}")
+        return PreviewResult(
+            stack=stack,
+            changes=plan.changes,
+            resource_types=plan.resource_types,
+            steps=tuple(plan.steps),
+        )
 
     def up(
         self,
         *,
         stack: str,
-        program: Path,
+        program: Program,
         target: Target,
         metadata: StackMetadata,
-        config: Mapping[str, str],
+        inputs: ProgramInputs,
         on_output: OutputSink | None = None,
-        plan_check: Any = None,
+        plan_check: PlanCheck | None = None,
     ) -> UpResult:
-        """Create or update the stack so that it matches the program; idempotent."""
+        """Create or update the stack so that it matches the program; idempotent. Under the
+        stack's lock: settle interrupted operations, forget what the target lost, run the
+        preview pass, hand its steps (planned physical names included) to ``plan_check``
+        before anything changes, then apply."""
         self._require_local(target)
         say = on_output or (lambda _line: None)
         started = time.monotonic()
-        project = project_name(program)
-        full = self._program_config(target, metadata, config)
+        project = program.project
+        full = self._program_config(target, metadata, inputs)
         run = self._run(target, say)
         with self.store.lock(project, stack, wait_s=self.lock_wait_s, on_wait=say):
             state = self.store.load(project, stack)
@@ -163,7 +194,7 @@ class InProcessEngine:
                 f"previewing {project}/{stack} (inprocess engine, local cloud {target.endpoint_url})"
             )
             plan = run.plan(
-                program_dir=program, project=project, stack=stack, config=full, state=state
+                program_dir=program.path, project=project, stack=stack, config=full, state=state
             )
             for note in plan.notes:
                 say(f"note: {note}")
@@ -184,13 +215,21 @@ class InProcessEngine:
                 )
             state.tags = metadata.to_tags()
             say(f"updating {project}/{stack}")
+            late: Any = None
+            if plan_check is not None:
+                check = plan_check
+
+                def late(step: PlannedStep) -> None:
+                    # A fixed name the preview could not know yet, checked before its create.
+                    check([step])
+
             done = run.apply(
-                program_dir=program,
+                program_dir=program.path,
                 project=project,
                 stack=stack,
                 config=full,
                 state=state,
-                late_check=(lambda step: plan_check([step])) if plan_check else None,
+                late_check=late,
             )
         counts = ", ".join(f"{done.changes[k]} {_PAST[k]}" for k in CHANGE_KINDS)
         say(f"done: {counts}")
@@ -206,7 +245,7 @@ class InProcessEngine:
         self,
         *,
         stack: str,
-        program: Path,
+        program: Program,
         target: Target,
         on_output: OutputSink | None = None,
         remove: bool = True,
@@ -216,7 +255,7 @@ class InProcessEngine:
         self._require_local(target)
         say = on_output or (lambda _line: None)
         started = time.monotonic()
-        project = project_name(program)
+        project = program.project
         run = self._run(target, say)
         with self.store.lock(project, stack, wait_s=self.lock_wait_s):
             state = self._load(project, stack)
@@ -233,6 +272,7 @@ class InProcessEngine:
                     deleted=deleted,
                     removed=False,
                     duration_s=time.monotonic() - started,
+                    failed=tuple(address for address, _why in outcome.failed),
                 )
                 error = EngineError(
                     f"destroy of stack {stack!r} left {len(outcome.failed)} resource(s) after "
@@ -256,60 +296,106 @@ class InProcessEngine:
         self,
         *,
         stack: str,
-        program: Path,
+        program: Program,
         target: Target,
         on_output: OutputSink | None = None,
-    ) -> None:
+    ) -> RefreshResult:
         """Reconcile the state with the target: settle interrupted operations, forget what is
-        gone. (Property drift is not read back: only existence.)"""
+        gone. Only existence is read back, not property drift (``changed`` stays empty)."""
         self._require_local(target)
-        project = project_name(program)
+        started = time.monotonic()
+        project = program.project
         run = self._run(target, on_output)
         with self.store.lock(project, stack, wait_s=self.lock_wait_s):
             state = self._load(project, stack)
             if state.pending:
                 run.recover(state)
-            run.forget_missing(state)
+            gone = run.forget_missing(state)
+        return RefreshResult(
+            stack=stack,
+            missing=tuple(e.urn for e in gone),
+            changed=(),
+            duration_s=time.monotonic() - started,
+        )
 
-    def outputs(self, *, stack: str, program: Path) -> dict[str, Any]:
-        return dict(self._load(project_name(program), stack).outputs)
+    def outputs(self, *, stack: str, program: Program) -> dict[str, Any]:
+        return dict(self._load(program.project, stack).outputs)
 
-    def list_stacks(self, *, program: Path) -> list[StackSummary]:
-        """Every stack with a state file, readable or not (an unreadable one is listed with
-        the reason and no metadata, so nothing acts on it)."""
-        project = project_name(program)
+    def list_stacks(self, *, program: Program) -> list[StackSummary]:
+        """Every stack with a state file. One that cannot be read is listed with why
+        (``attention``) and no metadata, so nothing acts on it. With the local cloud known,
+        ``missing`` counts the resources gone from it (asked concurrently)."""
         out = []
-        for found in self.store.scan(project):
+        readable: list[tuple[StackState, StackSummary]] = []
+        for found in self.store.scan(program.project):
             if found.state is None:
+                assert found.problem is not None
                 out.append(
-                    StackSummary(stack=found.stack, metadata=None, resource_count=None, tags={})
+                    StackSummary(
+                        stack=found.stack,
+                        metadata=None,
+                        resource_count=None,
+                        attention=str(found.problem),
+                    )
                 )
                 continue
             s = found.state
-            out.append(
-                StackSummary(
-                    stack=s.stack,
-                    metadata=metadata_or_none(s.tags),
-                    resource_count=len(s.resources),
-                    last_update=s.updated_at,
-                    tags=dict(s.tags),
-                )
+            summary = StackSummary(
+                stack=s.stack,
+                metadata=metadata_or_none(s.tags),
+                resource_count=len(s.resources),
+                last_update=s.updated_at,
+                tags=dict(s.tags),
             )
+            readable.append((s, summary))
+        missing = self._missing_counts([s for s, _ in readable])
+        for s, summary in readable:
+            out.append(dataclasses.replace(summary, missing=missing.get(s.stack)))
         return out
 
-    def metadata(self, *, stack: str, program: Path) -> StackMetadata | None:
-        return metadata_or_none(self._load(project_name(program), stack).tags)
+    def _missing_counts(self, states: list[StackState]) -> dict[str, int]:
+        """How many resources of each stack are gone from the local cloud (none when the
+        cloud is not known here or not running: unknown is not zero)."""
+        if not states:
+            return {}
+        try:
+            target = self._listing_target()
+            if target is None:
+                return {}
+            self._require_local(target)
+        except BranchenvError:
+            return {}
+        run = self._run(target, None)
+        entries = [e for s in states for e in s.resources]
+        try:
+            gone = {id(e) for e in run.missing(entries)}
+        except Exception:
+            return {}  # the cloud did not answer: say nothing rather than guess
+        return {s.stack: sum(1 for e in s.resources if id(e) in gone) for s in states}
 
-    def set_metadata(self, *, stack: str, program: Path, metadata: StackMetadata) -> None:
-        project = project_name(program)
-        with self.store.lock(project, stack, wait_s=self.lock_wait_s):
-            state = self._load(project, stack)
+    def metadata(self, *, stack: str, program: Program) -> StackMetadata | None:
+        return metadata_or_none(self._load(program.project, stack).tags)
+
+    def set_metadata(self, *, stack: str, program: Program, metadata: StackMetadata) -> None:
+        with self.store.lock(program.project, stack, wait_s=self.lock_wait_s):
+            state = self._load(program.project, stack)
             state.tags = metadata.to_tags()
             self.store.save(state)
 
-    def resources(self, *, stack: str, program: Path) -> list[ResourceEntry]:
-        """The stack's resources as the state records them (for inventories and cost)."""
-        return list(self._load(project_name(program), stack).resources)
+    def resources(self, *, stack: str, program: Program) -> list[ResourceSummary]:
+        """The stack's resources as the state records them (secrets masked before storing)."""
+        return [_summary(e) for e in self._load(program.project, stack).resources]
+
+
+def _summary(entry: ResourceEntry) -> ResourceSummary:
+    return ResourceSummary(
+        address=entry.urn,
+        type=entry.type,
+        name=entry.name,
+        id=entry.id,
+        region=entry.region or None,
+        outputs=dict(entry.outputs),
+    )
 
 
 _PAST = {
@@ -320,4 +406,4 @@ _PAST = {
     "same": "unchanged",
 }
 
-__all__ = ["InProcessEngine", "Planned", "identity_tags"]
+__all__ = ["InProcessEngine"]
