@@ -85,9 +85,22 @@ def _http_apis(target: Target, key: str, values: set[str] | None) -> Iterator[Ta
             break
 
 
+def _event_rules(target: Target, key: str, values: set[str] | None) -> Iterator[TaggedResource]:
+    events = target.client("events")
+    for page in events.get_paginator("list_rules").paginate():
+        for rule in page.get("Rules", []):
+            tags = {
+                t["Key"]: t["Value"]
+                for t in events.list_tags_for_resource(ResourceARN=rule["Arn"]).get("Tags", [])
+            }
+            if _matches(tags, key, values):
+                yield TaggedResource(arn=rule["Arn"], type="events:rule", tags=tags)
+
+
 SUPPLEMENTS: dict[str, Callable[[Target, str, set[str] | None], Iterator[TaggedResource]]] = {
     "iam:role": _iam_roles,
     "apigateway:apis": _http_apis,
+    "events:rule": _event_rules,
 }
 """Types listed through their own service API in addition to the tagging API."""
 

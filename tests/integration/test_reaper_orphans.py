@@ -160,6 +160,109 @@ def _http_api(t: Target, name: str, tags: dict[str, str]) -> tuple[str, Exists]:
     return arn, lambda: not _raises(lambda: api.get_api(ApiId=api_id))
 
 
+@creates("events:rule")
+def _event_rule(t: Target, name: str, tags: dict[str, str]) -> tuple[str, Exists]:
+    events = t.client("events")
+    arn = events.put_rule(Name=name, ScheduleExpression="rate(5 minutes)", Tags=tag_list(tags))[
+        "RuleArn"
+    ]
+    queue = _queue(t, f"{name}-target", {})[0]  # untagged: not part of the sweep
+    events.put_targets(Rule=name, Targets=[{"Id": "t", "Arn": queue}])
+    return arn, lambda: not _raises(lambda: events.describe_rule(Name=name))
+
+
+@creates("ssm:parameter")
+def _parameter(t: Target, name: str, tags: dict[str, str]) -> tuple[str, Exists]:
+    ssm = t.client("ssm")
+    path = f"/branchenv/{name}"
+    ssm.put_parameter(Name=path, Value="v", Type="String", Tags=tag_list(tags))
+    arn = f"arn:aws:ssm:{t.region}:{LOCAL_ACCOUNT_ID}:parameter{path}"
+    return arn, lambda: not _raises(lambda: ssm.get_parameter(Name=path))
+
+
+@creates("secretsmanager:secret")
+def _secret(t: Target, name: str, tags: dict[str, str]) -> tuple[str, Exists]:
+    sm = t.client("secretsmanager")
+    arn = sm.create_secret(Name=name, SecretString="s", Tags=tag_list(tags))["ARN"]
+
+    def exists() -> bool:
+        try:
+            return not sm.describe_secret(SecretId=arn).get("DeletedDate")
+        except Exception:
+            return False
+
+    return arn, exists
+
+
+@creates("cloudwatch:alarm")
+def _alarm(t: Target, name: str, tags: dict[str, str]) -> tuple[str, Exists]:
+    cw = t.client("cloudwatch")
+    cw.put_metric_alarm(
+        AlarmName=name,
+        ComparisonOperator="GreaterThanThreshold",
+        EvaluationPeriods=1,
+        MetricName="Errors",
+        Namespace="AWS/Lambda",
+        Period=60,
+        Statistic="Sum",
+        Threshold=1.0,
+        Tags=tag_list(tags),
+    )
+    arn = cw.describe_alarms(AlarmNames=[name])["MetricAlarms"][0]["AlarmArn"]
+    return arn, lambda: bool(cw.describe_alarms(AlarmNames=[name])["MetricAlarms"])
+
+
+@creates("states:stateMachine")
+def _state_machine(t: Target, name: str, tags: dict[str, str]) -> tuple[str, Exists]:
+    sfn = t.client("stepfunctions")
+    role = _role(t, f"{name}-role", {})  # untagged: not part of the sweep
+    arn = sfn.create_state_machine(
+        name=name,
+        definition=json.dumps({"StartAt": "a", "States": {"a": {"Type": "Pass", "End": True}}}),
+        roleArn=role,
+        tags=[{"key": k, "value": v} for k, v in tags.items()],
+    )["stateMachineArn"]
+    return arn, lambda: not _raises(lambda: sfn.describe_state_machine(stateMachineArn=arn))
+
+
+def _ec2_arn(t: Target, kind: str, rid: str) -> str:
+    return f"arn:aws:ec2:{t.region}:{LOCAL_ACCOUNT_ID}:{kind}/{rid}"
+
+
+@creates("ec2:vpc")
+def _vpc(t: Target, name: str, tags: dict[str, str]) -> tuple[str, Exists]:
+    ec2 = t.client("ec2")
+    spec = [{"ResourceType": "vpc", "Tags": tag_list(tags)}]
+    vpc = ec2.create_vpc(CidrBlock="10.77.0.0/16", TagSpecifications=spec)["Vpc"]["VpcId"]
+    return _ec2_arn(t, "vpc", vpc), lambda: not _raises(lambda: ec2.describe_vpcs(VpcIds=[vpc]))
+
+
+@creates("ec2:subnet")
+def _subnet(t: Target, name: str, tags: dict[str, str]) -> tuple[str, Exists]:
+    ec2 = t.client("ec2")
+    vpc = ec2.create_vpc(CidrBlock="10.78.0.0/16")["Vpc"]["VpcId"]  # untagged
+    spec = [{"ResourceType": "subnet", "Tags": tag_list(tags)}]
+    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.78.1.0/24", TagSpecifications=spec)[
+        "Subnet"
+    ]["SubnetId"]
+    return _ec2_arn(
+        t, "subnet", subnet
+    ), lambda: not _raises(lambda: ec2.describe_subnets(SubnetIds=[subnet]))
+
+
+@creates("ec2:security-group")
+def _security_group(t: Target, name: str, tags: dict[str, str]) -> tuple[str, Exists]:
+    ec2 = t.client("ec2")
+    vpc = ec2.create_vpc(CidrBlock="10.79.0.0/16")["Vpc"]["VpcId"]  # untagged
+    spec = [{"ResourceType": "security-group", "Tags": tag_list(tags)}]
+    group = ec2.create_security_group(
+        GroupName=name, Description="d", VpcId=vpc, TagSpecifications=spec
+    )["GroupId"]
+    return _ec2_arn(
+        t, "security-group", group
+    ), lambda: not _raises(lambda: ec2.describe_security_groups(GroupIds=[group]))
+
+
 def test_every_deleter_has_a_creator_here() -> None:
     assert set(CREATORS) == set(DELETERS), "add a creator for each new deleter to this meta-test"
 

@@ -208,6 +208,113 @@ def delete_http_api(clients: ClientFactory, arn: Arn) -> None:
             raise
 
 
+@register("events:rule")
+def delete_event_rule(clients: ClientFactory, arn: Arn) -> None:
+    """EventBridge rule: removes its targets, then the rule (on its own bus)."""
+    parts = arn.resource.split("/")  # rule/<name> or rule/<bus>/<name>
+    bus, name = (parts[1], parts[2]) if len(parts) == 3 else ("default", parts[-1])
+    events = clients("events", arn.region)
+    try:
+        ids = [t["Id"] for t in events.list_targets_by_rule(Rule=name, EventBusName=bus)["Targets"]]
+        if ids:
+            events.remove_targets(Rule=name, EventBusName=bus, Ids=ids, Force=True)
+        events.delete_rule(Name=name, EventBusName=bus, Force=True)
+    except Exception as exc:
+        if not _gone(exc, "ResourceNotFoundException"):
+            raise
+
+
+@register("ssm:parameter")
+def delete_parameter(clients: ClientFactory, arn: Arn) -> None:
+    """SSM parameter (every version)."""
+    name = arn.resource.removeprefix("parameter")
+    try:
+        clients("ssm", arn.region).delete_parameter(Name=name)
+    except Exception as exc:
+        if not _gone(exc, "ParameterNotFound"):
+            raise
+
+
+@register("secretsmanager:secret")
+def delete_secret(clients: ClientFactory, arn: Arn) -> None:
+    """Secrets Manager secret with every version, at once (no recovery window)."""
+    try:
+        clients("secretsmanager", arn.region).delete_secret(
+            SecretId=arn.text, ForceDeleteWithoutRecovery=True
+        )
+    except Exception as exc:
+        if not _gone(exc, "ResourceNotFoundException"):
+            raise
+
+
+@register("cloudwatch:alarm")
+def delete_alarm(clients: ClientFactory, arn: Arn) -> None:
+    """CloudWatch metric alarm (deleting alarms is idempotent)."""
+    clients("cloudwatch", arn.region).delete_alarms(AlarmNames=[arn.resource.split(":", 1)[1]])
+
+
+@register("states:stateMachine")
+def delete_state_machine(clients: ClientFactory, arn: Arn) -> None:
+    """Step Functions state machine (idempotent)."""
+    clients("stepfunctions", arn.region).delete_state_machine(stateMachineArn=arn.text)
+
+
+@register("ec2:security-group")
+def delete_security_group(clients: ClientFactory, arn: Arn) -> None:
+    """EC2 security group."""
+    try:
+        clients("ec2", arn.region).delete_security_group(GroupId=arn.resource.split("/", 1)[1])
+    except Exception as exc:
+        if not _gone(exc, "InvalidGroup.NotFound"):
+            raise
+
+
+@register("ec2:subnet")
+def delete_subnet(clients: ClientFactory, arn: Arn) -> None:
+    """EC2 subnet."""
+    try:
+        clients("ec2", arn.region).delete_subnet(SubnetId=arn.resource.split("/", 1)[1])
+    except Exception as exc:
+        if not _gone(exc, "InvalidSubnetID.NotFound"):
+            raise
+
+
+@register("ec2:vpc")
+def delete_vpc(clients: ClientFactory, arn: Arn) -> None:
+    """EC2 VPC: first its subnets and security groups tagged for the same (dead) stack, which
+    would otherwise block it, then the VPC."""
+    ec2 = clients("ec2", arn.region)
+    vpc_id = arn.resource.split("/", 1)[1]
+    try:
+        vpcs = ec2.describe_vpcs(VpcIds=[vpc_id])["Vpcs"]
+    except Exception as exc:
+        if _gone(exc, "InvalidVpcID.NotFound"):
+            return
+        raise
+    stack = {t["Key"]: t["Value"] for t in (vpcs[0].get("Tags") or []) if vpcs}.get(
+        "branchenv:stack"
+    )
+    if stack:
+        same = [
+            {"Name": "vpc-id", "Values": [vpc_id]},
+            {"Name": "tag:branchenv:stack", "Values": [stack]},
+        ]
+        for group in ec2.describe_security_groups(Filters=same)["SecurityGroups"]:
+            delete_security_group(
+                clients,
+                Arn.parse(f"{arn.text.split(':vpc/')[0]}:security-group/{group['GroupId']}"),
+            )
+        for subnet in ec2.describe_subnets(Filters=same)["Subnets"]:
+            delete_subnet(
+                clients, Arn.parse(f"{arn.text.split(':vpc/')[0]}:subnet/{subnet['SubnetId']}")
+            )
+    try:
+        ec2.delete_vpc(VpcId=vpc_id)
+    except Exception as exc:
+        if not _gone(exc, "InvalidVpcID.NotFound"):
+            raise
+
+
 # --- finding -------------------------------------------------------------------------------
 
 
