@@ -14,7 +14,14 @@ from branchenv.errors import BranchenvError, TransientError
 from branchenv.targets import Target
 
 TARGET = Target("local", "us-east-1", endpoint_url="http://127.0.0.1:9")
-OUTPUTS = {"apiId": "api1", "bucket": "b", "name": "n", "arn": "arn:aws:x:us-east-1:1:y"}
+OUTPUTS = {
+    "apiId": "api1",
+    "bucket": "b",
+    "name": "n",
+    "arn": "arn:aws:x:us-east-1:1:y",
+    "rule": "r",
+    "targetId": "t",
+}
 
 
 class AnsweringClient:

@@ -41,7 +41,13 @@ from branchenv.engines.inprocess.plan import (
     unhonoured,
 )
 from branchenv.engines.inprocess.state import PendingOp, ResourceEntry, StackState, StateStore
-from branchenv.errors import BranchenvError, EngineError, UnsupportedResource, one_line
+from branchenv.errors import (
+    BranchenvError,
+    EngineError,
+    TransientError,
+    UnsupportedResource,
+    one_line,
+)
 
 if TYPE_CHECKING:
     from branchenv.engines.inprocess.materializers import Materializer
@@ -78,6 +84,8 @@ class DestroyOutcome:
     deleted: int
     already_gone: int
     failed: list[tuple[str, str]]  # (address, why)
+    transient: bool = False
+    """Some failure was transient (throttling, a dropped connection): worth a retry."""
 
 
 def _contains_secret(value: Any) -> bool:
@@ -745,7 +753,10 @@ class StackRun:
             try:
                 done = self._delete_one(state, entry)
             except Exception as exc:
+                from branchenv.aws_errors import is_transient
+
                 why = one_line(exc, limit=300)
+                outcome.transient |= isinstance(exc, TransientError) or is_transient(exc)
                 outcome.failed.append((entry.urn, f"{entry.type} {entry.name} ({entry.id}): {why}"))
                 self.say(f"  FAILED    {entry.type}  {entry.name}  ({entry.id}): {why}")
                 self._block(entry, blocked, state)

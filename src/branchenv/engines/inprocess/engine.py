@@ -36,7 +36,13 @@ from branchenv.engines.base import (
 from branchenv.engines.inprocess.deploy import StackRun
 from branchenv.engines.inprocess.state import ResourceEntry, StackState, StateStore
 from branchenv.engines.pulumi_program import stack_config
-from branchenv.errors import BranchenvError, EngineError, SafetyRefusal, StackNotFound
+from branchenv.errors import (
+    BranchenvError,
+    EngineError,
+    SafetyRefusal,
+    StackNotFound,
+    TransientError,
+)
 
 if TYPE_CHECKING:
     from branchenv.engines.inprocess.materializers import Materializer
@@ -274,13 +280,15 @@ class InProcessEngine:
                     duration_s=time.monotonic() - started,
                     failed=tuple(address for address, _why in outcome.failed),
                 )
-                error = EngineError(
+                # A transient failure is worth another try (the teardown retries exactly it).
+                kind = TransientError if outcome.transient else EngineError
+                error = kind(
                     f"destroy of stack {stack!r} left {len(outcome.failed)} resource(s) after "
                     f"deleting {deleted}: "
                     + "; ".join(why for _address, why in outcome.failed)
                     + ". Fix the cause and re-run `branchenv down`"
                 )
-                error.result = result  # type: ignore[attr-defined]
+                error.result = result  # type: ignore[union-attr]
                 raise error
             removed = self.store.remove(project, stack) if remove else False
             if not remove:

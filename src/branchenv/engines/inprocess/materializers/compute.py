@@ -24,6 +24,7 @@ from branchenv.engines.inprocess.materializers.base import (
     found,
     ignore_missing,
     register,
+    require,
     tag_changes,
 )
 from branchenv.metadata import KEY_STACK
@@ -252,7 +253,7 @@ class LogGroup(Materializer):
         )
 
     def exists(self, ctx: Context, *, id: str, outputs: dict[str, Any]) -> bool:
-        return self._arn(ctx, id) is not None
+        return found(_LOGS_MISSING, lambda: require(self._arn(ctx, id)))
 
 
 def archive_bytes(archive: Any) -> bytes:
@@ -524,8 +525,13 @@ class LambdaPermission(Materializer):
         )
 
     def exists(self, ctx: Context, *, id: str, outputs: dict[str, Any]) -> bool:
-        statements = self._statements(ctx, _function_name(outputs.get("function", "")))
-        return statements is not None and any(s.get("Sid") == id for s in statements)
+        function = _function_name(outputs.get("function", ""))
+
+        def statement() -> Any:
+            statements = self._statements(ctx, function) or []
+            return require([s for s in statements if s.get("Sid") == id])
+
+        return found(_LAMBDA_MISSING, statement)
 
 
 def _function_name(ref: str) -> str:

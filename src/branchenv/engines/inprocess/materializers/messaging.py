@@ -15,6 +15,7 @@ from branchenv.engines.inprocess.materializers.base import (
     error_code,
     found,
     register,
+    require,
     tag_changes,
 )
 
@@ -364,8 +365,11 @@ class EventTarget(Materializer):
         return True
 
     def exists(self, ctx: Context, *, id: str, outputs: dict[str, Any]) -> bool:
-        targets = self._targets(ctx, outputs)
-        return targets is not None and any(t["Id"] == outputs["targetId"] for t in targets)
+        def target() -> Any:
+            targets = self._targets(ctx, outputs) or []
+            return require([t for t in targets if t["Id"] == outputs["targetId"]])
+
+        return found(_EVENTS_MISSING, target)
 
 
 _SFN_MISSING = ("StateMachineDoesNotExist", "ResourceNotFound")

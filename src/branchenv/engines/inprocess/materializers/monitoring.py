@@ -11,7 +11,9 @@ from branchenv.engines.inprocess.materializers.base import (
     Prior,
     as_int,
     aws_tags_list,
+    found,
     register,
+    require,
     tag_changes,
 )
 
@@ -112,4 +114,4 @@ class MetricAlarm(Materializer):
         return True
 
     def exists(self, ctx: Context, *, id: str, outputs: dict[str, Any]) -> bool:
-        return self._describe(ctx, id) is not None
+        return found((), lambda: require(self._describe(ctx, id)))

@@ -17,7 +17,9 @@ from branchenv.engines.inprocess.materializers.base import (
     Prior,
     aws_tags_list,
     error_code,
+    found,
     register,
+    require,
     tag_changes,
 )
 from branchenv.metadata import KEY_STACK
@@ -175,7 +177,8 @@ class Vpc(Materializer):
         return _delete(ctx, "delete_vpc", (self._missing,), VpcId=id)
 
     def exists(self, ctx: Context, *, id: str, outputs: dict[str, Any]) -> bool:
-        return _describe(ctx, "describe_vpcs", "Vpcs", "VpcIds", id, self._missing) is not None
+        describe = ctx.client("ec2").describe_vpcs
+        return found((self._missing,), lambda: require(describe(VpcIds=[id])["Vpcs"]))
 
 
 @register
@@ -267,8 +270,8 @@ class Subnet(Materializer):
         return _delete(ctx, "delete_subnet", (self._missing,), SubnetId=id)
 
     def exists(self, ctx: Context, *, id: str, outputs: dict[str, Any]) -> bool:
-        found = _describe(ctx, "describe_subnets", "Subnets", "SubnetIds", id, self._missing)
-        return found is not None
+        describe = ctx.client("ec2").describe_subnets
+        return found((self._missing,), lambda: require(describe(SubnetIds=[id])["Subnets"]))
 
 
 def _permissions(rules: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
@@ -401,12 +404,5 @@ class SecurityGroup(Materializer):
         return _delete(ctx, "delete_security_group", self._missing, GroupId=id)
 
     def exists(self, ctx: Context, *, id: str, outputs: dict[str, Any]) -> bool:
-        from botocore.exceptions import ClientError
-
-        try:
-            ctx.client("ec2").describe_security_groups(GroupIds=[id])
-        except ClientError as exc:
-            if error_code(exc) in self._missing:
-                return False
-            raise
-        return True
+        describe = ctx.client("ec2").describe_security_groups
+        return found(self._missing, lambda: require(describe(GroupIds=[id])["SecurityGroups"]))

@@ -18,6 +18,7 @@ from branchenv.engines.inprocess.materializers.base import (
     found,
     ignore_missing,
     register,
+    require,
     tag_changes,
 )
 
@@ -209,7 +210,7 @@ class SecretsManagerSecret(Materializer):
         return True
 
     def exists(self, ctx: Context, *, id: str, outputs: dict[str, Any]) -> bool:
-        return _secret_live(ctx, id) is not None
+        return found(_SM_MISSING, lambda: require(_secret_live(ctx, id)))
 
 
 @register
@@ -305,4 +306,4 @@ class SecretsManagerSecretVersion(Materializer):
 
     def exists(self, ctx: Context, *, id: str, outputs: dict[str, Any]) -> bool:
         secret_id, _, version_id = id.partition("|")
-        return self._version(ctx, secret_id, version_id) is not None
+        return found(_SM_MISSING, lambda: require(self._version(ctx, secret_id, version_id)))
