@@ -52,10 +52,25 @@ TAGGED_TYPES = [
 REQUEST_PRICED = ["dynamodb", "sqs", "s3", "lambda", "apigateway"]
 
 
-def test_demo_types_match_the_inprocess_registry() -> None:
+NOT_PRICED_YET = {
+    # Standing charges known (a secret $0.40/month, an alarm $0.10/month) but no Price List
+    # query verified for them yet: unpriced, never guessed (cost shows them as unpriced).
+    "aws:sns/topic:Topic",
+    "aws:secretsmanager/secret:Secret",
+    "aws:cloudwatch/metricAlarm:MetricAlarm",
+    "aws:sfn/stateMachine:StateMachine",
+}
+
+
+def test_every_inprocess_type_is_priced_or_knowingly_unpriced() -> None:
     from branchenv.engines.inprocess.materializers import REGISTRY
 
-    assert sorted(DEMO_TYPES) == sorted(REGISTRY)
+    assert set(DEMO_TYPES) <= set(REGISTRY)
+    for token in REGISTRY:
+        if token in NOT_PRICED_YET:
+            assert TABLE.hourly(token, "us-east-1") is None, f"{token} is priced now: drop it"
+        else:
+            assert TABLE.hourly(token, "us-east-1") is not None, f"{token} has no price entry"
 
 
 @pytest.mark.parametrize("type_", DEMO_TYPES + TAGGED_TYPES)
