@@ -65,44 +65,6 @@ def test_renaming_a_bucket_replaces_it_and_the_old_one_is_gone(project: UserProj
     assert buckets(project.target(), prefix) == set()
 
 
-def test_a_fixed_name_another_branch_could_claim_is_refused(project: UserProject) -> None:
-    shared = f"acme-shared-{uuid.uuid4().hex[:8]}"
-    project.write_program(
-        f"""
-        import pulumi_aws as aws
-        aws.s3.Bucket("data", bucket="{shared}")
-        """
-    )
-    first, second = branch(), branch()
-    target = None
-    try:
-        refused = project.run("up", "--branch", first)
-        assert refused.returncode == 3, refused.stderr
-        assert shared in refused.stderr and "prefix" in refused.stderr
-        assert "Traceback" not in refused.stderr
-        # Deliberately shared: allowed for the first branch...
-        project.ok("up", "--branch", first, "--allow-shared", shared)
-        target = project.target()
-        owner_tags = bucket_tags(target, shared)
-        assert owner_tags["branchenv:stack"] == names_for(first).stack
-        # ...and a second branch claiming it is refused before anything is touched.
-        again = project.run("up", "--branch", second)
-        assert again.returncode == 3, again.stderr
-        assert shared in again.stderr and "Traceback" not in again.stderr
-        # Even when the second also says "shared", it never adopts the first one's bucket.
-        adopt = project.run("up", "--branch", second, "--allow-shared", shared)
-        assert adopt.returncode == 1, adopt.stderr
-        assert "already exists" in adopt.stderr and "Traceback" not in adopt.stderr
-        assert bucket_tags(target, shared) == owner_tags
-        project.run("down", "--branch", second)
-        assert buckets(target, shared) == {shared}
-        assert bucket_tags(target, shared) == owner_tags
-    finally:
-        project.run("down", "--branch", second)
-        project.run("down", "--branch", first)
-    assert target is None or buckets(target, shared) == set()
-
-
 def test_an_untagged_queue_updates_and_re_ups(project: UserProject) -> None:
     project.write_program(
         """

@@ -58,7 +58,9 @@ def test_up_creates_everything_tagged_and_serving(project: Project) -> None:
             assert tags["branchenv:branch"] == "feature/x"
             assert tags["branchenv:target"] == "local"
             assert tags["branchenv:engine"] == "inprocess"
-            assert "branchenv:expires-at" in tags and "branchenv:owner" in tags
+            assert "branchenv:owner" in tags and "branchenv:created-at" in tags
+            # Only identity tags: what changes between updates lives with the stack.
+            assert "branchenv:expires-at" not in tags and "branchenv:commit" not in tags
         # And checked service by service too (the tagging API is not the only witness).
         t = project.target()
         ddb = t.client("dynamodb").describe_table(TableName=outputs["table_name"])["Table"]

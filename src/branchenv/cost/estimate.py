@@ -248,14 +248,47 @@ def inventory_from_tagged(
         InventoryItem(type=r.type, region=_arn_region(r.arn) or default_region, name=r.arn)
         for r in resources
     )
+    if metadata is None:
+        # Resources carry the identity tags only (no expiry): read who and since when.
+        branch, owner, created_at = _identity_from_tags([r.tags for r in resources])
+        return StackInventory(
+            stack=stack, items=items, branch=branch, owner=owner, created_at=created_at
+        )
     return StackInventory(
         stack=stack,
         items=items,
-        branch=metadata.branch if metadata else None,
-        owner=metadata.owner if metadata else None,
-        created_at=metadata.created_at if metadata else None,
-        expires_at=metadata.expires_at if metadata else None,
+        branch=metadata.branch,
+        owner=metadata.owner,
+        created_at=metadata.created_at,
+        expires_at=metadata.expires_at,
     )
+
+
+def _identity_from_tags(
+    tag_sets: Sequence[Mapping[str, str]],
+) -> tuple[str | None, str | None, dt.datetime | None]:
+    """Branch, owner and birth date from resources' identity tags (the first that reads)."""
+    from branchenv.metadata import (
+        KEY_BRANCH,
+        KEY_CREATED_AT,
+        KEY_OWNER,
+        MANAGED_BY_KEY,
+        MANAGED_BY_VALUE,
+        decode_tag_value,
+        parse_timestamp,
+    )
+
+    for tags in tag_sets:
+        if tags.get(MANAGED_BY_KEY) != MANAGED_BY_VALUE:
+            continue
+        try:
+            branch = decode_tag_value(tags[KEY_BRANCH])[0] if KEY_BRANCH in tags else None
+            owner = decode_tag_value(tags[KEY_OWNER])[0] if KEY_OWNER in tags else None
+            born = tags.get(KEY_CREATED_AT)
+            return branch, owner, parse_timestamp(born) if born else None
+        except ValueError:
+            continue
+    return None, None, None
 
 
 # --- what ls, ci and reap call ------------------------------------------------------------------
