@@ -740,6 +740,15 @@ def test_destroy_waits_for_a_lock_too(
     assert result.removed
 
 
+def test_pulumi_cloud_stacks_keep_working_without_a_passphrase(rig: Rig, clone: Clone) -> None:
+    engine = rig.engine(clone, backend_url="https://api.pulumi.com")
+    stack = stack_name()
+    do_up(engine, clone, stack)
+    again = do_up(rig.engine(clone, backend_url="https://api.pulumi.com"), clone, stack)
+    assert again.changes == {"same": 4}
+    assert {c["passphrase_sha256"] for c in rig.calls() if c["argv"] != ["version"]} == {None}
+
+
 def test_cloud_conflict_is_stack_locked_without_cancel(
     rig: Rig, clone: Clone, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -229,9 +229,11 @@ class PulumiEngine:
 
     def _check_passphrase(self, stack: str, settings: StackSettings) -> None:
         """Refuse a run whose passphrase source differs from the one the stack was made with;
-        require one for DIY backends."""
+        require one for DIY backends (Pulumi Cloud keeps secrets itself: nothing to check)."""
+        if not self.is_diy:
+            return
         current = self._passphrase.source
-        if self.is_diy and current is None:
+        if current is None:
             raise ConfigError(
                 f"the pulumi backend {diy.redact_url(self.backend_url)} encrypts secrets with a "
                 f"passphrase: set {ENV_PASSPHRASE} (or {ENV_PASSPHRASE_FILE}) to the team's "
@@ -246,6 +248,10 @@ class PulumiEngine:
                 f"it was created); if it is the same passphrase and you mean to switch, delete "
                 f"{settings.root / (stack + '.branchenv.json')}"
             )
+
+    def _record_passphrase(self, stack: str, settings: StackSettings) -> None:
+        if self.is_diy and self._passphrase.source is not None:
+            settings.record_passphrase_source(stack, self._passphrase.source)
 
     def _pulumi_command(self) -> auto.PulumiCommand:
         if self._command is not None:
@@ -588,7 +594,7 @@ class PulumiEngine:
             self._create(stack, program)
             if metadata is not None:
                 self._write_tags(stack, program, metadata.to_tags(), replace=False, current={})
-        settings.record_passphrase_source(stack, self._passphrase.source or "none")
+        self._record_passphrase(stack, settings)
         self._write_config(stack, program, target, self._desired_config(inputs, target))
         return self._run_stack(stack, program, target), before
 
@@ -705,7 +711,7 @@ class PulumiEngine:
         self._pulumi_command()
         self._check_passphrase(stack, settings)
         self._select(stack, program)
-        settings.record_passphrase_source(stack, self._passphrase.source or "none")
+        self._record_passphrase(stack, settings)
         if target.is_local or not settings.config_file(stack).is_file():
             # The local cloud's endpoints may have moved since `up`; a fresh checkout has no
             # config file yet. On AWS an existing file is left as `up` wrote it.
@@ -882,16 +888,20 @@ class PulumiEngine:
         with self._errors("stack ls", None):
             listed = workspace.list_stacks()
 
-        def summarize(item: Any) -> StackSummary:
+        def summarize(item: Any) -> StackSummary | None:
             attention: str | None = None
             tags: dict[str, str] = {}
             count: int | None = None
             try:
                 tags = self._read_tags(item.name, program)
+            except StackNotFound:
+                return None  # removed since `stack ls` answered
             except EngineError as exc:
                 attention = str(exc)
             try:
                 count = len(self._resources(item.name, program))
+            except StackNotFound:
+                return None
             except EngineError as exc:
                 attention = attention or str(exc)
             return StackSummary(
@@ -904,7 +914,7 @@ class PulumiEngine:
             )
 
         with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
-            return list(pool.map(summarize, listed))
+            return [s for s in pool.map(summarize, listed) if s is not None]
 
     def metadata(self, *, stack: str, program: Program) -> StackMetadata | None:
         """The stack's metadata from its tags in the backend (None when unmanaged)."""
