@@ -55,7 +55,9 @@ class Settings:
     """The settings of one project, each with the source its value came from (``sources``)."""
 
     project_dir: Path
-    program: str = "infra/aws"
+    program: str | None = None
+    """The program's directory, relative to the project dir; None: the project dir itself
+    (its Pulumi.yaml, ``main:`` honoured, or its ``*.tf`` files)."""
     default_ttl: str = "24h"
     tag_prefix: str = "branchenv:"
     protected_patterns: tuple[str, ...] = ("prod*", "production*", "staging*", "main", "master")
@@ -81,8 +83,9 @@ class Settings:
 
     @property
     def program_path(self) -> Path:
-        """Absolute path of the Pulumi program directory."""
-        return (self.project_dir / self.program).resolve()
+        """Absolute path of the directory the ``program`` setting names (the project dir when
+        unset); the program's kind decides where it really runs (``main:``)."""
+        return (self.project_dir / (self.program or ".")).resolve()
 
     @property
     def effective_backend_url(self) -> str:
@@ -296,7 +299,7 @@ def _relative_dir(value: object) -> str:
 
 
 _CHECKS: dict[str, Callable[[object], Any]] = {
-    "program": _relative_dir,
+    "program": _optional(_relative_dir),
     "default_ttl": _ttl,
     "tag_prefix": _tag_prefix,
     "protected_patterns": _str_list,

@@ -19,6 +19,8 @@ from branchenv.errors import OperationFailed, StackNotFound, UsageError
 
 if TYPE_CHECKING:
     from branchenv.config import Settings
+    from branchenv.cost.estimate import StackCost
+    from branchenv.cost.prices import PriceTable
     from branchenv.engines.base import Engine, OutputSink, Program, ProgramInputs, StackSummary
     from branchenv.gitinfo import BranchInfo
     from branchenv.harness.teardown import RetryPolicy
@@ -280,10 +282,16 @@ def up(
     ttl: str | None = None,
     profile: str = "ephemeral",
     on_output: OutputSink | None = None,
+    existing: StackMetadata | None = None,
+    checked: bool = False,
 ) -> UpOutcome:
-    """Create or update the branch's stack; idempotent."""
+    """Create or update the branch's stack; idempotent.
+
+    ``checked``: the caller ran :func:`check_may_manage` on this context moments ago and
+    passes what it returned as ``existing`` (so a run reads the stack's metadata once)."""
     check_profile(profile)
-    existing = check_may_manage(ctx)
+    if not checked:
+        existing = check_may_manage(ctx)
     metadata = build_metadata(ctx, ttl=ttl, existing=existing)
     inputs = program_inputs(ctx, profile=profile, metadata=metadata)
     result = ctx.engine.up(
@@ -361,6 +369,27 @@ def down(
         notes=(*ctx.notes, f"no stack {ctx.names.stack!r}: nothing to destroy")
         if done.status == "already-gone"
         else ctx.notes,
+    )
+
+
+def stack_cost(
+    ctx: StackContext,
+    *,
+    metadata: StackMetadata | None,
+    now: dt.datetime | None = None,
+    prices: PriceTable | None = None,
+) -> StackCost:
+    """The estimated cost of the branch's stack (``metadata``: what the run already knows)."""
+    from branchenv.cost import estimate
+
+    return estimate.stack_cost(
+        ctx.engine,
+        stack=ctx.names.stack,
+        program=ctx.program,
+        metadata=metadata,
+        region=ctx.target.region,
+        now=now,
+        prices=prices,
     )
 
 

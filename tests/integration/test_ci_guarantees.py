@@ -20,7 +20,9 @@ from branchenv.config import Settings
 from branchenv.engines.base import DestroyResult, Program
 from branchenv.errors import EngineError, TransientError, UsageError
 from branchenv.gitinfo import BranchInfo
-from branchenv.harness.ci import Phases, resolve_suite, teardown, teardown_error
+from branchenv.harness.ci import teardown
+from branchenv.harness.flow import Phases, resolve_suite
+from branchenv.harness.publish import teardown_error
 from branchenv.harness.signals import Interrupted, SignalGuard
 from branchenv.metadata import StackMetadata
 from branchenv.naming import names_for
@@ -144,12 +146,22 @@ def test_bad_input_is_not_retried(tmp_path: Path, local_cloud: Any) -> None:
 
 def test_resolve_suite(tmp_path: Path) -> None:
     settings = Settings(project_dir=tmp_path, program="prog")
+    with pytest.raises(UsageError, match="`program`"):
+        resolve_suite(settings, None)
+    (tmp_path / "prog").mkdir()
+    (tmp_path / "prog" / "Pulumi.yaml").write_text("name: p\nruntime: python\n")
     with pytest.raises(UsageError, match="--suite PATH"):
         resolve_suite(settings, None)
     (tmp_path / "prog" / "tests").mkdir(parents=True)
     assert resolve_suite(settings, None) == tmp_path / "prog" / "tests"
     with pytest.raises(UsageError, match="--suite nope"):
         resolve_suite(settings, "nope")
+
+
+def test_the_default_suite_is_beside_the_program_pulumi_yaml_runs(tmp_path: Path) -> None:
+    (tmp_path / "Pulumi.yaml").write_text("name: p\nruntime: python\nmain: src/\n")
+    (tmp_path / "src" / "tests").mkdir(parents=True)
+    assert resolve_suite(Settings(project_dir=tmp_path), None) == tmp_path / "src" / "tests"
 
 
 # --- signals -------------------------------------------------------------------------------
@@ -319,3 +331,63 @@ def test_a_failed_down_exits_1_and_leaves_the_stack_marked_reap_pending(
     assert "reap-pending" in str(caught.value) and "branchenv down --branch feature/x" in str(
         caught.value
     )
+
+
+class CountingEngine:
+    """A real engine, counting how often the run asks it for the stack's metadata."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.metadata_reads = 0
+
+    def metadata(self, **kwargs: Any) -> Any:
+        self.metadata_reads += 1
+        return self.inner.metadata(**kwargs)
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(self.inner, attr)
+
+
+def test_ci_reads_the_stack_metadata_once_per_run(
+    tmp_path: Path, local_cloud: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 11 item 5: metadata read once per run and passed forward (not re-read by `up`,
+    the stack file, the cost line and teardown)."""
+    from branchenv import provision
+    from branchenv.config import load_settings
+    from branchenv.engines import get_engine
+    from branchenv.harness.ci import run_ci
+    from branchenv.programs import default_program
+
+    (tmp_path / "Pulumi.yaml").write_text("name: once\nruntime: python\nmain: src/\n")
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "__main__.py").write_text(
+        "import pulumi\nimport pulumi_aws as aws\n"
+        "q = aws.sqs.Queue('jobs')\npulumi.export('queue_url', q.url)\n"
+    )
+    suite = tmp_path / "suite"
+    suite.mkdir()
+    (suite / "test_up.py").write_text("def test_up():\n    pass\n")
+    settings = load_settings(cwd=tmp_path, env={})
+    engine = CountingEngine(get_engine("inprocess", settings=settings, target=local_cloud))
+    ctx = StackContext(
+        settings=settings,
+        branch=BranchInfo(name="feature/once", source="flag", detached=False),
+        names=names_for("feature/once"),
+        target=local_cloud,
+        engine=engine,  # type: ignore[arg-type]
+        engine_note=None,
+        program=default_program(settings),
+    )
+    monkeypatch.setattr(provision, "resolve", lambda *_a, **_k: ctx)
+    outcome = run_ci(
+        settings,
+        branch="feature/once",
+        suite=suite,
+        report_dir=tmp_path / "reports",
+        on_output=lambda _l: None,
+    )
+    assert outcome.status == "passed", outcome.error
+    assert outcome.teardown is not None and outcome.teardown.status == "destroyed"
+    assert engine.metadata_reads == 1

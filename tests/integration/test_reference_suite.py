@@ -12,7 +12,8 @@ import pytest
 
 from branchenv import provision
 from branchenv.config import Settings, load_settings
-from branchenv.harness.ci import RunOutcome, run_test
+from branchenv.harness.flow import run_test
+from branchenv.harness.publish import RunOutcome
 from branchenv.localcloud import LocalCloud
 from tests.conftest import subprocess_env
 from tests.e2e.conftest import make_project

@@ -61,7 +61,7 @@ def test_defaults_when_no_source_sets_anything(tmp_path: Path) -> None:
     s = load_settings(cwd=_project(tmp_path), env={})
     assert s.project_dir == tmp_path.resolve()
     assert s.values() == {
-        "program": "infra/aws",
+        "program": None,
         "default_ttl": "24h",
         "tag_prefix": "branchenv:",
         "protected_patterns": ("prod*", "production*", "staging*", "main", "master"),
@@ -319,7 +319,6 @@ def _config_error(tmp_path: Path, **kwargs: object) -> ConfigError:
         ("max_total = -3", "max_total", ">= 0"),
         ('max_total = "NaN"', "max_total", "finite"),
         ('backend_url = "bucket/state"', "backend_url", "URL"),
-        ('program = ""', "program", "empty"),
         ('default_ttl = ""', "default_ttl", "empty"),
     ],
 )

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from branchenv.harness.ci import _suite_status
+from branchenv.harness.publish import suite_status as _suite_status
 from branchenv.harness.reports import TestCounts
 from branchenv.harness.suite import ReportPaths, SuiteRun
 

@@ -11,7 +11,7 @@ from branchenv.engines import engine_choices
 
 if TYPE_CHECKING:
     from branchenv.config import Settings
-    from branchenv.harness.ci import RunOutcome
+    from branchenv.harness.publish import RunOutcome
 
 app = typer.Typer()
 
@@ -107,7 +107,7 @@ def test(
 
     Arguments after `--` go to pytest. Exit 0 green, 1 tests failed, 2 bad input.
     """
-    from branchenv.harness.ci import run_test
+    from branchenv.harness.flow import run_test
     from branchenv.harness.signals import Interrupted
 
     try:

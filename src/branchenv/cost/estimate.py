@@ -2,7 +2,7 @@
 
 The arithmetic (:func:`estimate_stack`) is a pure function over plain data; the helpers below it
 build the inventory from an engine's state or from the tagging API and are what ``ls``, ``ci``
-and ``reap`` call (:func:`stack_cost`, :func:`stack_cost_for_context`, :func:`cost_of_tagged`).
+and ``reap`` call (:func:`stack_cost`, :func:`cost_of_tagged`).
 Money stays a full-precision :class:`~decimal.Decimal`; only display rounds to cents.
 """
 
@@ -22,7 +22,6 @@ if TYPE_CHECKING:
     from branchenv.engines.base import Engine, Program
     from branchenv.inventory import TaggedResource
     from branchenv.metadata import StackMetadata
-    from branchenv.provision import StackContext
 
 ZERO = Decimal(0)
 _US_PER_HOUR = Decimal(3_600_000_000)
@@ -309,27 +308,6 @@ def stack_cost(
         engine, stack=stack, program=program, metadata=metadata, default_region=region
     )
     return estimate_stack(inventory, prices or load_prices(), now=now or dt.datetime.now(dt.UTC))
-
-
-def stack_cost_for_context(
-    ctx: StackContext,
-    *,
-    metadata: StackMetadata | None = None,
-    now: dt.datetime | None = None,
-    prices: PriceTable | None = None,
-) -> StackCost:
-    """The cost of the branch's stack of a resolved context (for ``ci`` right after ``up``;
-    pass ``UpOutcome.metadata`` to skip re-reading it)."""
-    md = metadata or ctx.engine.metadata(stack=ctx.names.stack, program=ctx.program)
-    return stack_cost(
-        ctx.engine,
-        stack=ctx.names.stack,
-        program=ctx.program,
-        metadata=md,
-        region=ctx.target.region,
-        now=now,
-        prices=prices,
-    )
 
 
 def cost_of_tagged(

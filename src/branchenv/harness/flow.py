@@ -1,0 +1,270 @@
+"""The run flow shared by `branchenv test` and `branchenv ci`, and `test` itself.
+
+``run_test``: an existing branch stack -> ready -> the suite (pytest in a subprocess) -> reports.
+The pieces (the suite and report dir, readiness, the stack file, the timed phases, the suite
+phase, the cost line) are what :mod:`branchenv.harness.ci` composes with `up` and teardown.
+The stack's metadata is read once per run and passed forward.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from branchenv.errors import BranchenvError, StackNotFound, UsageError
+from branchenv.harness.publish import RunOutcome, finish
+from branchenv.harness.signals import Interrupted, SignalGuard
+from branchenv.harness.suite import ReportPaths, SuiteRun
+
+if TYPE_CHECKING:
+    from branchenv.config import Settings
+    from branchenv.cost.estimate import StackCost
+    from branchenv.harness.readiness import ReadinessReport
+    from branchenv.metadata import StackMetadata
+    from branchenv.provision import StackContext
+
+Say = Callable[[str], None]
+
+DEFAULT_READY_TIMEOUT_S = 60.0
+
+
+def resolve_suite(settings: Settings, suite: str | os.PathLike[str] | None) -> Path:
+    """The suite to run: ``suite`` (relative to the current directory) or ``<program>/tests``."""
+    if suite is None:
+        from branchenv.programs import default_program
+
+        path = default_program(settings).path / "tests"
+        if not path.exists():
+            raise UsageError(
+                f"no test suite at {path} (the default, <program>/tests): "
+                "pass `--suite PATH` to name yours"
+            )
+        return path
+    path = Path(suite).expanduser().resolve()
+    if not path.exists():
+        raise UsageError(f"--suite {suite}: no such file or directory")
+    return path
+
+
+def resolve_report_dir(settings: Settings, report_dir: str | os.PathLike[str] | None) -> Path:
+    path = Path(report_dir) if report_dir is not None else Path("reports")
+    if not path.is_absolute():
+        path = Path.cwd() / path
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"--report-dir {path}: cannot create it ({exc.strerror})") from None
+    return path
+
+
+def wait_stack_ready(
+    ctx: StackContext,
+    outputs: Mapping[str, Any],
+    *,
+    timeout_s: float,
+    say: Say,
+    sleep: Callable[[float], None] = time.sleep,
+) -> ReadinessReport:
+    """Wait until the stack's endpoint and resources answer (raises NotReady on timeout)."""
+    from branchenv.harness.readiness import checks_for_stack, wait_ready
+
+    checks = checks_for_stack(outputs, ctx.target)
+    say(f"waiting for {len(checks)} readiness check(s), up to {timeout_s:.0f} s")
+    report = wait_ready(checks, deadline_s=timeout_s, sleep=sleep, on_progress=say)
+    say(f"stack ready in {report.seconds:.2f} s")
+    return report
+
+
+def write_stack_file_for(
+    ctx: StackContext,
+    outputs: Mapping[str, Any],
+    path: Path,
+    *,
+    metadata: StackMetadata | None,
+    ready_s: float | None,
+    cost: str | None = None,
+) -> Path:
+    """Write the stack file the suite's fixtures read (``metadata``: what the run knows)."""
+    from branchenv.harness.stackfile import (
+        StackInfo,
+        TargetInfo,
+        metadata_to_json,
+        write_stack_file,
+    )
+
+    t = ctx.target
+    info = StackInfo(
+        stack=ctx.names.stack,
+        branch=ctx.branch.name,
+        target=TargetInfo(t.name, t.region, t.endpoint_url, t.functions_url),
+        outputs=dict(outputs),
+        metadata=metadata_to_json(metadata),
+        latency_p95_ms=ctx.settings.latency_p95_ms,
+        ready_s=ready_s,
+        cost=cost,
+    )
+    return write_stack_file(info, path)
+
+
+class Phases:
+    """Times each phase of a run and remembers which one is under way."""
+
+    def __init__(self, say: Say) -> None:
+        self.say = say
+        self.durations: dict[str, float] = {}
+        self.current: str | None = None
+
+    @contextlib.contextmanager
+    def run(self, name: str, banner: str) -> Iterator[None]:
+        self.current = name
+        self.say(f"== {banner}")
+        started = time.monotonic()
+        try:
+            yield
+        finally:
+            self.durations[name] = time.monotonic() - started
+
+
+def run_suite_phase(
+    ctx: StackContext,
+    outputs: Mapping[str, Any],
+    *,
+    metadata: StackMetadata | None,
+    suite: Path,
+    paths: ReportPaths,
+    ready_timeout_s: float,
+    pytest_args: Sequence[str],
+    env: Mapping[str, str],
+    say: Say,
+    guard: SignalGuard,
+    cost: str | None,
+    phases: Phases,
+) -> tuple[SuiteRun, float]:
+    """ready -> stack file -> pytest child."""
+    from branchenv.harness.suite import run_suite
+
+    with phases.run("ready", "ready"):
+        report = wait_stack_ready(ctx, outputs, timeout_s=ready_timeout_s, say=say)
+    write_stack_file_for(
+        ctx, outputs, paths.stack_file, metadata=metadata, ready_s=report.seconds, cost=cost
+    )
+    with phases.run("test", f"test: {suite}"):
+        run = run_suite(
+            suite,
+            paths,
+            cwd=ctx.settings.project_dir,
+            env=env,
+            extra_args=pytest_args,
+            on_output=say,
+            guard=guard,
+        )
+    return run, report.seconds
+
+
+def stderr_line(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def run_test(
+    settings: Settings,
+    *,
+    branch: str | None,
+    suite: str | os.PathLike[str] | None = None,
+    report_dir: str | os.PathLike[str] | None = None,
+    ready_timeout_s: float = DEFAULT_READY_TIMEOUT_S,
+    pytest_args: Sequence[str] = (),
+    env: Mapping[str, str] | None = None,
+    on_output: Say | None = None,
+    cost: str | None = None,
+) -> RunOutcome:
+    """`branchenv test`: run the suite against the branch's existing stack."""
+    from branchenv import provision
+
+    env = dict(os.environ if env is None else env)
+    say = on_output or stderr_line
+    suite_path = resolve_suite(settings, suite)
+    paths = ReportPaths.under(resolve_report_dir(settings, report_dir))
+    paths.clear()
+    started = time.monotonic()
+    ctx = provision.resolve(settings, branch=branch, target=None, engine=None, env=env)
+    for note in ctx.notes:
+        say(f"note: {note}")
+    try:
+        outputs = provision.outputs(ctx)
+    except StackNotFound:
+        raise StackNotFound(
+            f"no stack {ctx.names.stack} for branch {ctx.branch.name}: create it with "
+            f"`branchenv up --branch {ctx.branch.name}` (or use `branchenv ci`)"
+        ) from None
+    metadata = ctx.engine.metadata(stack=ctx.names.stack, program=ctx.program)
+    if cost is None:
+        estimate = provision.stack_cost(ctx, metadata=metadata)
+        if estimate.inventory_available:
+            cost = cost_line(estimate)
+    phases = Phases(say)
+    run: SuiteRun | None = None
+    ready_s: float | None = None
+    error: BaseException | None = None
+    interrupted: Interrupted | None = None
+    during: str | None = None
+    with SignalGuard(on_signal=say) as guard:
+        try:
+            run, ready_s = run_suite_phase(
+                ctx,
+                outputs,
+                metadata=metadata,
+                suite=suite_path,
+                paths=paths,
+                ready_timeout_s=ready_timeout_s,
+                pytest_args=pytest_args,
+                env=env,
+                say=say,
+                guard=guard,
+                cost=cost,
+                phases=phases,
+            )
+        except Interrupted as exc:
+            interrupted, during = exc, phases.current
+        except BranchenvError as exc:
+            error = exc
+    return finish(
+        command="test",
+        ctx=ctx,
+        outputs=outputs,
+        suite=suite_path,
+        paths=paths,
+        run=run,
+        ready_s=ready_s,
+        durations=phases.durations,
+        interrupted_during=during,
+        total_s=time.monotonic() - started,
+        teardown_outcome=None,
+        error=error,
+        interrupted=interrupted,
+        env=env,
+        cost=cost,
+    )
+
+
+def cost_line(estimate: StackCost) -> str:
+    """One line for the summary: burn rate and projection to expiry (a lower bound when some
+    resource types are unpriced)."""
+    from branchenv.cost.budget import money
+
+    text = (
+        f"${money(estimate.hourly, 4)}/h, ${money(estimate.projected_to_expiry)} projected to "
+        "expiry (estimate)"
+    )
+    if estimate.unpriced_types:
+        text += f"; unpriced: {', '.join(estimate.unpriced_types)} (a lower bound)"
+    return text
+
+
+def late_signal(guard: SignalGuard) -> Interrupted | None:
+    """A signal that arrived during teardown still makes the run count as interrupted."""
+    return Interrupted(guard.received) if guard.received is not None else None

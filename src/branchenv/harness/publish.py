@@ -1,0 +1,223 @@
+"""Publishing a run's result: the outcome of `test` / `ci` (:class:`RunOutcome`), its status
+and exit code from pytest's exit code and the JUnit counts, the Markdown summary written to the
+report dir, and the GitHub Actions step summary and outputs."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from branchenv.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, BranchenvError
+from branchenv.harness.latency import LatencyStats
+from branchenv.harness.reports import EMPTY_COUNTS, RunSummary, TestCounts, Timings
+from branchenv.harness.signals import Interrupted
+from branchenv.harness.suite import (
+    PYTEST_NO_TESTS,
+    PYTEST_OK,
+    PYTEST_TESTS_FAILED,
+    PYTEST_USAGE_ERROR,
+    ReportPaths,
+    SuiteRun,
+)
+
+if TYPE_CHECKING:
+    from branchenv.provision import StackContext
+
+
+@dataclasses.dataclass(frozen=True)
+class TeardownOutcome:
+    """What happened to the stack at the end of `ci`.
+
+    ``status``: ``destroyed`` | ``kept`` (``--keep`` after a failure) | ``skipped`` (this run
+    provisioned nothing, e.g. another run held the stack's lock) | ``failed`` (after
+    ``attempts`` tries; then ``reap_pending`` tells whether the stack was marked for the reaper
+    and ``remaining`` lists what is left).
+    """
+
+    status: str
+    attempts: int = 0
+    deleted: int = 0
+    duration_s: float = 0.0
+    reap_pending: bool = False
+    remaining: tuple[str, ...] = ()
+    error: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class RunOutcome:
+    """The result of `branchenv test` or `branchenv ci`."""
+
+    command: str
+    status: str  # passed | failed | error | interrupted
+    exit_code: int
+    stack: str
+    branch: str
+    target: str
+    engine: str
+    endpoint: str | None
+    suite: str
+    counts: TestCounts
+    timings: Timings
+    time_to_ready_s: float | None
+    latency: tuple[LatencyStats, ...]
+    teardown: TeardownOutcome | None
+    error: str | None
+    signal: str | None
+    junit: str | None
+    summary: str | None
+    stack_file: str | None
+    cost: str | None = None
+    notes: tuple[str, ...] = ()
+
+
+def teardown_error(stack: str, branch: str, outcome: TeardownOutcome) -> str:
+    what = ", ".join(outcome.remaining[:10]) or "none found by tag"
+    more = f" (+{len(outcome.remaining) - 10} more)" if len(outcome.remaining) > 10 else ""
+    marked = (
+        "marked reap-pending for `branchenv reap`"
+        if outcome.reap_pending
+        else "could not be marked reap-pending"
+    )
+    return (
+        f"teardown of stack {stack} failed after {outcome.attempts} attempt(s): {outcome.error}; "
+        f"it {marked}; remaining: {what}{more}. Run `branchenv down --branch {branch}` to retry"
+    )
+
+
+def suite_status(run: SuiteRun | None, counts: TestCounts) -> tuple[str, int, str | None]:
+    """(status, exit code, error) from pytest's exit code and the JUnit counts."""
+    if run is None or run.exit_code is None:
+        return "error", EXIT_FAILED, "the test suite did not run"
+    code = run.exit_code
+    if code == PYTEST_OK and counts.ok:
+        return "passed", EXIT_OK, None
+    if code == PYTEST_OK and counts.failed == 0 and counts.errors == 0:
+        # Everything skipped (or nothing reported): a gate that tested nothing is not green.
+        return (
+            "failed",
+            EXIT_FAILED,
+            f"no test passed ({counts.skipped} skipped): the suite tested nothing against the "
+            "stack; check why its tests skip",
+        )
+    if code == PYTEST_TESTS_FAILED or counts.failed or counts.errors:
+        return "failed", EXIT_FAILED, None
+    if code == PYTEST_NO_TESTS:
+        return "failed", EXIT_FAILED, "pytest collected no tests in the suite: check --suite"
+    if code == PYTEST_USAGE_ERROR:
+        return "error", EXIT_USAGE, "pytest rejected its arguments (see its output above)"
+    return "error", EXIT_FAILED, f"pytest exited {code} (see its output above)"
+
+
+def read_counts(paths: ReportPaths) -> TestCounts:
+    from branchenv.harness.reports import parse_junit
+
+    if not paths.junit.exists():
+        return EMPTY_COUNTS
+    try:
+        return parse_junit(paths.junit)
+    except BranchenvError:
+        return EMPTY_COUNTS
+
+
+def finish(
+    *,
+    command: str,
+    ctx: StackContext,
+    outputs: Mapping[str, Any],
+    suite: Path,
+    paths: ReportPaths,
+    run: SuiteRun | None,
+    ready_s: float | None,
+    durations: Mapping[str, float],
+    interrupted_during: str | None,
+    total_s: float,
+    teardown_outcome: TeardownOutcome | None,
+    error: BaseException | None,
+    interrupted: Interrupted | None,
+    env: Mapping[str, str],
+    cost: str | None,
+) -> RunOutcome:
+    from branchenv.harness.reports import publish_github, render_markdown
+
+    counts = read_counts(paths)
+    status, code, message = suite_status(run, counts)
+    if isinstance(error, BranchenvError):
+        status, code, message = "error", error.exit_code, str(error)
+    notes: list[str] = list(ctx.notes)
+    if interrupted is not None:
+        status, code = "interrupted", interrupted.exit_code
+        message = f"{interrupted}" + (f" during {interrupted_during}" if interrupted_during else "")
+    if teardown_outcome is not None and teardown_outcome.status == "failed":
+        text = teardown_error(ctx.names.stack, ctx.branch.name, teardown_outcome)
+        message = f"{message}; {text}" if message else text
+        if status == "passed":
+            status = "error"
+        code = code or EXIT_FAILED
+    if teardown_outcome is not None and teardown_outcome.status == "kept":
+        notes.append(
+            f"stack {ctx.names.stack} kept for debugging (--keep); its TTL still applies. "
+            f"Remove it with `branchenv down --branch {ctx.branch.name}`"
+        )
+    times = durations
+    timings = Timings(
+        provision_s=times.get("provision"),
+        ready_s=times.get("ready"),
+        test_s=times.get("test"),
+        teardown_s=times.get("teardown"),
+        total_s=total_s,
+    )
+    endpoint = outputs.get("endpoint") if isinstance(outputs.get("endpoint"), str) else None
+    latency = run.latency if run else ()
+    summary = RunSummary(
+        command=f"branchenv {command}",
+        status=status,
+        stack=ctx.names.stack,
+        branch=ctx.branch.name,
+        target=ctx.target.name,
+        endpoint=endpoint,
+        counts=counts,
+        latency=latency,
+        latency_p95_goal_ms=ctx.settings.latency_p95_ms,
+        time_to_ready_s=ready_s,
+        timings=timings,
+        cost=cost,
+        notes=tuple(notes + ([f"error: {message}"] if message else [])),
+    )
+    markdown = render_markdown(summary)
+    paths.summary.write_text(markdown, encoding="utf-8")
+    publish_github(
+        markdown,
+        {
+            "stack": ctx.names.stack,
+            "endpoint": endpoint or "",
+            "passed": counts.passed,
+            "failed": counts.failed + counts.errors,
+            "status": status,
+        },
+        env,
+    )
+    return RunOutcome(
+        command=command,
+        status=status,
+        exit_code=code,
+        stack=ctx.names.stack,
+        branch=ctx.branch.name,
+        target=ctx.target.name,
+        engine=ctx.engine.name,
+        endpoint=endpoint,
+        suite=str(suite),
+        counts=counts,
+        timings=timings,
+        time_to_ready_s=ready_s,
+        latency=latency,
+        teardown=teardown_outcome,
+        error=message,
+        signal=interrupted.signame if interrupted else None,
+        junit=str(paths.junit) if paths.junit.exists() else None,
+        summary=str(paths.summary),
+        stack_file=str(paths.stack_file) if paths.stack_file.exists() else None,
+        cost=cost,
+        notes=tuple(notes),
+    )
