@@ -448,8 +448,10 @@ class PulumiEngine:
             raise EngineError(
                 f"pulumi could not read the stack tags of {stack!r} "
                 f"(`pulumi stack tag ls --json` printed {json.dumps(tags)}): the backend's tags "
-                f"file is unreadable; check .pulumi/stacks/{program.project}/{stack}.pulumi-tags "
-                f"in {diy.redact_url(self.backend_url)} (`branchenv up` rewrites it)"
+                f"file .pulumi/stacks/{program.project}/{stack}.pulumi-tags in "
+                f"{diy.redact_url(self.backend_url)} is unreadable. Without its metadata "
+                "branchenv does not act on the stack (`ls` lists it as needing attention): "
+                "restore or repair that file"
             )
         return {str(k): str(v) for k, v in tags.items()}
 
