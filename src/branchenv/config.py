@@ -74,6 +74,12 @@ class Settings:
     max_hourly: Decimal | None = None
     max_total: Decimal | None = None
     latency_p95_ms: int = 500
+    terraform_binary: str = "terraform"
+    terraform_plugin_mirror: str | None = None
+    terraform_backend: str = "s3"
+    terraform_state_bucket: str | None = None
+    terraform_state_prefix: str = "branchenv"
+    terraform_lock_table: str | None = None
     sources: dict[str, str] = dataclasses.field(default_factory=dict)
 
     @property
@@ -294,6 +300,16 @@ def _usd(value: object) -> Decimal:
     return amount
 
 
+_S3_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+
+
+def _s3_bucket(value: object) -> str:
+    text = _nonempty_str(value)
+    if not _S3_BUCKET_RE.match(text):
+        raise _Invalid(f"{text!r} is not an S3 bucket name (3-63 lowercase letters, digits, . -)")
+    return text
+
+
 def _relative_dir(value: object) -> str:
     return _nonempty_str(value)
 
@@ -316,6 +332,13 @@ _CHECKS: dict[str, Callable[[object], Any]] = {
     "max_hourly": _optional(_usd),
     "max_total": _optional(_usd),
     "latency_p95_ms": _int_at_least(1),
+    # Read by the terraform engine (see docs/terraform.md); checked further where it runs.
+    "terraform_binary": _choice(("terraform", "tofu")),
+    "terraform_plugin_mirror": _optional(_nonempty_str),
+    "terraform_backend": _choice(("s3", "local")),
+    "terraform_state_bucket": _optional(_s3_bucket),
+    "terraform_state_prefix": _nonempty_str,
+    "terraform_lock_table": _optional(_nonempty_str),
 }
 _LIST_KEYS = frozenset({"protected_patterns", "allowed_account_ids"})
 assert set(_CHECKS) == set(SETTING_NAMES), "every setting needs a check"

@@ -2,8 +2,11 @@
 run here.
 
 ``inprocess`` runs the real program (infra/aws) on the SDK mock runtime against this session's
-local cloud. ``pulumi`` runs only when a real ``pulumi`` CLI is on PATH (it deploys the same
-program to the same local cloud); without one it is skipped, and its boundary is proven by
+local cloud. ``terraform`` runs the real terraform CLI on a small contract module
+(tests/programs/terraform/contract: the demo module's apply costs about a minute, most of it the
+aws provider's fixed waits after each SQS queue; the demo stack runs once, in the e2e `ci`
+test). ``pulumi`` runs only when a real ``pulumi`` CLI is on PATH (it deploys the same program to
+the same local cloud); without one it is skipped, and its boundary is proven by
 test_pulumi_engine_standin.py instead.
 """
 
@@ -22,12 +25,14 @@ import pytest
 
 from branchenv.config import Settings
 from branchenv.engines import get_engine
-from branchenv.engines.base import Engine
+from branchenv.engines.base import Engine, Program
 from branchenv.errors import StackNotFound
 from branchenv.metadata import StackMetadata
 from branchenv.naming import StackNames, names_for
 from branchenv.targets import Target
 from tests.conftest import inputs_for, program_at
+from tests.tfsupport import PROGRAMS as TERRAFORM_PROGRAMS
+from tests.tfsupport import find_mirror
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PROGRAM = program_at(REPO_ROOT / "infra" / "aws")
@@ -42,6 +47,8 @@ class Case:
     engine: Engine
     target: Target
     engine_name: str
+    program: Program = PROGRAM
+    """The engine's contract program: one of the kind it runs."""
 
 
 @pytest.fixture(
@@ -49,19 +56,30 @@ class Case:
         "inprocess",
         pytest.param("pulumi", marks=pytest.mark.realpulumi),
         pytest.param("pulumi-standin-s3", marks=pytest.mark.standin),
+        pytest.param("terraform", marks=pytest.mark.terraform),
     ],
 )
 def case(request: pytest.FixtureRequest, tmp_path: Path) -> Case:
     name = cast(str, request.param)
     if name == "pulumi" and shutil.which("pulumi") is None:
         pytest.skip(NO_PULUMI)
+    settings = Settings(project_dir=tmp_path)
+    program = PROGRAM
+    if name == "terraform":
+        mirror = find_mirror()
+        if shutil.which("terraform") is None or mirror is None:
+            pytest.skip("terraform CLI or provider mirror absent (see tests/tfsupport.py)")
+        settings = Settings(project_dir=tmp_path, terraform_plugin_mirror=str(mirror))
+        program = program_at(TERRAFORM_PROGRAMS / "contract")
     # Requested lazily, so a skipped engine does not start the local cloud.
     target = cast(Target, request.getfixturevalue("local_cloud"))
     if name == "pulumi-standin-s3":
         return standin_case(request, tmp_path, target)
-    settings = Settings(project_dir=tmp_path)
     return Case(
-        engine=get_engine(name, settings=settings, target=target), target=target, engine_name=name
+        engine=get_engine(name, settings=settings, target=target),
+        target=target,
+        engine_name=name,
+        program=program,
     )
 
 
@@ -109,13 +127,13 @@ def cleaned_up(case: Case, names: StackNames) -> Iterator[None]:
         yield
     finally:
         with contextlib.suppress(StackNotFound):
-            case.engine.destroy(stack=names.stack, program=PROGRAM, target=case.target)
+            case.engine.destroy(stack=names.stack, program=case.program, target=case.target)
 
 
 def up(case: Case, names: StackNames, metadata: StackMetadata) -> object:
     return case.engine.up(
         stack=names.stack,
-        program=PROGRAM,
+        program=case.program,
         target=case.target,
         metadata=metadata,
         inputs=inputs_for(metadata, {"branchenv:prefix": names.prefix}, target=case.target),
@@ -127,7 +145,7 @@ def test_up_is_idempotent_and_its_results_are_readable(case: Case, names: StackN
     with cleaned_up(case, names):
         first = case.engine.up(
             stack=names.stack,
-            program=PROGRAM,
+            program=case.program,
             target=case.target,
             metadata=metadata,
             inputs=inputs_for(metadata, {"branchenv:prefix": names.prefix}, target=case.target),
@@ -137,7 +155,7 @@ def test_up_is_idempotent_and_its_results_are_readable(case: Case, names: StackN
 
         second = case.engine.up(
             stack=names.stack,
-            program=PROGRAM,
+            program=case.program,
             target=case.target,
             metadata=metadata,
             inputs=inputs_for(metadata, {"branchenv:prefix": names.prefix}, target=case.target),
@@ -148,11 +166,11 @@ def test_up_is_idempotent_and_its_results_are_readable(case: Case, names: StackN
         assert len(urns) == len(set(urns)), "duplicate resources after a second up"
         assert set(urns) == {r.address for r in first.resources}
 
-        assert case.engine.outputs(stack=names.stack, program=PROGRAM) == first.outputs
-        listed = {s.stack: s for s in case.engine.list_stacks(program=PROGRAM)}
+        assert case.engine.outputs(stack=names.stack, program=case.program) == first.outputs
+        listed = {s.stack: s for s in case.engine.list_stacks(program=case.program)}
         assert names.stack in listed
         assert listed[names.stack].metadata == metadata
-        assert case.engine.metadata(stack=names.stack, program=PROGRAM) == metadata
+        assert case.engine.metadata(stack=names.stack, program=case.program) == metadata
 
 
 def test_destroy_removes_the_stack_and_a_second_destroy_is_not_found(
@@ -161,17 +179,17 @@ def test_destroy_removes_the_stack_and_a_second_destroy_is_not_found(
     with cleaned_up(case, names):
         up(case, names, metadata_for(case, names))
 
-        result = case.engine.destroy(stack=names.stack, program=PROGRAM, target=case.target)
+        result = case.engine.destroy(stack=names.stack, program=case.program, target=case.target)
 
         assert result.stack == names.stack
         assert result.removed is True
-        assert names.stack not in {s.stack for s in case.engine.list_stacks(program=PROGRAM)}
+        assert names.stack not in {s.stack for s in case.engine.list_stacks(program=case.program)}
         with pytest.raises(StackNotFound):
-            case.engine.destroy(stack=names.stack, program=PROGRAM, target=case.target)
+            case.engine.destroy(stack=names.stack, program=case.program, target=case.target)
 
 
 def test_a_missing_stack_is_not_found(case: Case, names: StackNames) -> None:
     with pytest.raises(StackNotFound):
-        case.engine.outputs(stack=names.stack, program=PROGRAM)
+        case.engine.outputs(stack=names.stack, program=case.program)
     with pytest.raises(StackNotFound):
-        case.engine.destroy(stack=names.stack, program=PROGRAM, target=case.target)
+        case.engine.destroy(stack=names.stack, program=case.program, target=case.target)

@@ -78,6 +78,12 @@ def test_defaults_when_no_source_sets_anything(tmp_path: Path) -> None:
         "max_hourly": None,
         "max_total": None,
         "latency_p95_ms": 500,
+        "terraform_binary": "terraform",
+        "terraform_plugin_mirror": None,
+        "terraform_backend": "s3",
+        "terraform_state_bucket": None,
+        "terraform_state_prefix": "branchenv",
+        "terraform_lock_table": None,
     }
     assert s.sources == dict.fromkeys(SETTING_NAMES, "default")
 
@@ -302,7 +308,10 @@ def _config_error(tmp_path: Path, **kwargs: object) -> ConfigError:
         ('region = "US-EAST-1"', "region", "not an AWS region"),
         ("region = 1", "region", "expected a string"),
         ('default_target = "cloud"', "default_target", "not one of: local, aws"),
-        ('engine = "terraform"', "engine", "not one of: auto, pulumi, inprocess"),
+        ('engine = "terragrunt"', "engine", "not one of: auto, pulumi, inprocess, terraform"),
+        ('terraform_binary = "terragrunt"', "terraform_binary", "not one of: terraform, tofu"),
+        ('terraform_backend = "gcs"', "terraform_backend", "not one of: s3, local"),
+        ('terraform_state_bucket = "Bad_Bucket"', "terraform_state_bucket", "S3 bucket name"),
         ('allowed_account_ids = ["1234"]', "allowed_account_ids", "12-digit"),
         ("allowed_account_ids = [123456789012]", "allowed_account_ids", "quoted strings"),
         ('allowed_account_ids = "123456789012"', "allowed_account_ids", "list of strings"),

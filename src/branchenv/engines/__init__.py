@@ -279,6 +279,26 @@ def _load_inprocess() -> type:
     return InProcessEngine
 
 
+def _load_terraform() -> type:
+    from branchenv.engines.terraform.engine import TerraformEngine
+
+    return TerraformEngine
+
+
+def _terraform_available() -> str | None:
+    if shutil.which("terraform") is None and shutil.which("tofu") is None:
+        return (
+            "neither `terraform` nor `tofu` is on PATH (install Terraform >= 1.5 or OpenTofu; "
+            'set terraform_binary = "tofu" for OpenTofu)'
+        )
+    return None
+
+
+def _terraform_shared(settings: EngineSettings) -> bool:
+    # The S3 backends (the local cloud's bucket, a team bucket) are read by every checkout.
+    return settings.terraform_backend != "local"
+
+
 register_engine(
     EngineSpec(
         name="pulumi",
@@ -299,6 +319,17 @@ register_engine(
         shared_state=False,
         program_kinds=frozenset({"pulumi"}),
         summary="a Pulumi program on the SDK's mock runtime, materialized on the local cloud",
+    )
+)
+register_engine(
+    EngineSpec(
+        name="terraform",
+        load=_load_terraform,
+        available=_terraform_available,
+        local_only=False,
+        shared_state=_terraform_shared,
+        program_kinds=frozenset({"terraform"}),
+        summary="the real terraform (or tofu) CLI running a Terraform root module",
     )
 )
 

@@ -36,6 +36,28 @@ class EngineSettings(Protocol):
     @property
     def region(self) -> str: ...
 
+    @property
+    def default_target(self) -> str: ...
+
+    # The terraform engine's settings (config.py documents each).
+    @property
+    def terraform_binary(self) -> str: ...
+
+    @property
+    def terraform_plugin_mirror(self) -> str | None: ...
+
+    @property
+    def terraform_backend(self) -> str: ...
+
+    @property
+    def terraform_state_bucket(self) -> str | None: ...
+
+    @property
+    def terraform_state_prefix(self) -> str: ...
+
+    @property
+    def terraform_lock_table(self) -> str | None: ...
+
 
 OutputSink = Callable[[str], None]
 """Receives the engine's progress output one line at a time (never secrets)."""

@@ -143,8 +143,18 @@ class StateStore(Protocol):
         """The stack's sidecar document, or None when there is none."""
         ...
 
-    def write_sidecar(self, project: str, stack: str, tags: dict[str, str]) -> None:
-        """Replace the stack's sidecar with one holding ``tags``."""
+    def write_sidecar(
+        self,
+        project: str,
+        stack: str,
+        tags: dict[str, str],
+        variables: dict[str, Any] | None = None,
+    ) -> None:
+        """Replace the stack's sidecar with one holding ``tags`` (and ``variables``)."""
+        ...
+
+    def read_lock(self, project: str, stack: str) -> dict[str, Any] | None:
+        """The lock info terraform wrote for the stack's state (ID, Who, Created...), if held."""
         ...
 
     def remove(self, project: str, stack: str) -> int:
@@ -152,13 +162,17 @@ class StateStore(Protocol):
         ...
 
 
-def sidecar_document(project: str, stack: str, tags: dict[str, str]) -> dict[str, Any]:
-    """The sidecar's JSON: the stack's metadata tags plus what wrote it."""
+def sidecar_document(
+    project: str, stack: str, tags: dict[str, str], variables: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The sidecar's JSON: the stack's metadata tags, the variables it was applied with (its
+    prefix, profile, ... never secrets: branchenv's inputs are not), and when it was written."""
     return {
         "version": SIDECAR_VERSION,
         "project": project,
         "stack": stack,
         "tags": dict(sorted(tags.items())),
+        "vars": dict(sorted((variables or {}).items())),
         "written_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
 
@@ -234,14 +248,36 @@ class S3StateStore:
         raw = self._get(self.spec.sidecar_key(project, stack))
         return None if raw is None else _json_object(raw, "sidecar")
 
-    def write_sidecar(self, project: str, stack: str, tags: dict[str, str]) -> None:
-        body = json.dumps(sidecar_document(project, stack, tags), indent=1).encode()
+    def write_sidecar(
+        self,
+        project: str,
+        stack: str,
+        tags: dict[str, str],
+        variables: dict[str, Any] | None = None,
+    ) -> None:
+        body = json.dumps(sidecar_document(project, stack, tags, variables), indent=1).encode()
         self.s3.put_object(
             Bucket=self.spec.bucket,
             Key=self.spec.sidecar_key(project, stack),
             Body=body,
             ContentType="application/json",
         )
+
+    def read_lock(self, project: str, stack: str) -> dict[str, Any] | None:
+        key = self.spec.state_key(project, stack)
+        if self.spec.lock_table:
+            item = (
+                self._clients("dynamodb")
+                .get_item(
+                    TableName=self.spec.lock_table,
+                    Key={"LockID": {"S": f"{self.spec.bucket}/{key}"}},
+                )
+                .get("Item")
+            )
+            raw = (item or {}).get("Info", {}).get("S")
+            return None if raw is None else _json_object(raw.encode(), "lock")
+        body = self._get(key + ".tflock")
+        return None if body is None else _json_object(body, "lock")
 
     def remove(self, project: str, stack: str) -> int:
         prefix = self.spec.stack_key(project, stack) + "/"
@@ -304,12 +340,22 @@ class FileStateStore:
     def read_sidecar(self, project: str, stack: str) -> dict[str, Any] | None:
         return self._read(self.spec.local_path(project, stack) / SIDECAR_FILE)
 
-    def write_sidecar(self, project: str, stack: str, tags: dict[str, str]) -> None:
+    def write_sidecar(
+        self,
+        project: str,
+        stack: str,
+        tags: dict[str, str],
+        variables: dict[str, Any] | None = None,
+    ) -> None:
         path = self.spec.local_path(project, stack) / SIDECAR_FILE
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{SIDECAR_FILE}.tmp")
-        tmp.write_text(json.dumps(sidecar_document(project, stack, tags), indent=1))
+        tmp.write_text(json.dumps(sidecar_document(project, stack, tags, variables), indent=1))
         tmp.replace(path)
+
+    def read_lock(self, project: str, stack: str) -> dict[str, Any] | None:
+        # The local backend writes its lock info beside the state, as a dot file.
+        return self._read(self.spec.local_path(project, stack) / f".{STATE_FILE}.lock.info")
 
     def remove(self, project: str, stack: str) -> int:
         path = self.spec.local_path(project, stack)

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import IO
 
 from branchenv.engines.terraform.options import TerraformOptions
-from branchenv.errors import EngineError, EngineUnavailable, StackLocked
+from branchenv.errors import EngineError, EngineUnavailable, StackLocked, TransientError
 
 OutputSink = Callable[[str], None]
 
@@ -166,7 +166,7 @@ def run(
     except RetryError as exc:
         last = exc.last_attempt.exception()
         assert isinstance(last, _Retryable)
-        raise EngineError(
+        raise TransientError(
             f"terraform {args[0]} failed {last.result.attempts} times ({last.reason}): "
             f"{_error_summary(last.result, options.secrets)}"
         ) from None

@@ -151,18 +151,30 @@ def plan_to_file(
     return doc
 
 
-def apply_saved_plan(ws: Workspace, *, on_output: OutputSink | None = None) -> None:
+def discard_plan(ws: Workspace) -> None:
+    """Remove a saved plan that will not be applied."""
+    (ws.work_dir / PLAN_FILE).unlink(missing_ok=True)
+
+
+def apply_saved_plan(ws: Workspace, *, on_output: OutputSink | None = None) -> cmd.CommandResult:
     """Apply the plan :func:`plan_to_file` saved (no second refresh, nothing re-planned)."""
     try:
-        cmd.run(ws.options, ["apply", "-auto-approve", PLAN_FILE], on_output=on_output)
+        return cmd.run(ws.options, ["apply", "-auto-approve", PLAN_FILE], on_output=on_output)
     finally:
-        (ws.work_dir / PLAN_FILE).unlink(missing_ok=True)
+        discard_plan(ws)
 
 
-def apply(ws: Workspace, *, on_output: OutputSink | None = None, refresh: bool = True) -> None:
-    """``apply -auto-approve``: one provider start, plan and apply in one go."""
+def apply(
+    ws: Workspace, *, on_output: OutputSink | None = None, refresh: bool = True
+) -> cmd.CommandResult:
+    """``apply -auto-approve``: plan and apply in one command."""
     args = ["apply", "-auto-approve"] + ([] if refresh else ["-refresh=false"])
-    cmd.run(ws.options, args, on_output=on_output)
+    return cmd.run(ws.options, args, on_output=on_output)
+
+
+def refresh_only(ws: Workspace, *, on_output: OutputSink | None = None) -> cmd.CommandResult:
+    """``apply -refresh-only``: the state follows the target; no resource changes."""
+    return cmd.run(ws.options, ["apply", "-refresh-only", "-auto-approve"], on_output=on_output)
 
 
 def destroy(ws: Workspace, *, on_output: OutputSink | None = None) -> None:

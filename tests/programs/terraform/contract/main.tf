@@ -55,3 +55,7 @@ output "token" {
   value     = sha256("${var.prefix}-token")
   sensitive = true
 }
+
+output "endpoint" {
+  value = "https://${aws_s3_bucket.data.bucket_regional_domain_name}"
+}
