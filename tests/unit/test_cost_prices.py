@@ -291,3 +291,32 @@ def test_several_products_with_different_prices_are_ambiguous_never_the_cheapest
         price_from_items([standard, other], query)
     same = item("USE1-Y-TimedStorage-ByteHrs", [("GB-Mo", "0", "Inf", "0.023")])
     assert price_from_items([standard, same], query) == Decimal("0.023")
+
+
+def _terraform_demo_types() -> list[str]:
+    """Every resource type the Terraform demo module (infra/terraform/aws) declares."""
+    from pathlib import Path
+
+    import hcl2
+
+    module = Path(__file__).resolve().parents[2] / "infra" / "terraform" / "aws"
+    found: set[str] = set()
+    for path in module.glob("*.tf"):
+        for block in hcl2.load(path.open()).get("resource", []):
+            found.update(key.strip('"') for key in block)
+    return sorted(found)
+
+
+@pytest.mark.parametrize("type_", _terraform_demo_types())
+@pytest.mark.parametrize("region", ["us-east-1", "eu-west-1"])
+def test_every_terraform_demo_type_is_priced_in_both_regions(type_: str, region: str) -> None:
+    assert TABLE.lookup(type_) is not None, f"{type_} has no price entry"
+    assert TABLE.hourly(type_, region) is not None
+
+
+def test_a_terraform_function_is_priced_by_its_memory_size() -> None:
+    small = TABLE.hourly("aws_lambda_function", "us-east-1", {"memory_size": 128})
+    large = TABLE.hourly("aws_lambda_function", "us-east-1", {"memory_size": 1024})
+    pulumi_large = TABLE.hourly("aws:lambda/function:Function", "us-east-1", {"memorySize": 1024})
+    assert small is not None and large is not None and large > small
+    assert large == pulumi_large

@@ -32,14 +32,18 @@ SCHEMA = 1
 @dataclasses.dataclass(frozen=True)
 class Scale:
     """Multiply a dimension's hourly quantity by ``outputs[output] / divisor`` (``default``
-    standing in for a missing output), e.g. a function's memory in GB."""
+    standing in for a missing output), e.g. a function's memory in GB. ``also`` names the same
+    output as other engines spell it (terraform's ``memory_size`` for Pulumi's ``memorySize``);
+    the first one present is read."""
 
     output: str
     divisor: Decimal
     default: Decimal
+    also: tuple[str, ...] = ()
 
     def factor(self, outputs: Mapping[str, Any] | None) -> Decimal:
-        raw = (outputs or {}).get(self.output)
+        found = outputs or {}
+        raw = next((found[k] for k in (self.output, *self.also) if found.get(k) is not None), None)
         try:
             value = Decimal(str(raw)) if raw is not None and not isinstance(raw, bool) else None
         except InvalidOperation:
@@ -185,6 +189,7 @@ def _dimension(data: Mapping[str, Any], where: str) -> PriceDimension:
             output=str(scale["output"]),
             divisor=_decimal(scale["divisor"], f"{where}.scale.divisor"),
             default=_decimal(scale["default"], f"{where}.scale.default"),
+            also=tuple(str(k) for k in scale.get("also", ())),
         )
         if scale
         else None,
@@ -251,6 +256,8 @@ def table_to_json(table: PriceTable) -> dict[str, Any]:
                 "divisor": plain(d.scale.divisor),
                 "default": plain(d.scale.default),
             }
+            if d.scale.also:
+                out["scale"]["also"] = list(d.scale.also)
         out["assumption"] = d.assumption
         out["prices"] = {r: plain(p) for r, p in sorted(d.prices.items())}
         if d.price_list:

@@ -577,10 +577,12 @@ class TerraformEngine:
         return summaries
 
     def metadata(self, *, stack: str, program: Program) -> StackMetadata | None:
-        """From the sidecar; None when the stack has none (or lacks the managed marker)."""
-        store = self._store(self._listing_target())
-        if store is None:
-            return None
+        """From the sidecar; None when the stack exists without one (or without the managed
+        marker); StackNotFound when the backend has nothing of it."""
+        store = self._require_store(self._listing_target(), stack, program)
+        sidecar = store.read_sidecar(program.project, stack)
+        if sidecar is None and store.read_state(program.project, stack) is None:
+            raise StackNotFound(f"no terraform stack {stack!r} of {program.project!r}")
         tags, _ = self._saved(store, program, stack)
         return metadata_or_none(tags)
 
