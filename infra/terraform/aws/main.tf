@@ -21,7 +21,6 @@ provider "aws" {}
 
 data "aws_region" "current" {}
 data "aws_caller_identity" "current" {}
-data "aws_partition" "current" {}
 
 locals {
   # Sizes per profile; must match PROFILES in infra/aws/orders_stack_spec.py (a unit test
@@ -66,11 +65,6 @@ locals {
 
   max_receive_count = 3 # orders_stack_spec.MAX_RECEIVE_COUNT
   service_timeout_s = 2 # orders_stack_spec.SERVICE_TIMEOUT_S
-
-  # The DLQ's ARN from names alone: the queue's redrive policy does not have to wait for the
-  # DLQ's CreateQueue (the provider sleeps 25 s after each), so both queues create at once.
-  # The DLQ's postcondition proves the constructed ARN is the real one.
-  dlq_arn = "arn:${data.aws_partition.current.partition}:sqs:${data.aws_region.current.name}:${data.aws_caller_identity.current.account_id}:${local.names.dlq}"
 }
 
 # --- data ------------------------------------------------------------------------------------
@@ -100,32 +94,22 @@ resource "aws_sqs_queue" "dlq" {
   name                      = local.names.dlq
   message_retention_seconds = local.profile.dlq_retention_s
   sqs_managed_sse_enabled   = true
-
-  lifecycle {
-    postcondition {
-      condition     = self.arn == local.dlq_arn
-      error_message = "The DLQ's ARN ${self.arn} differs from the one the redrive policy was built with (${local.dlq_arn})."
-    }
-  }
 }
 
+# The aws provider follows every CreateQueue, and every change of a queue attribute, with a
+# fixed 25 s wait (six equal reads five seconds apart). SQS (and the local cloud) reject a
+# RedrivePolicy naming a queue that does not exist yet, so this queue is created after the DLQ:
+# creating both at once with a DLQ ARN built from names would race the DLQ's CreateQueue, and
+# a separate aws_sqs_queue_redrive_policy costs the same 25 s again, at create and at destroy.
 resource "aws_sqs_queue" "orders" {
   name                       = local.names.queue
   message_retention_seconds  = local.profile.queue_retention_s
   visibility_timeout_seconds = local.profile.queue_visibility_timeout_s
   sqs_managed_sse_enabled    = true
-}
-
-# The redrive policy is its own resource, set once both queues exist: SQS (and the local cloud)
-# reject a RedrivePolicy naming a queue that does not exist yet, so an inline policy would race
-# the DLQ's creation now that the two are created concurrently.
-resource "aws_sqs_queue_redrive_policy" "orders" {
-  queue_url = aws_sqs_queue.orders.id
   redrive_policy = jsonencode({
-    deadLetterTargetArn = local.dlq_arn
+    deadLetterTargetArn = aws_sqs_queue.dlq.arn
     maxReceiveCount     = local.max_receive_count
   })
-  depends_on = [aws_sqs_queue.dlq]
 }
 
 resource "aws_s3_bucket" "artifacts" {
