@@ -11,8 +11,9 @@ Provider starts are the cost (each loads the aws provider's schema), so:
 - ``up`` with a plan check: one ``plan -out``, its ``show -json`` (the check reads the planned
   physical names), then ``apply`` of that saved plan (no second refresh); a plan that changes
   nothing is not applied at all. Without a check: ``apply`` alone.
-- ``destroy``: ``destroy`` alone (it plans for itself); a stack with no resources left runs no
-  terraform at all.
+- ``destroy``: ``destroy`` alone (it plans for itself), without a refresh when this engine
+  wrote the state within :data:`FRESH_STATE_S` (``ci``'s teardown); a stack with no resources
+  left runs no terraform at all.
 - A held lock is :class:`StackLocked`; a lock older than :data:`STALE_LOCK_AFTER_S` (the pulumi
   engine's rule) is force-unlocked once, then the command is tried again.
 """
@@ -63,6 +64,10 @@ if TYPE_CHECKING:
 STALE_LOCK_AFTER_S = 7200.0
 """A state lock older than this (two hours, the pulumi engine's ``lock_stale_after_s``) was left
 by a run that died; it is force-unlocked once. A younger one is a run in progress."""
+
+FRESH_STATE_S = 3600.0
+"""A state this engine wrote less than this ago is "just written": destroy trusts it and skips
+the refresh (reading every resource first costs about as much as deleting them)."""
 
 SUPPORTED_STATE_VERSION = 4
 _APPLY_SUMMARY = re.compile(r"Resources: (\d+) added, (\d+) changed, (\d+) destroyed")
@@ -279,6 +284,16 @@ class TerraformEngine:
         variables = sidecar.get("vars") if isinstance(sidecar.get("vars"), dict) else {}
         return dict(tags or {}), dict(variables or {})
 
+    def _written_recently(self, sidecar: Mapping[str, Any] | None) -> bool:
+        written = (sidecar or {}).get("written_at")
+        try:
+            moment = dt.datetime.fromisoformat(str(written))
+        except ValueError:
+            return False
+        if moment.tzinfo is None:
+            return False
+        return (self._now() - moment).total_seconds() < FRESH_STATE_S
+
     # -- locks -----------------------------------------------------------------------------------
 
     @contextmanager
@@ -450,9 +465,11 @@ class TerraformEngine:
                 variables=variables,
             )
 
+            fresh = self._written_recently(sidecar)
+
             def run() -> None:
                 workspace.init(ws, on_output=on_output)
-                workspace.destroy(ws, on_output=on_output)
+                workspace.destroy(ws, on_output=on_output, refresh=not fresh)
 
             try:
                 self._locked_run(ws, store, run)

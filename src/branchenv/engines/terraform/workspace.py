@@ -177,9 +177,11 @@ def refresh_only(ws: Workspace, *, on_output: OutputSink | None = None) -> cmd.C
     return cmd.run(ws.options, ["apply", "-refresh-only", "-auto-approve"], on_output=on_output)
 
 
-def destroy(ws: Workspace, *, on_output: OutputSink | None = None) -> None:
-    """``destroy -auto-approve`` (destroy plans for itself: no separate plan run)."""
-    cmd.run(ws.options, ["destroy", "-auto-approve"], on_output=on_output)
+def destroy(ws: Workspace, *, on_output: OutputSink | None = None, refresh: bool = True) -> None:
+    """``destroy -auto-approve`` (destroy plans for itself: no separate plan run);
+    ``refresh=False`` deletes by the state's ids without reading every resource first."""
+    args = ["destroy", "-auto-approve"] + ([] if refresh else ["-refresh=false"])
+    cmd.run(ws.options, args, on_output=on_output)
 
 
 def plan_exit_code(ws: Workspace, *, on_output: OutputSink | None = None) -> int:
