@@ -98,6 +98,8 @@ class StackRow:
     """Resources the engine knows are gone from the target (None: not known)."""
     attention: str | None = None
     """Why the stack needs a person (its state cannot be read): listed, never acted on."""
+    backend: str | None = None
+    """Where the engine keeps the stack's state, when it says (``StackSummary.backend``)."""
 
 
 def choose_engine(
@@ -442,6 +444,7 @@ def list_stacks(
                     cost_so_far=cost.so_far if priced else None,
                     cost_unpriced=cost.unpriced_types,
                     missing=summary.missing,
+                    backend=summary.backend,
                 )
             )
     rows.sort(key=lambda r: r.created_at or dt.datetime.min.replace(tzinfo=dt.UTC), reverse=True)
@@ -465,6 +468,7 @@ def _attention_row(summary: StackSummary, engine: str) -> StackRow:
         resource_count=None,
         reap_pending=False,
         attention=summary.attention,
+        backend=summary.backend,
     )
 
 

@@ -247,7 +247,8 @@ def test_the_local_file_backend_is_one_persons_and_says_so(
         assert result.outputs == {"marker": stack}
         assert (root / "terraform.tfstate").is_file() and (root / "branchenv.json").is_file()
         assert [s.stack for s in engine.list_stacks(program=program)] == [stack]
-        assert "one person's use" in engine._backend(local_cloud).describe()
+        [listed] = engine.list_stacks(program=program)
+        assert listed.backend is not None and "one person's use" in listed.backend
     finally:
         with contextlib.suppress(StackNotFound):
             engine.destroy(stack=stack, program=program, target=local_cloud)

@@ -168,7 +168,7 @@ def ls(
                     ("expired " if r.expired else "") + dur(r.expires_in_s),
                     _resources(r.resource_count, r.missing),
                     _money(r.cost_so_far, r.cost_unpriced),
-                    r.engine,
+                    f"{r.engine} ({r.backend})" if r.backend else r.engine,
                     r.target,
                 )
                 for r in rows

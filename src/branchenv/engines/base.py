@@ -207,7 +207,8 @@ class StackSummary:
     ``metadata`` is None for unmanaged stacks. ``missing`` counts resources known to be gone
     from the target. ``attention`` says why the stack needs a person (unreadable or newer
     state, unreadable metadata): such a stack is listed, never hidden, never reaped, and its
-    resources are never swept as orphans.
+    resources are never swept as orphans. ``backend`` names where the engine keeps the stack's
+    state when that matters to a reader (``ls`` shows it: a one-person file backend says so).
     """
 
     stack: str
@@ -217,6 +218,7 @@ class StackSummary:
     tags: dict[str, str] = dataclasses.field(default_factory=dict)
     missing: int | None = None
     attention: str | None = None
+    backend: str | None = None
 
 
 class Engine(Protocol):

@@ -589,6 +589,7 @@ class TerraformEngine:
                     last_update=sidecar.get("written_at") if sidecar else None,
                     tags={str(k): str(v) for k, v in (tags or {}).items()},
                     attention=attention,
+                    backend=store.spec.describe(),
                 )
             )
         return summaries
