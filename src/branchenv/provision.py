@@ -21,7 +21,14 @@ if TYPE_CHECKING:
     from branchenv.config import Settings
     from branchenv.cost.estimate import StackCost
     from branchenv.cost.prices import PriceTable
-    from branchenv.engines.base import Engine, OutputSink, Program, ProgramInputs, StackSummary
+    from branchenv.engines.base import (
+        Engine,
+        OutputSink,
+        PlannedStep,
+        Program,
+        ProgramInputs,
+        StackSummary,
+    )
     from branchenv.gitinfo import BranchInfo
     from branchenv.harness.teardown import RetryPolicy
     from branchenv.metadata import StackMetadata
@@ -56,6 +63,20 @@ class UpOutcome:
     resource_count: int
     metadata: StackMetadata
     duration_s: float
+    notes: tuple[str, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class PreviewOutcome:
+    """What `up` would do to the branch's stack: counts per change kind and, per resource,
+    its change and the properties that change (``pulumi preview --diff``)."""
+
+    stack: str
+    branch: str
+    target: str
+    engine: str
+    changes: dict[str, int]
+    steps: tuple[PlannedStep, ...]
     notes: tuple[str, ...]
 
 
@@ -314,6 +335,37 @@ def up(
         resource_count=len(result.resources),
         metadata=metadata,
         duration_s=result.duration_s,
+        notes=ctx.notes,
+    )
+
+
+def preview(
+    ctx: StackContext,
+    *,
+    ttl: str | None = None,
+    profile: str = "ephemeral",
+    on_output: OutputSink | None = None,
+) -> PreviewOutcome:
+    """What `up` would change on the branch's stack, changing nothing (same rails first)."""
+    check_profile(profile)
+    existing = check_may_manage(ctx)
+    metadata = build_metadata(ctx, ttl=ttl, existing=existing)
+    inputs = program_inputs(ctx, profile=profile, metadata=metadata)
+    result = ctx.engine.preview(
+        stack=ctx.names.stack,
+        program=ctx.program,
+        target=ctx.target,
+        metadata=metadata,
+        inputs=inputs,
+        on_output=on_output,
+    )
+    return PreviewOutcome(
+        stack=result.stack,
+        branch=ctx.branch.name,
+        target=ctx.target.name,
+        engine=ctx.engine.name,
+        changes=dict(result.changes),
+        steps=tuple(result.steps),
         notes=ctx.notes,
     )
 

@@ -215,3 +215,34 @@ def test_down_continues_past_a_resource_it_cannot_delete(project: UserProject) -
         ddb.update_table(TableName=out["outputs"]["table"], DeletionProtectionEnabled=False)
         project.run("down", "--branch", b)
     assert f"{prefix}-orders" not in ddb.list_tables()["TableNames"]
+
+
+def test_preview_shows_each_change_with_its_properties_and_changes_nothing(
+    project: UserProject,
+) -> None:
+    b = branch()
+    prefix = names_for(b).prefix
+    fresh = project.json("preview", "--branch", b)
+    assert {s["name"]: s["op"] for s in fresh["steps"]} == {"data": "create", "jobs": "create"}
+    data = next(s for s in fresh["steps"] if s["name"] == "data")
+    assert data["physical_name"] == f"{prefix}-data" and data["name_property"] == "bucket"
+    assert buckets(project.target(), prefix) == set()  # a preview creates nothing
+    try:
+        project.ok("up", "--branch", b)
+        project.write_program(
+            (project.root / "__main__.py")
+            .read_text()
+            .replace('aws.sqs.Queue("jobs")', 'aws.sqs.Queue("jobs", delay_seconds=5)')
+            .replace('-data"', '-data-v2"')
+        )
+        plan = project.json("up", "--branch", b, "--preview-only")
+        steps = {s["name"]: s for s in plan["steps"]}
+        assert steps["jobs"]["op"] == "update" and steps["jobs"]["diff"] == ["delaySeconds"]
+        assert steps["data"]["op"] == "replace" and steps["data"]["diff"] == ["bucket"]
+        assert plan["changes"]["update"] == 1 and plan["changes"]["replace"] == 1
+        human = project.ok("preview", "--branch", b).stdout
+        assert "delaySeconds" in human and "replace" in human and "1 to update" in human
+        # Nothing changed: the old bucket is still the one there.
+        assert buckets(project.target(), prefix) == {f"{prefix}-data"}
+    finally:
+        project.run("down", "--branch", b)

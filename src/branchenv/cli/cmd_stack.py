@@ -64,6 +64,11 @@ def up(
     engine: str | None = EngineOpt,
     ttl: str | None = typer.Option(None, "--ttl", help="Time to live: 90m, 24h, 7d, ..."),
     profile: str = typer.Option("ephemeral", "--profile", help="ephemeral | prodlike"),
+    preview_only: bool = typer.Option(
+        False,
+        "--preview-only",
+        help="Show what would change (as `branchenv preview`); change nothing.",
+    ),
     as_json: bool = JsonOpt,
 ) -> None:
     """Create or update this branch's stack (idempotent) and print its outputs."""
@@ -72,6 +77,9 @@ def up(
 
     if ttl is not None:
         parse_ttl(ttl)  # bad input fails before anything starts
+    if preview_only:
+        _preview(branch, target, engine, ttl=ttl, profile=profile, as_json=as_json)
+        return
     ctx = _context(branch, target, engine)
     _notes(ctx.notes)
     title = f"up {ctx.names.stack} ({ctx.engine.name} engine, target {ctx.target.name})"
@@ -89,6 +97,61 @@ def up(
             f"[{outcome.duration_s:.1f} s]"
         )
         _outputs_table(outcome.outputs)
+
+    render.emit(outcome, as_json=as_json, human=human)
+
+
+_SIGNS = {"create": "+", "update": "~", "replace": "+-", "delete": "-", "same": " ", "read": ">"}
+
+
+@app.command("preview")
+def preview(
+    branch: str | None = BranchOpt,
+    target: str | None = TargetOpt,
+    engine: str | None = EngineOpt,
+    ttl: str | None = typer.Option(None, "--ttl", help="Time to live: 90m, 24h, 7d, ..."),
+    profile: str = typer.Option("ephemeral", "--profile", help="ephemeral | prodlike"),
+    show_same: bool = typer.Option(False, "--show-same", help="Also list unchanged resources."),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Show what `up` would change, per resource with the changed properties; change nothing."""
+    if ttl is not None:
+        from branchenv.metadata import parse_ttl
+
+        parse_ttl(ttl)
+    _preview(branch, target, engine, ttl=ttl, profile=profile, as_json=as_json, same=show_same)
+
+
+def _preview(
+    branch: str | None,
+    target: str | None,
+    engine: str | None,
+    *,
+    ttl: str | None,
+    profile: str,
+    as_json: bool,
+    same: bool = False,
+) -> None:
+    from branchenv import provision
+    from branchenv.engines.base import CHANGE_KINDS
+
+    ctx = _context(branch, target, engine)
+    _notes(ctx.notes)
+    title = f"preview {ctx.names.stack} ({ctx.engine.name} engine, target {ctx.target.name})"
+    with progress(title, quiet=False) as sink:
+        outcome = provision.preview(ctx, ttl=ttl, profile=profile, on_output=sink)
+
+    def human() -> None:
+        shown = [s for s in outcome.steps if same or s.op != "same"]
+        render.table(
+            f"stack {outcome.stack}: what `up` would do",
+            ["", "change", "type", "name", "changed properties"],
+            [(_SIGNS.get(s.op, "?"), s.op, s.type, s.name, ", ".join(s.diff)) for s in shown],
+        )
+        typer.echo(
+            ", ".join(f"{outcome.changes.get(k, 0)} to {k}" for k in CHANGE_KINDS if k != "same")
+            + f", {outcome.changes.get('same', 0)} unchanged (nothing was changed)"
+        )
 
     render.emit(outcome, as_json=as_json, human=human)
 
