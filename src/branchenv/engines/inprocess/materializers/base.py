@@ -89,6 +89,8 @@ class Materializer:
     """Input properties this materializer acts on (besides the name and the tags)."""
     secret_properties: ClassVar[frozenset[str]] = frozenset()
     """Inputs the provider schema marks sensitive: never in the state, never in a log line."""
+    recovered_by: ClassVar[str] = "its name"
+    """How an interrupted create of this type is found again (for the coverage table)."""
 
     def prepare(self, inputs: dict[str, Any]) -> dict[str, Any]:
         """The inputs of a create with whatever identifies the physical resource chosen now

@@ -128,6 +128,7 @@ class IAMRolePolicy(Materializer):
     """aws.iam.RolePolicy: an inline policy on a role; id is ``role:policy``."""
 
     type_token = "aws:iam/rolePolicy:RolePolicy"
+    recovered_by = "its role and name"
     taggable = False
     unique_name = False  # unique per role only
     replace_on_change = frozenset({"role", "name", "namePrefix"})
@@ -456,6 +457,7 @@ class LambdaPermission(Materializer):
     forces a replacement, as in the provider: a statement cannot be edited)."""
 
     type_token = "aws:lambda/permission:Permission"
+    recovered_by = "its function and statement id"
     name_property = "statementId"
     name_max_len = 100
     taggable = False
@@ -550,6 +552,7 @@ class HttpApi(Materializer):
     """aws.apigatewayv2.Api: an HTTP (or WebSocket) API, its name, description and tags."""
 
     type_token = "aws:apigatewayv2/api:Api"
+    recovered_by = "the stack's identity tags and its name"
     name_max_len = 128
     unique_name = False  # API names need not be unique; the cloud assigns the id
     replace_on_change = frozenset({"protocolType"})
@@ -701,6 +704,7 @@ class HttpApiIntegration(_ApiChild):
     URI, method, payload format version, timeout."""
 
     type_token = "aws:apigatewayv2/integration:Integration"
+    recovered_by = "its API (tagged for the stack) and its URI"
     kind = "integration"
     replace_on_change = frozenset({"apiId", "integrationType"})
     honours = frozenset(
@@ -761,6 +765,7 @@ class HttpApiRoute(_ApiChild):
     """aws.apigatewayv2.Route: a route key (``METHOD /path``) and its target integration."""
 
     type_token = "aws:apigatewayv2/route:Route"
+    recovered_by = "its API and route key"
     kind = "route"
     replace_on_change = frozenset({"apiId"})
     honours = frozenset({"apiId", "routeKey", "target"})
@@ -784,6 +789,7 @@ class HttpApiStage(_ApiChild):
     """aws.apigatewayv2.Stage: a deployment stage (``$default`` with auto-deploy) and tags."""
 
     type_token = "aws:apigatewayv2/stage:Stage"
+    recovered_by = "its API and name"
     kind = "stage"
     name_property = "name"
     taggable = True

@@ -387,6 +387,7 @@ class _BucketSetting(Materializer):
     name_property = None
     taggable = False
     replace_on_change = frozenset({"bucket", "expectedBucketOwner"})
+    recovered_by = "nothing to find: a setting of its bucket, put again or removed with it"
     _missing: tuple[str, ...] = _S3_MISSING
 
     def put(self, s3: Any, bucket: str, inputs: dict[str, Any]) -> None:

@@ -125,6 +125,7 @@ class SNSTopicSubscription(Materializer):
     filter policy, raw delivery, redrive and delivery policies."""
 
     type_token = "aws:sns/topicSubscription:TopicSubscription"
+    recovered_by = "its topic, protocol and endpoint"
     name_property = None
     taggable = False
     replace_on_change = frozenset(
@@ -298,6 +299,7 @@ class EventTarget(Materializer):
     input path and role."""
 
     type_token = "aws:cloudwatch/eventTarget:EventTarget"
+    recovered_by = "its rule and target id"
     name_property = "targetId"
     taggable = False
     unique_name = False  # unique per rule only

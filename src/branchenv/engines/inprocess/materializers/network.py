@@ -22,6 +22,7 @@ from branchenv.engines.inprocess.materializers.base import (
     require,
     tag_changes,
 )
+from branchenv.errors import EngineError
 from branchenv.metadata import KEY_STACK
 
 
@@ -84,10 +85,9 @@ class Vpc(Materializer):
     """aws.ec2.Vpc: the CIDR block, DNS support and hostnames, tenancy and tags."""
 
     type_token = "aws:ec2/vpc:Vpc"
+    recovered_by = "the stack's identity tags and its CIDR block"
     name_property = None
-    replace_on_change = frozenset(
-        {"cidrBlock", "ipv4IpamPoolId", "ipv4NetmaskLength", "instanceTenancy"}
-    )
+    replace_on_change = frozenset({"cidrBlock", "ipv4IpamPoolId", "ipv4NetmaskLength"})
     honours = frozenset({"cidrBlock", "enableDnsSupport", "enableDnsHostnames", "instanceTenancy"})
     _missing = "InvalidVpcID.NotFound"
 
@@ -125,6 +125,13 @@ class Vpc(Materializer):
         tags: dict[str, str],
         changed: frozenset[str],
     ) -> Applied:
+        if "instanceTenancy" in changed:
+            # The provider changes it in place (ModifyVpcTenancy, to `default` only); the local
+            # cloud has no such call, and a silent no-op would leave the VPC unlike the program.
+            raise EngineError(
+                "changing a VPC's instanceTenancy in place is not supported by the inprocess "
+                "engine; recreate the VPC (change its logical name) or use `--engine pulumi`"
+            )
         self._dns(ctx, prior.id, inputs, changed & {"enableDnsSupport", "enableDnsHostnames"})
         if "tags" in changed:
             _sync_tags(ctx, prior.id, prior.tags, tags)
@@ -186,6 +193,7 @@ class Subnet(Materializer):
     """aws.ec2.Subnet: its VPC, CIDR block, availability zone, public-IP-on-launch and tags."""
 
     type_token = "aws:ec2/subnet:Subnet"
+    recovered_by = "the stack's identity tags, its VPC and CIDR block"
     name_property = None
     replace_on_change = frozenset(
         {"vpcId", "cidrBlock", "availabilityZone", "availabilityZoneId", "outpostArn", "ipv6Native"}
@@ -318,6 +326,7 @@ class SecurityGroup(Materializer):
     allow-all egress is removed, as the provider does) and tags."""
 
     type_token = "aws:ec2/securityGroup:SecurityGroup"
+    recovered_by = "its name and VPC"
     name_max_len = 255
     unique_name = False  # unique per VPC only
     replace_on_change = frozenset({"name", "namePrefix", "description", "vpcId"})

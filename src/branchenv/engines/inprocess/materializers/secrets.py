@@ -221,6 +221,7 @@ class SecretsManagerSecretVersion(Materializer):
     create is always found again."""
 
     type_token = "aws:secretsmanager/secretVersion:SecretVersion"
+    recovered_by = "the client token chosen before the call (its version id)"
     name_property = None
     taggable = False
     unique_name = False
