@@ -80,6 +80,9 @@ class Settings:
     terraform_state_bucket: str | None = None
     terraform_state_prefix: str = "branchenv"
     terraform_lock_table: str | None = None
+    suite: str | None = None
+    """The integration suite `test` and `ci` run (relative to the project); None:
+    ``<program>/tests``."""
     sources: dict[str, str] = dataclasses.field(default_factory=dict)
 
     @property
@@ -339,6 +342,7 @@ _CHECKS: dict[str, Callable[[object], Any]] = {
     "terraform_state_bucket": _optional(_s3_bucket),
     "terraform_state_prefix": _nonempty_str,
     "terraform_lock_table": _optional(_nonempty_str),
+    "suite": _optional(_relative_dir),
 }
 _LIST_KEYS = frozenset({"protected_patterns", "allowed_account_ids"})
 assert set(_CHECKS) == set(SETTING_NAMES), "every setting needs a check"

@@ -84,6 +84,7 @@ def test_defaults_when_no_source_sets_anything(tmp_path: Path) -> None:
         "terraform_state_bucket": None,
         "terraform_state_prefix": "branchenv",
         "terraform_lock_table": None,
+        "suite": None,
     }
     assert s.sources == dict.fromkeys(SETTING_NAMES, "default")
 

@@ -34,7 +34,16 @@ DEFAULT_READY_TIMEOUT_S = 60.0
 
 
 def resolve_suite(settings: Settings, suite: str | os.PathLike[str] | None) -> Path:
-    """The suite to run: ``suite`` (relative to the current directory) or ``<program>/tests``."""
+    """The suite to run: ``suite`` (relative to the current directory), else the ``suite``
+    setting (relative to the project), else ``<program>/tests``."""
+    if suite is None and settings.suite is not None:
+        path = (settings.project_dir / settings.suite).resolve()
+        if not path.exists():
+            raise UsageError(
+                f"no test suite at {path} (the `suite` setting, from "
+                f"{settings.sources.get('suite', 'settings')}): fix `suite` or pass `--suite PATH`"
+            )
+        return path
     if suite is None:
         from branchenv.programs import default_program
 
