@@ -130,21 +130,24 @@ def test_the_endpoint_meets_its_latency_objective(request: pytest.FixtureRequest
     assert stats.p95_ms <= slo.latency_p95_ms, stats
 
 
-def test_a_dependency_outage_is_survived(request: pytest.FixtureRequest) -> None:
-    # Fault injection (local target only): put a proxy between the stack's function (its
-    # `function_name` output) and one dependency, then take the dependency down.
-    outputs = request.getfixturevalue("branchenv_outputs")
-    if "function_name" not in outputs:
-        pytest.skip("the stack exports no `function_name` output to inject faults into")
+FAULT_PATH: str | None = None
+"""A path of your service that reads the dependency below (e.g. "/orders/1"); set it to run
+the fault test."""
+FAULT_DEPENDENCY = "dynamodb"
+
+
+def test_a_dependency_outage_fails_cleanly(request: pytest.FixtureRequest) -> None:
+    # Fault injection (local target only): a proxy between the stack's function (its
+    # `function_name` output) and one dependency, which then goes down.
+    if FAULT_PATH is None:
+        pytest.skip("set FAULT_PATH to a path that reads the dependency to run this test")
     _endpoint(request)
     from branchenv.harness.faults import FaultMode
 
-    make = request.getfixturevalue("branchenv_fault_proxy")
-    proxy = make("dynamodb")
+    proxy = request.getfixturevalue("branchenv_fault_proxy")(FAULT_DEPENDENCY)
     proxy.set_mode(FaultMode.DOWN)
-    # Your service should fail cleanly (a 5xx answer within the client's timeout, not a hang);
-    # adapt the path and the expected answer to your service's contract.
-    response = request.getfixturevalue("branchenv_http").get("/")
+    # A clean failure: an error answer within the client's timeout, never a hang.
+    response = request.getfixturevalue("branchenv_http").get(FAULT_PATH)
     assert response.status_code >= 500, response.text
 '''
 
