@@ -9,7 +9,14 @@ import multiprocessing
 import threading
 from pathlib import Path
 
-from branchenv.engines.inprocess.state import ResourceEntry, StackState, StateStore
+import pytest
+
+from branchenv.engines.inprocess.state import (
+    ResourceEntry,
+    StackState,
+    StateStore,
+    StateUnreadable,
+)
 
 
 def _state(n: int) -> StackState:
@@ -84,3 +91,49 @@ def test_processes_write_one_state_safely(tmp_path: Path) -> None:
     data = json.loads((tmp_path / "p" / "s.json").read_text())
     assert len(data["resources"]) in (1, 2, 3)
     assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_unknown_keys_are_kept_at_every_level(tmp_path: Path) -> None:
+    store = StateStore(tmp_path)
+    store.save(_state(1))
+    path = tmp_path / "p" / "s.json"
+    data = json.loads(path.read_text())
+    data["from_the_future"] = {"a": 1}
+    data["resources"][0]["also_new"] = [1]
+    data["pending"] = [{"op": "creating", "urn": "u", "type": "t", "inputs": {}, "new": True}]
+    path.write_text(json.dumps(data))
+    state = store.load("p", "s")
+    assert state is not None
+    store.save(state)
+    again = json.loads(path.read_text())
+    assert again["from_the_future"] == {"a": 1}
+    assert again["resources"][0]["also_new"] == [1]
+    assert again["pending"][0]["new"] is True
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ('{"project": "p", "stack": "s", "resources": [', "not valid JSON"),
+        ("[1, 2]", "not an object"),
+        ('{"version": 99, "project": "p", "stack": "s"}', "newer branchenv"),
+        ('{"project": "p", "stack": "s", "resources": [{"urn": "u"}]}', "no 'type'"),
+        ("\xff\xfe", "not"),
+    ],
+)
+def test_an_unreadable_state_needs_attention_and_is_never_skipped(
+    tmp_path: Path, text: str, reason: str
+) -> None:
+    store = StateStore(tmp_path)
+    store.save(_state(1))  # a good state first, so a last good copy exists
+    store.save(_state(2))
+    path = tmp_path / "p" / "s.json"
+    path.write_bytes(text.encode("latin-1"))
+    with pytest.raises(StateUnreadable) as err:
+        store.load("p", "s")
+    message = str(err.value)
+    assert reason in message and str(path) in message and "\n" not in message
+    assert f"cp {path}.bak {path}" in message  # the fix, with the last good copy
+    [scanned] = store.scan("p")
+    assert scanned.stack == "s" and scanned.state is None and scanned.problem is not None
+    assert json.loads((tmp_path / "p" / "s.json.bak").read_text())["resources"]
