@@ -232,3 +232,15 @@ def test_a_format_1_state_is_read_and_upgraded_without_churn(stack: Stack) -> No
     again = stack.up()
     assert again.changes["same"] == 1 and again.changes["create"] == 0
     assert json.loads(path.read_text())["version"] == 2
+
+
+def test_a_program_that_raises_is_one_line_naming_where_and_creates_nothing(
+    stack: Stack,
+) -> None:
+    stack.write('aws.s3.Bucket("never")\nratio = 1 / 0\n')
+    with pytest.raises(EngineError) as err:
+        stack.up()
+    message = str(err.value)
+    assert "ZeroDivisionError" in message and "__main__.py:" in message
+    assert "\n" not in message
+    assert not stack.state_path().exists()  # failed in the preview pass: nothing made

@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from branchenv.errors import EngineError
+from branchenv.errors import BranchenvError, EngineError, one_line
 
 _RUN_LOCK = threading.Lock()
 
@@ -188,12 +188,32 @@ def _run_in_thread(
         )
     except pulumi.RunError as exc:
         raise EngineError(f"the program failed: {exc}") from exc
+    except BranchenvError:
+        raise
+    except Exception as exc:
+        # A bug in the program itself (a NameError, a failed apply): one line, where it is.
+        raise EngineError(
+            f"the program failed{_where(exc, program_dir)}: {one_line(exc, limit=300)}; fix the "
+            "program and re-run"
+        ) from exc
     finally:
         sys.path[:] = saved_path
         _forget_program_modules(program_dir, saved_modules)
         psettings.ROOT.set(None)
         loop.close()
         asyncio.set_event_loop(None)
+
+
+def _where(exc: BaseException, program_dir: Path) -> str:
+    """`` at file:line`` of the innermost traceback frame inside the program's directory."""
+    import traceback
+
+    root = str(program_dir.resolve())
+    found = ""
+    for frame in traceback.extract_tb(exc.__traceback__):
+        if frame.filename.startswith(root):
+            found = f" at {Path(frame.filename).name}:{frame.lineno}"
+    return found
 
 
 def _forget_program_modules(program_dir: Path, before: set[str]) -> None:
