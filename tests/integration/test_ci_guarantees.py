@@ -170,36 +170,65 @@ def test_the_default_suite_is_beside_the_program_pulumi_yaml_runs(tmp_path: Path
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_signal_raises_interrupted_with_shell_exit_code(signum: int) -> None:
     before = signal.getsignal(signum)
-    with pytest.raises(Interrupted) as info, SignalGuard():
-        assert signal.getsignal(signum) != before  # the guard's own handler is in place
+    waited: list[str] = []
+
+    def readiness() -> None:
         os.kill(os.getpid(), signum)
-        signal.sigtimedwait([], 0)  # let the handler run
+        with contextlib.suppress(Interrupted):
+            guard.sleep(30)  # ends at once when the run is stopped
+            waited.append("slept through the stop")
+
+    with pytest.raises(Interrupted) as info, SignalGuard() as guard:
+        assert signal.getsignal(signum) != before  # the guard's own handler is in place
+        guard.cancel(readiness)
         pytest.fail("the signal did not interrupt")
     assert info.value.exit_code == 128 + signum
     assert signal.getsignal(signum) == before  # the previous handler is restored on exit
+    assert guard.cancelled.is_set() and waited == []
 
 
-def test_deferred_signal_is_raised_after_the_block() -> None:
+def test_a_signal_during_a_finishing_step_is_raised_after_it() -> None:
     done = []
+
+    def step() -> str:
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.2)
+        done.append("finished the step")
+        return "created"
+
     with pytest.raises(Interrupted), SignalGuard() as guard:
-        with guard.deferred():
-            os.kill(os.getpid(), signal.SIGTERM)
-            done.append("finished the step")
-        pytest.fail("not raised after the deferred block")
+        assert guard.finish(step) == "created"
+        assert guard.received == signal.SIGTERM
+        guard.checkpoint()
+        pytest.fail("not raised after the step")
     assert done == ["finished the step"]
+    with SignalGuard() as fresh:
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.01)
+        with pytest.raises(Interrupted):
+            fresh.finish(lambda: pytest.fail("a step started after the signal"))
 
 
 def test_shielded_guard_only_records_and_forwards_to_the_child() -> None:
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    said: list[str] = []
+
+    def teardown() -> str:
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.2)
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.2)
+        return "destroyed"
+
     try:
-        with SignalGuard() as guard:
-            guard.child = child
-            guard.shield()
-            os.kill(os.getpid(), signal.SIGTERM)
-            os.kill(os.getpid(), signal.SIGINT)
+        with SignalGuard(on_signal=said.append) as guard:
+            guard.start_child(lambda: child)
+            assert guard.shielded(teardown) == "destroyed"
             assert guard.received == signal.SIGTERM
+            assert guard.deliveries == (signal.SIGTERM, signal.SIGINT)
         assert child.wait(timeout=10) == -signal.SIGTERM  # forwarded
         assert guard.forwarded_to == child.pid
+        assert sum("teardown in progress" in line for line in said) == 2  # every delivery
     finally:
         child.kill()
         child.wait()
@@ -222,16 +251,42 @@ def test_signals_reach_the_whole_test_process_group(tmp_path: Path) -> None:
                 break
             time.sleep(0.05)
         grandchild = int(marker.read_text())
-        with SignalGuard() as guard:
-            guard.child = child
-            guard.shield()
+
+        def tests() -> int:
+            guard.start_child(lambda: child)
             os.kill(os.getpid(), signal.SIGTERM)
-        assert child.wait(timeout=10) == -signal.SIGTERM
+            code = child.wait(timeout=10)
+            guard.child_done()
+            return code
+
+        with SignalGuard() as guard:
+            assert guard.run_child(tests) == -signal.SIGTERM
         for _ in range(200):  # the grandchild got it too (it is not our child: poll /proc)
             if not Path(f"/proc/{grandchild}").exists() or "Z" in _proc_state(grandchild):
                 break
             time.sleep(0.05)
         assert not Path(f"/proc/{grandchild}").exists() or "Z" in _proc_state(grandchild)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(child.pid, signal.SIGKILL)
+        child.wait()
+
+
+def test_a_child_that_ignores_the_signal_is_killed_after_its_grace() -> None:
+    script = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)"
+    child = subprocess.Popen([sys.executable, "-c", script, "x"], process_group=0)
+    time.sleep(0.3)  # its handler is in place
+
+    def tests() -> int:
+        guard.start_child(lambda: child)
+        os.kill(os.getpid(), signal.SIGTERM)
+        code = child.wait(timeout=20)
+        guard.child_done()
+        return code
+
+    try:
+        with SignalGuard(child_grace_s=0.5) as guard:
+            assert guard.run_child(tests) == -signal.SIGKILL
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(child.pid, signal.SIGKILL)

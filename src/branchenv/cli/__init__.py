@@ -16,6 +16,7 @@ import typer
 
 from branchenv import __version__
 from branchenv.errors import BranchenvError
+from branchenv.harness.signals import Interrupted
 
 
 def _version_callback(value: bool) -> None:
@@ -61,6 +62,9 @@ def main(argv: list[str] | None = None) -> None:
         result = app(args=argv, standalone_mode=False)
     except BranchenvError as exc:
         typer.echo(f"branchenv: error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except Interrupted as exc:  # stopped by SIGINT/SIGTERM before it acted
+        typer.echo(f"branchenv: {exc}", err=True)
         sys.exit(exc.exit_code)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)

@@ -71,8 +71,13 @@ def up(
     ),
     as_json: bool = JsonOpt,
 ) -> None:
-    """Create or update this branch's stack (idempotent) and print its outputs."""
+    """Create or update this branch's stack (idempotent) and print its outputs.
+
+    On SIGINT/SIGTERM it finishes first (the state then records every resource), then exits
+    130/143.
+    """
     from branchenv import provision
+    from branchenv.harness.signals import SignalGuard
     from branchenv.metadata import format_duration, parse_ttl
 
     if ttl is not None:
@@ -80,11 +85,20 @@ def up(
     if preview_only:
         _preview(branch, target, engine, ttl=ttl, profile=profile, as_json=as_json)
         return
-    ctx = _context(branch, target, engine)
-    _notes(ctx.notes)
-    title = f"up {ctx.names.stack} ({ctx.engine.name} engine, target {ctx.target.name})"
-    with progress(title, quiet=False) as sink:
-        outcome = provision.up(ctx, ttl=ttl, profile=profile, on_output=sink)
+    # SIGINT/SIGTERM: `up` runs to its end (its state then records every resource it made),
+    # then exits 128 + the signal (see harness.signals).
+    with SignalGuard(on_signal=render.status) as guard:
+        ctx = guard.finish(
+            lambda: _context(branch, target, engine), what="the local cloud has started"
+        )
+        guard.checkpoint()
+        _notes(ctx.notes)
+        title = f"up {ctx.names.stack} ({ctx.engine.name} engine, target {ctx.target.name})"
+        with progress(title, quiet=False) as sink:
+            outcome = guard.finish(
+                lambda: provision.up(ctx, ttl=ttl, profile=profile, on_output=sink),
+                what="`up` has recorded every resource it created",
+            )
     from branchenv.github import publish_up
 
     publish_up(outcome)  # $GITHUB_OUTPUT / $GITHUB_STEP_SUMMARY, when running on Actions
@@ -99,6 +113,22 @@ def up(
         _outputs_table(outcome.outputs)
 
     render.emit(outcome, as_json=as_json, human=human)
+    _exit_if_signalled(
+        guard.received,
+        f"`up` finished first, so the state records every resource of stack {outcome.stack}; "
+        f"remove it with `branchenv down --branch {outcome.branch}`",
+    )
+
+
+def _exit_if_signalled(signum: int | None, what_happened: str) -> None:
+    """After a command that ran to its end despite a signal: say so, exit 128 + signum."""
+    if signum is None:
+        return
+    from branchenv.harness.signals import Interrupted
+
+    stopped = Interrupted(signum)
+    render.status(f"branchenv: {stopped}: {what_happened}")
+    raise typer.Exit(stopped.exit_code)
 
 
 _SIGNS = {"create": "+", "update": "~", "replace": "+-", "delete": "-", "same": " ", "read": ">"}
@@ -251,13 +281,22 @@ def down(
     engine: str | None = EngineOpt,
     as_json: bool = JsonOpt,
 ) -> None:
-    """Destroy this branch's stack and remove it. A stack already gone is not an error."""
-    from branchenv import provision
+    """Destroy this branch's stack and remove it. A stack already gone is not an error.
 
-    ctx = _context(branch, target, engine)
-    _notes(ctx.notes)
-    with progress(f"down {ctx.names.stack} ({ctx.engine.name} engine)") as sink:
-        outcome = provision.down(ctx, on_output=sink)
+    SIGINT/SIGTERM do not stop a teardown: it finishes, then `down` exits 130/143.
+    """
+    from branchenv import provision
+    from branchenv.harness.signals import SignalGuard
+
+    # SIGINT/SIGTERM: the teardown is shielded (it finishes), then `down` exits 128 + signal.
+    with SignalGuard(on_signal=render.status) as guard:
+        ctx = guard.finish(
+            lambda: _context(branch, target, engine), what="the local cloud has started"
+        )
+        guard.checkpoint()
+        _notes(ctx.notes)
+        with progress(f"down {ctx.names.stack} ({ctx.engine.name} engine)") as sink:
+            outcome = guard.shielded(lambda: provision.down(ctx, on_output=sink), what="`down`")
 
     def human() -> None:
         if outcome.already_absent:
@@ -269,3 +308,4 @@ def down(
             )
 
     render.emit(outcome, as_json=as_json, human=human)
+    _exit_if_signalled(guard.received, f"`down` finished first (stack {outcome.stack})")

@@ -1,8 +1,9 @@
 """The core of `branchenv ci`: up -> ready -> test -> down in one call, teardown guaranteed.
 
-Teardown runs when the tests fail, when a step raises, and on SIGINT/SIGTERM (turned into
-:class:`Interrupted` in the main thread and forwarded to the pytest child; a signal during `up`
-takes effect once `up` has recorded every resource it created). ``keep=True`` keeps the stack
+Teardown runs when the tests fail, when a step raises, and on SIGINT/SIGTERM in any phase (see
+:mod:`branchenv.harness.signals`: readiness stops at once, the pytest child gets the signal and
+its grace, a signal during `up` takes effect once `up` has recorded every resource it created,
+and teardown itself is shielded). ``keep=True`` keeps the stack
 when the run failed (its TTL still applies). Teardown goes through the one teardown path
 (:mod:`branchenv.harness.teardown`: marked reap-pending, destroyed, transient failures
 retried); if it still fails, the outcome names what remains.
@@ -24,6 +25,7 @@ from branchenv.harness.flow import (
     DEFAULT_READY_TIMEOUT_S,
     Phases,
     Say,
+    check_ready_timeout,
     cost_line,
     late_signal,
     resolve_report_dir,
@@ -131,6 +133,7 @@ def run_ci(
     say = on_output or stderr_line
     if ttl is not None:
         parse_ttl(ttl)
+    check_ready_timeout(ready_timeout_s)
     suite_path = resolve_suite(settings, suite)
     paths = ReportPaths.under(resolve_report_dir(settings, report_dir))
     paths.clear()
@@ -143,28 +146,38 @@ def run_ci(
     interrupted: Interrupted | None = None
     during: str | None = None
     outcome_td: TeardownOutcome | None = None
+    # Installed before the first step and kept to the end: every delivery is recorded and acted
+    # on by the main thread (see harness.signals); none can be lost in any phase.
     with SignalGuard(on_signal=say) as guard:
-        with guard.deferred():
-            ctx = provision.resolve(settings, branch=branch, target=None, engine=None, env=env)
+        ctx = guard.finish(
+            lambda: provision.resolve(settings, branch=branch, target=None, engine=None, env=env),
+            what="the local cloud has started",
+        )
+        guard.checkpoint()  # escapes as Interrupted: nothing was created
         for note in ctx.notes:
             say(f"note: {note}")
         # A protected, unmanaged or disallowed stack is refused before anything starts, so the
         # teardown below can never touch it either.
         existing = provision.check_may_manage(ctx)
+        guard.checkpoint()
         up_started = False
         up: UpOutcome | None = None
         try:
             banner = f"provision: {ctx.names.stack} ({ctx.engine.name} engine, {ctx.target.name})"
-            with phases.run("provision", banner), guard.deferred():
+            with phases.run("provision", banner):
                 up_started = True
-                up = provision.up(
-                    ctx,
-                    ttl=ttl,
-                    profile=profile,
-                    on_output=say,
-                    existing=existing,
-                    checked=True,
+                up = guard.finish(
+                    lambda: provision.up(
+                        ctx,
+                        ttl=ttl,
+                        profile=profile,
+                        on_output=say,
+                        existing=existing,
+                        checked=True,
+                    ),
+                    what="provisioning has recorded every resource it created",
                 )
+            guard.checkpoint()
             outputs = dict(up.outputs)
             estimate = estimate_cost(ctx, up, say)
             if estimate is not None:
@@ -196,7 +209,6 @@ def run_ci(
         except BranchenvError as exc:
             error = exc
         finally:
-            guard.shield()
             if guard.received is not None and interrupted is None:
                 during = during or phases.current
             failed = error is not None or suite_status(run, read_counts(paths))[0] != "passed"
@@ -210,11 +222,9 @@ def run_ci(
                 say(f"== teardown skipped (--keep): stack {ctx.names.stack} stays until its TTL")
             else:
                 with phases.run("teardown", f"teardown: {ctx.names.stack}"):
-                    outcome_td = teardown(
-                        ctx,
-                        say=say,
-                        metadata=up.metadata if up is not None else None,
-                        sleep=teardown_sleep,
+                    md = up.metadata if up is not None else None
+                    outcome_td = guard.shielded(
+                        lambda: teardown(ctx, say=say, metadata=md, sleep=teardown_sleep)
                     )
     return finish(
         command="ci",

@@ -9,6 +9,7 @@ The stack's metadata is read once per run and passed forward.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import sys
 import time
@@ -154,25 +155,46 @@ def run_suite_phase(
     cost: str | None,
     phases: Phases,
 ) -> tuple[SuiteRun, float]:
-    """ready -> stack file -> pytest child."""
+    """ready -> stack file -> pytest child. A signal during readiness raises
+    :class:`Interrupted` at once; one during the tests is forwarded to the child, and the run
+    it cut short is returned (``guard.received`` says it was signalled)."""
     from branchenv.harness.suite import run_suite
 
     with phases.run("ready", "ready"):
-        report = wait_stack_ready(ctx, outputs, timeout_s=ready_timeout_s, say=say)
+        report = guard.cancel(
+            lambda: wait_stack_ready(
+                ctx, outputs, timeout_s=ready_timeout_s, say=say, sleep=guard.sleep
+            )
+        )
     write_stack_file_for(
         ctx, outputs, paths.stack_file, metadata=metadata, ready_s=report.seconds, cost=cost
     )
     with phases.run("test", f"test: {suite}"):
-        run = run_suite(
-            suite,
-            paths,
-            cwd=ctx.settings.project_dir,
-            env=env,
-            extra_args=pytest_args,
-            on_output=say,
-            guard=guard,
+        run = guard.run_child(
+            lambda: run_suite(
+                suite,
+                paths,
+                cwd=ctx.settings.project_dir,
+                env=env,
+                extra_args=pytest_args,
+                on_output=say,
+                guard=guard,
+            )
         )
     return run, report.seconds
+
+
+MAX_READY_TIMEOUT_S = 24 * 3600.0
+
+
+def check_ready_timeout(seconds: float) -> float:
+    """A usable ``--ready-timeout``: finite, at least 1 s and at most a day."""
+    if not math.isfinite(seconds) or not 1.0 <= seconds <= MAX_READY_TIMEOUT_S:
+        raise UsageError(
+            f"--ready-timeout {seconds}: give a number of seconds from 1 to "
+            f"{MAX_READY_TIMEOUT_S:.0f} (a day), e.g. `--ready-timeout 120`"
+        )
+    return seconds
 
 
 def stderr_line(line: str) -> None:
@@ -196,32 +218,39 @@ def run_test(
 
     env = dict(os.environ if env is None else env)
     say = on_output or stderr_line
+    check_ready_timeout(ready_timeout_s)
     suite_path = resolve_suite(settings, suite)
     paths = ReportPaths.under(resolve_report_dir(settings, report_dir))
     paths.clear()
     started = time.monotonic()
-    ctx = provision.resolve(settings, branch=branch, target=None, engine=None, env=env)
-    for note in ctx.notes:
-        say(f"note: {note}")
-    try:
-        outputs = provision.outputs(ctx)
-    except StackNotFound:
-        raise StackNotFound(
-            f"no stack {ctx.names.stack} for branch {ctx.branch.name}: create it with "
-            f"`branchenv up --branch {ctx.branch.name}` (or use `branchenv ci`)"
-        ) from None
-    metadata = ctx.engine.metadata(stack=ctx.names.stack, program=ctx.program)
-    if cost is None:
-        estimate = provision.stack_cost(ctx, metadata=metadata)
-        if estimate.inventory_available:
-            cost = cost_line(estimate)
     phases = Phases(say)
     run: SuiteRun | None = None
     ready_s: float | None = None
     error: BaseException | None = None
     interrupted: Interrupted | None = None
     during: str | None = None
+    # Installed before the first step: a signal at any point is recorded, and acted on (an
+    # Interrupted before the suite started escapes: nothing was run yet).
     with SignalGuard(on_signal=say) as guard:
+        ctx = guard.finish(
+            lambda: provision.resolve(settings, branch=branch, target=None, engine=None, env=env),
+            what="the local cloud has started",
+        )
+        guard.checkpoint()
+        for note in ctx.notes:
+            say(f"note: {note}")
+        try:
+            outputs = provision.outputs(ctx)
+        except StackNotFound:
+            raise StackNotFound(
+                f"no stack {ctx.names.stack} for branch {ctx.branch.name}: create it with "
+                f"`branchenv up --branch {ctx.branch.name}` (or use `branchenv ci`)"
+            ) from None
+        metadata = ctx.engine.metadata(stack=ctx.names.stack, program=ctx.program)
+        if cost is None:
+            estimate = provision.stack_cost(ctx, metadata=metadata)
+            if estimate.inventory_available:
+                cost = cost_line(estimate)
         try:
             run, ready_s = run_suite_phase(
                 ctx,
@@ -241,6 +270,8 @@ def run_test(
             interrupted, during = exc, phases.current
         except BranchenvError as exc:
             error = exc
+        if interrupted is None and guard.received is not None:
+            interrupted, during = Interrupted(guard.received), phases.current
     return finish(
         command="test",
         ctx=ctx,

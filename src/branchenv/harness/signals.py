@@ -1,16 +1,28 @@
-"""Signals during a run: SIGINT and SIGTERM become an exception in the main thread, so that
-``finally`` blocks (teardown) run, and are forwarded to the running test process.
+"""Signals during a run (SIGINT, SIGTERM): none is ever lost, in any phase.
 
-:class:`SignalGuard` is used as a context manager around a whole run. Inside it:
+Why this shape: a Python signal handler runs wherever the main thread happens to be. One that
+raises there can raise inside a finalizer or a weakref callback, where Python prints
+"Exception ignored in: ..." and carries on, so the signal is lost (and a handler that raises
+only once then ignores every later one). So here the handler never raises, prints or takes a
+lock: it only records the delivery. The work of each phase runs on a worker thread, while the
+main thread waits on it (polling every :data:`POLL_S`) and acts on every delivery itself:
 
-- by default a signal raises :class:`Interrupted` in the main thread at once;
-- inside :meth:`SignalGuard.deferred` (work that must not stop halfway, such as creating a
-  stack whose state must record every resource) it is remembered and raised when the block
-  ends;
-- after :meth:`SignalGuard.shield` (teardown) it is only remembered: nothing may stop the
-  teardown, and a second Ctrl-C does not either.
+=================  ========================================================================
+phase              on each delivery
+=================  ========================================================================
+:meth:`finish`     the step goes on to its end (creating a stack must record every resource
+                   it made; starting the local cloud); the caller stops right after it
+                   (:meth:`checkpoint`)
+:meth:`cancel`     the phase's waits end at once (:meth:`sleep`) and the main thread
+                   raises :class:`Interrupted` at once (readiness), leaving the worker behind
+:meth:`run_child`  forwarded to the child's process group (the pytest suite, which runs its
+                   own teardown); it gets :data:`CHILD_GRACE_S`, then is killed
+:meth:`shielded`   only said: teardown must finish, a second Ctrl-C does not stop it either
+=================  ========================================================================
 
-Every signal received while a child process is registered (``guard.child``) is sent on to it.
+The guard is installed before the first phase and stays until the run ends; a signal that
+comes between phases is recorded too, and :meth:`checkpoint` (called before each phase that
+may be skipped) raises it. Used by `ci`, `test`, `up` and `down`.
 """
 
 from __future__ import annotations
@@ -19,16 +31,24 @@ import contextlib
 import os
 import signal
 import threading
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Callable
 from types import FrameType
-from typing import Any
+from typing import Any, TypeVar
 
 HANDLED = (signal.SIGINT, signal.SIGTERM)
+POLL_S = 0.05
+"""How often the waiting main thread looks at deliveries: the latency of acting on one."""
+CHILD_GRACE_S = 15.0
+"""How long a signalled child (the suite) may take for its own teardown before it is killed."""
+
+T = TypeVar("T")
 
 
 class Interrupted(BaseException):
     """The run was stopped by a signal. A BaseException, so ``except Exception`` in probes and
-    retries cannot swallow it."""
+    retries cannot swallow it. Raised by the main thread in ordinary control flow (or by a
+    worker's :meth:`SignalGuard.sleep`), never from inside the signal handler."""
 
     def __init__(self, signum: int) -> None:
         self.signum = signum
@@ -42,17 +62,33 @@ class Interrupted(BaseException):
 
 
 class SignalGuard:
-    """Installs handlers for SIGINT and SIGTERM (main thread only) and restores them on exit."""
+    """Installs the recording handler for SIGINT and SIGTERM (main thread only), runs phases
+    on worker threads (:meth:`finish`, :meth:`cancel`, :meth:`run_child`, :meth:`shielded`), and
+    restores the previous handlers on exit."""
 
-    def __init__(self, on_signal: Callable[[str], None] | None = None) -> None:
-        self.child: Any = None  # a subprocess.Popen while one runs
-        self.received: int | None = None
+    def __init__(
+        self,
+        on_signal: Callable[[str], None] | None = None,
+        *,
+        child_grace_s: float = CHILD_GRACE_S,
+    ) -> None:
+        self.child: Any = None  # a subprocess.Popen while one runs (see start_child)
         self.forwarded_to: int | None = None
+        self.child_grace_s = child_grace_s
+        self.cancelled = threading.Event()
+        """Set by the main thread once a signal asks the run to stop: workers' waits end."""
         self._say = on_signal or (lambda _msg: None)
-        self._pending: int | None = None
-        self._deferring = 0
-        self._shielded = False
+        self._deliveries: list[int] = []  # appended by the handler only
+        self._acted = 0  # deliveries the main thread has acted on
+        self._child_lock = threading.Lock()
         self._previous: dict[int, Any] = {}
+
+    # --- the handler: records, nothing else ----------------------------------------------
+
+    def _handle(self, signum: int, _frame: FrameType | None) -> None:
+        # A list append is atomic under the GIL and takes no lock the interrupted code could
+        # hold; everything else happens in the main thread's ordinary control flow.
+        self._deliveries.append(signum)
 
     def __enter__(self) -> SignalGuard:
         if threading.current_thread() is threading.main_thread():
@@ -65,17 +101,56 @@ class SignalGuard:
             signal.signal(signum, handler)
         self._previous.clear()
 
+    # --- what was received ----------------------------------------------------------------
+
+    @property
+    def received(self) -> int | None:
+        """The first signal received, or None."""
+        return self._deliveries[0] if self._deliveries else None
+
     @property
     def signame(self) -> str | None:
         return signal.Signals(self.received).name if self.received else None
 
-    def _handle(self, signum: int, _frame: FrameType | None) -> None:
-        name = signal.Signals(signum).name
-        first = self.received is None
-        if first:
-            self.received = signum
-        child = self.child
-        if child is not None and child.poll() is None:
+    @property
+    def deliveries(self) -> tuple[int, ...]:
+        """Every delivery so far, in order."""
+        return tuple(self._deliveries)
+
+    def checkpoint(self) -> None:
+        """Raise :class:`Interrupted` if a signal has been received (at a phase boundary)."""
+        first = self.received
+        if first is not None:
+            self.cancelled.set()
+            raise Interrupted(first)
+
+    def sleep(self, seconds: float) -> None:
+        """A wait for worker threads that ends at once when the run is stopped (raising
+        :class:`Interrupted`), instead of sleeping through the stop."""
+        if self.cancelled.wait(max(0.0, seconds)):
+            raise Interrupted(self.received or signal.SIGTERM)
+
+    # --- the child process (the suite) ----------------------------------------------------
+
+    def start_child(self, start: Callable[[], Any]) -> Any:
+        """Start the child (``start()`` returns a Popen) unless the run was stopped already,
+        and register it for forwarding; atomic with respect to forwarding, so a signal can
+        never slip in between "not stopped" and "started"."""
+        with self._child_lock:
+            if self.received is not None:
+                raise Interrupted(self.received)
+            self.child = start()
+            return self.child
+
+    def child_done(self) -> None:
+        with self._child_lock:
+            self.child = None
+
+    def _signal_child(self, signum: int) -> int | None:
+        with self._child_lock:
+            child = self.child
+            if child is None or child.poll() is not None:
+                return None
             with contextlib.suppress(OSError):
                 # The child leads its own process group: signal all of it (xdist workers, a
                 # test's own subprocesses), as a terminal would; a child that is no group
@@ -84,31 +159,98 @@ class SignalGuard:
                     os.killpg(child.pid, signum)
                 else:
                     child.send_signal(signum)
-                self.forwarded_to = child.pid
-                self._say(f"received {name}: forwarded to the test process {child.pid}")
-        if self._shielded:
-            self._say(f"received {name}: teardown in progress, it will finish first")
-            return
-        if self._deferring:
-            if self._pending is None:
-                self._pending = signum
-                self._say(f"received {name}: stopping once the current step is done")
-            return
-        if first:
-            raise Interrupted(signum)
+                return int(child.pid)
+            return None
 
-    @contextlib.contextmanager
-    def deferred(self) -> Iterator[None]:
-        """Hold signals during the block; raise :class:`Interrupted` after it if one came."""
-        self._deferring += 1
-        try:
-            yield
-        finally:
-            self._deferring -= 1
-        if not self._deferring and self._pending is not None and not self._shielded:
-            signum, self._pending = self._pending, None
-            raise Interrupted(signum)
+    # --- phases -----------------------------------------------------------------------------
 
-    def shield(self) -> None:
-        """From now on, signals are only recorded (and forwarded): teardown must finish."""
-        self._shielded = True
+    def finish(self, work: Callable[[], T], *, what: str = "the current step") -> T:
+        """Run ``work`` to its end even when signalled (then say so); the caller calls
+        :meth:`checkpoint` after it. Nothing starts once a signal has come."""
+        self.checkpoint()
+
+        def on_signal(name: str) -> None:
+            self._say(f"received {name}: stopping once {what} is done")
+
+        return self._run(work, on_signal)
+
+    def cancel(self, work: Callable[[], T]) -> T:
+        """Run ``work`` (which waits through :meth:`sleep`); on a signal, raise
+        :class:`Interrupted` at once and leave the worker to end on its own."""
+        self.checkpoint()
+        return self._run(work, None)
+
+    def run_child(self, work: Callable[[], T]) -> T:
+        """Run ``work``, which starts a child through :meth:`start_child` and waits for it;
+        every delivery is forwarded to the child, which gets ``child_grace_s`` from the first
+        one, then its group is killed."""
+        self.checkpoint()
+        return self._run(work, self._forward, kill_after_s=self.child_grace_s)
+
+    def shielded(self, work: Callable[[], T], *, what: str = "teardown") -> T:
+        """Run ``work`` to its end whatever is received (teardown); deliveries are said and
+        forwarded to a child still running."""
+
+        def on_signal(name: str) -> None:
+            self._forward(name)
+            self._say(f"received {name}: {what} in progress, it will finish first")
+
+        return self._run(work, on_signal)
+
+    def _forward(self, name: str) -> None:
+        pid = self._signal_child(signal.Signals[name])
+        if pid is not None:
+            self.forwarded_to = pid
+            self._say(f"received {name}: forwarded to the test process {pid}")
+
+    def _run(
+        self,
+        work: Callable[[], T],
+        on_signal: Callable[[str], None] | None,
+        *,
+        kill_after_s: float | None = None,
+    ) -> T:
+        box: dict[str, Any] = {}
+        done = threading.Event()
+
+        def target() -> None:
+            try:
+                box["value"] = work()
+            except BaseException as exc:  # handed to the main thread, raised there
+                box["error"] = exc
+            finally:
+                done.set()
+
+        worker = threading.Thread(target=target, name="branchenv-phase", daemon=True)
+        worker.start()
+        kill_at: float | None = None
+        while not done.wait(POLL_S):
+            if self._act(on_signal) and kill_after_s is not None and kill_at is None:
+                kill_at = time.monotonic() + kill_after_s
+            if kill_at is not None and time.monotonic() >= kill_at:
+                pid = self._signal_child(signal.SIGKILL)
+                if pid is not None:
+                    self._say(f"the test process {pid} did not stop in time: killed")
+                kill_at = None
+        worker.join()
+        if on_signal is not None:
+            self._act(on_signal)  # what came during the last poll is said too
+        if "error" in box:
+            raise box["error"]
+        value: T = box["value"]
+        return value
+
+    def _act(self, on_signal: Callable[[str], None] | None) -> bool:
+        """Act on every delivery not acted on yet; whether there was one. With no
+        ``on_signal`` (a :meth:`cancel` phase) the first one raises :class:`Interrupted`."""
+        acted = False
+        while self._acted < len(self._deliveries):
+            name = signal.Signals(self._deliveries[self._acted]).name
+            self._acted += 1
+            acted = True
+            if on_signal is None:
+                self.cancelled.set()
+                self._say(f"received {name}: stopping now")
+                raise Interrupted(self._deliveries[0])
+            on_signal(name)
+        return acted

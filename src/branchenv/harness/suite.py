@@ -3,9 +3,9 @@ imports, fixtures, monkeypatching) is isolated from branchenv's own process.
 
 The child gets the stack through a stack file (``--branchenv-stack-file``), writes JUnit XML
 (pytest's ``--junitxml``) and the plugin's JSON report (latency probes, time to ready). It runs
-in its own process group, so a Ctrl-C at the terminal reaches branchenv only, which forwards it
-once (see :mod:`branchenv.harness.signals`) and then waits for the child to finish its own
-teardown before killing it.
+in its own process group, so a Ctrl-C at the terminal reaches branchenv only, which forwards
+every delivery to the child's group (see :mod:`branchenv.harness.signals`) and waits for the
+child to finish its own teardown before killing it.
 """
 
 from __future__ import annotations
@@ -20,14 +20,9 @@ import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from branchenv.harness.latency import LatencyStats
-
-if TYPE_CHECKING:
-    from branchenv.harness.signals import SignalGuard
-
-CHILD_GRACE_S = 15.0
+from branchenv.harness.signals import CHILD_GRACE_S, SignalGuard
 
 # pytest's exit codes
 PYTEST_OK = 0
@@ -126,19 +121,22 @@ def run_suite(
     child_env = {k: v for k, v in env.items() if k != "BRANCHENV_STACK_FILE"}
     child_env["PYTHONUNBUFFERED"] = "1"
     started = time.monotonic()
-    proc = subprocess.Popen(
-        cmd,
-        cwd=cwd,
-        env=child_env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        bufsize=1,
-        process_group=0,
-    )
-    if guard is not None:
-        guard.child = proc
+
+    def start() -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            cmd,
+            cwd=cwd,
+            env=child_env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            bufsize=1,
+            process_group=0,
+        )
+
+    # Through the guard, so a signal can never come between "not stopped" and "started".
+    proc: subprocess.Popen[str] = guard.start_child(start) if guard is not None else start()
     exit_code: int | None = None
     try:
         assert proc.stdout is not None
@@ -163,7 +161,7 @@ def run_suite(
         if proc.stdout is not None:
             proc.stdout.close()
         if guard is not None:
-            guard.child = None
+            guard.child_done()
     latency, ready_s = _plugin_report(paths.plugin_report)
     return SuiteRun(
         command=tuple(cmd),
