@@ -370,6 +370,11 @@ def _read_toml(path: Path) -> dict[str, Any]:
             return tomllib.load(fh)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML ({exc}); fix the syntax of that file") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}); "
+            "TOML files must be UTF-8: save it as UTF-8 or remove the bytes"
+        ) from None
     except OSError as exc:
         raise ConfigError(
             f"{path}: cannot be read ({exc.strerror}); check its permissions"
@@ -480,4 +485,57 @@ def load_settings(
         values[key] = _check(key, raw, where, f"fix the value of {flag}")
         sources[key] = where
 
-    return Settings(project_dir=project_dir, sources=sources, **values)
+    settings = Settings(project_dir=project_dir, sources=sources, **values)
+    check_state_dir(settings)
+    return settings
+
+
+def _state_dir_setting(settings: Settings) -> str:
+    """How the user names the state dir setting that is in force, for messages."""
+    source = settings.sources.get("state_dir", SOURCE_DEFAULT)
+    if source.startswith(("env ", "flag ")):
+        return source.split(" ", 1)[1]
+    if source == SOURCE_DEFAULT:
+        return f"state_dir (default {settings.state_dir!r}; set BRANCHENV_STATE_DIR)"
+    return f"'state_dir' in {source}"
+
+
+def _bad_state_dir(settings: Settings, why: str) -> ConfigError:
+    return ConfigError(
+        f"{_state_dir_setting(settings)}: {settings.state_path} {why}; point it at a directory "
+        "you can write (or one that can be created there)"
+    )
+
+
+def check_state_dir(settings: Settings) -> None:
+    """Refuse a state dir that cannot be one, without creating anything: a file in the way,
+    no write access, a read-only file system (what only trying can show is reported by
+    :func:`ensure_state_dir`)."""
+    path = settings.state_path
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        if existing == path:
+            raise _bad_state_dir(settings, "is a file, not a directory")
+        raise _bad_state_dir(settings, f"cannot be created: {existing} is a file")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise _bad_state_dir(settings, f"is not writable ({existing}: permission denied)")
+    try:
+        read_only = bool(os.statvfs(existing).f_flag & os.ST_RDONLY)
+    except OSError:
+        read_only = False
+    if read_only:
+        raise _bad_state_dir(settings, f"is on a read-only file system ({existing})")
+
+
+def ensure_state_dir(settings: Settings) -> Path:
+    """Create the state dir (the first thing a command that acts writes), turning a failure
+    into one line naming the setting."""
+    check_state_dir(settings)
+    path = settings.state_path
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _bad_state_dir(settings, f"cannot be created ({exc.strerror})") from None
+    return path

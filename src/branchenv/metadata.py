@@ -177,23 +177,28 @@ _TTL_PART = re.compile(r"(\d+)\s*([wdhms])", re.IGNORECASE)
 _TTL_FORMS = "a number with a unit s, m, h, d or w, e.g. 90m, 24h, 7d or 1h30m"
 
 
-def parse_ttl(text: str) -> dt.timedelta:
+MAX_TTL = dt.timedelta(days=36500)
+"""The longest duration accepted (100 years): any expiry computed from it stays a date."""
+
+
+def parse_ttl(text: str, *, flag: str = "--ttl") -> dt.timedelta:
     """Parse a time-to-live such as ``90m``, ``24h``, ``7d``, ``2w``, ``30s`` or ``1h30m``.
 
-    Raises :class:`~branchenv.errors.UsageError` naming ``--ttl`` for anything else, zero
-    included.
+    Raises :class:`~branchenv.errors.UsageError` naming ``flag`` for anything else, zero and
+    anything longer than :data:`MAX_TTL` (an expiry past year 9999 is no date) included.
     """
     if _TTL_PATTERN.fullmatch(text) is None:
-        raise UsageError(f"--ttl {text!r} is not a duration; use {_TTL_FORMS}")
+        raise UsageError(f"{flag} {text!r} is not a duration; use {_TTL_FORMS}")
     seconds = sum(
         int(number) * _TTL_UNITS[unit.lower()] for number, unit in _TTL_PART.findall(text)
     )
     if seconds <= 0:
-        raise UsageError(f"--ttl {text!r} must be longer than zero; use {_TTL_FORMS}")
-    try:
-        return dt.timedelta(seconds=seconds)
-    except OverflowError:
-        raise UsageError(f"--ttl {text!r} is too long; use {_TTL_FORMS}") from None
+        raise UsageError(f"{flag} {text!r} must be longer than zero; use {_TTL_FORMS}")
+    if seconds > MAX_TTL.total_seconds():
+        raise UsageError(
+            f"{flag} {text!r} is too long: at most {MAX_TTL.days}d (100 years); use {_TTL_FORMS}"
+        )
+    return dt.timedelta(seconds=seconds)
 
 
 def format_duration(delta: dt.timedelta) -> str:

@@ -176,6 +176,7 @@ def resolve(
     start_local_cloud: bool = True,
 ) -> StackContext:
     """Resolve branch, names, program, target and engine for one command."""
+    from branchenv.config import ensure_state_dir
     from branchenv.engines import get_engine
     from branchenv.gitinfo import detect_branch
     from branchenv.naming import names_for
@@ -196,6 +197,8 @@ def resolve(
         notes.append(f"detached HEAD: using {info.name!r} as the branch name")
     if engine_note:
         notes.append(engine_note)
+    if start_local_cloud:
+        ensure_state_dir(settings)  # the first write of a command that acts
     resolved = resolve_target(
         settings, target_name, cloud="start" if start_local_cloud else "running"
     )

@@ -52,6 +52,20 @@ RENDER_MARKER = ".branchenv-rendered"
 """Written into the output directory: the files the last render wrote (and may replace)."""
 
 
+def check_out_dir(out_dir: Path) -> Path:
+    """Refuse an ``--out`` that cannot be a directory (a file, or a file on its path) before
+    anything is rendered; nothing is created here."""
+    existing = out_dir
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        where = "is a file" if existing == out_dir else f"cannot be created: {existing} is a file"
+        raise UsageError(
+            f"--out {out_dir}: {where}; pass `--out DIR` naming a directory (new or empty)"
+        )
+    return out_dir
+
+
 def _clear_previous_render(out_dir: Path) -> None:
     """Remove what an earlier render wrote here (listed in its marker), and nothing else. A
     directory holding manifests that no render of ours wrote is refused: they are someone's."""
@@ -69,7 +83,13 @@ def _clear_previous_render(out_dir: Path) -> None:
                 f"({', '.join(foreign[:3])}{', ...' if len(foreign) > 3 else ''}); pass an "
                 "empty or new `--out DIR`, nothing was written"
             )
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(
+            f"--out {out_dir}: cannot be created ({exc.strerror}); pass `--out DIR` naming a "
+            "directory you can write"
+        ) from None
 
 
 _PROVIDER_PREFIX = "pulumi:providers:"
@@ -393,6 +413,7 @@ def render(
     from branchenv.programs import detect_program
 
     version = check_k8s_version(k8s_version)
+    check_out_dir(out_dir)
     program = program.resolve()
     project = detect_program(program).project
     names = names_for(branch)

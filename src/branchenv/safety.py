@@ -162,11 +162,13 @@ def resolve_target(
         return ResolvedTarget(Target(name=target_name, region=region))
     if cloud == "none":
         return ResolvedTarget(Target(name="local", region=region))
+    from branchenv.config import ensure_state_dir
     from branchenv.localcloud import LocalCloud
 
     local = LocalCloud(settings.state_path)
     if cloud == "running":
         return ResolvedTarget(local.status().target(region))
+    ensure_state_dir(settings)
     status = local.start()
     note = None
     if status.note and status.note.startswith("started"):

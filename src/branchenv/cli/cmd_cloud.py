@@ -21,11 +21,13 @@ app.add_typer(cloud_app, name="cloud")
 JsonOpt = typer.Option(False, "--json", help="Print machine-readable JSON.")
 
 
-def _cloud() -> tuple[LocalCloud, str]:
-    from branchenv.config import load_settings
+def _cloud(*, create: bool = False) -> tuple[LocalCloud, str]:
+    from branchenv.config import ensure_state_dir, load_settings
     from branchenv.localcloud import LocalCloud
 
     settings = load_settings()
+    if create:
+        ensure_state_dir(settings)
     return LocalCloud(settings.state_path), settings.region
 
 
@@ -54,7 +56,7 @@ def _show(status: CloudStatus, as_json: bool) -> None:
 @cloud_app.command("start")
 def start(as_json: bool = JsonOpt) -> None:
     """Start the local cloud in the background (idempotent); wait until it answers."""
-    cloud, _ = _cloud()
+    cloud, _ = _cloud(create=True)
     _show(cloud.start(), as_json)
 
 

@@ -65,7 +65,7 @@ def reap(
         overrides={"default_target": target, "engine": engine, "max_reap": max_reap},
         flag_names={"default_target": "--target", "engine": "--engine", "max_reap": "--max"},
     )
-    grace = parse_ttl(orphan_grace)
+    grace = parse_ttl(orphan_grace, flag="--orphan-grace")
     target_name = check_target_name(settings.default_target)
     engines = provision.engines_for_listing(settings, engine, target_name=target_name)
     # The rails (local-only engines, the orphan sweep, the AWS account) are enforced by

@@ -74,7 +74,9 @@ def render(
     info = detect_branch(branch, env=os.environ, cwd=root)
     names = names_for(info.name)
     program_dir = root / (program if program is not None else Path(core.DEFAULT_PROGRAM))
-    out_dir = out if out is not None else settings.state_path / "manifests" / names.stack
+    out_dir = core.check_out_dir(
+        out if out is not None else settings.state_path / "manifests" / names.stack
+    )
     stack_config = {**core.load_stack_template(root / core.STACK_TEMPLATE), **pairs}
 
     result = core.render(
