@@ -244,3 +244,30 @@ def test_a_program_that_raises_is_one_line_naming_where_and_creates_nothing(
     assert "ZeroDivisionError" in message and "__main__.py:" in message
     assert "\n" not in message
     assert not stack.state_path().exists()  # failed in the preview pass: nothing made
+
+
+def test_refresh_finds_what_is_gone_and_tags_changed_behind_its_back(stack: Stack) -> None:
+    stack.write(
+        """
+        b = aws.s3.Bucket("data", tags={"team": "shop"})
+        q = aws.sqs.Queue("jobs")
+        pulumi.export("bucket", b.bucket)
+        pulumi.export("queue", q.url)
+        """
+    )
+    first = stack.up()
+    s3, sqs = stack.target.client("s3"), stack.target.client("sqs")
+    s3.put_bucket_tagging(
+        Bucket=first.outputs["bucket"], Tagging={"TagSet": [{"Key": "team", "Value": "x"}]}
+    )
+    sqs.delete_queue(QueueUrl=first.outputs["queue"])
+    result = stack.engine.refresh(stack=stack.stack, program=stack.prog, target=stack.target)
+    assert [a.rsplit("::", 1)[1] for a in result.missing] == ["jobs"]
+    assert [a.rsplit("::", 1)[1] for a in result.changed] == ["data"]
+    again = stack.up()
+    assert again.changes["create"] == 1 and again.changes["update"] == 1  # queue, bucket tags
+    tags = {
+        t["Key"]: t["Value"]
+        for t in s3.get_bucket_tagging(Bucket=first.outputs["bucket"])["TagSet"]
+    }
+    assert tags["team"] == "shop" and tags["branchenv:stack"] == stack.stack

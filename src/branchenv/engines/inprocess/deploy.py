@@ -258,6 +258,43 @@ class StackRun:
                 self.say(f"  gone      {e.type}  {e.name}  ({e.id})")
         return gone
 
+    def tag_drift(self, state: StackState) -> list[ResourceEntry]:
+        """Read back the tags of the state's taggable resources (one tagging-API call per 100
+        ARNs) and record what changed behind the engine's back, so the next ``up`` sees the
+        difference and puts the program's tags back. Types the tagging API does not list are
+        left as they are (only their existence is checked)."""
+        from branchenv.aws_errors import translate
+
+        by_arn = {
+            str(e.outputs["arn"]): e
+            for e in state.resources
+            if not e.delete
+            and isinstance(e.outputs.get("arn"), str)
+            and getattr(self.registry.get(e.type), "taggable", False)
+        }
+        if not by_arn:
+            return []
+        client = self.ctx(self.target.region).client("resourcegroupstaggingapi")
+        actual: dict[str, dict[str, str]] = {}
+        arns = sorted(by_arn)
+        try:
+            for i in range(0, len(arns), 100):
+                got = client.get_resources(ResourceARNList=arns[i : i + 100])
+                for item in got.get("ResourceTagMappingList", []):
+                    actual[item["ResourceARN"]] = {
+                        t["Key"]: t["Value"] for t in item.get("Tags", [])
+                    }
+        except Exception as exc:
+            raise translate(exc, "reading the stack's tags back") from exc
+        changed = []
+        for arn, tags in actual.items():
+            entry = by_arn.get(arn)
+            if entry is not None and tags != entry.tags:
+                self._swap(state, entry, dataclasses.replace(entry, tags=tags))
+                changed.append(entry)
+                self.say(f"  drifted   {entry.type}  {entry.name}  ({entry.id}): tags")
+        return changed
+
     # -- one registration ----------------------------------------------------------------------
 
     def _resolve(

@@ -309,7 +309,8 @@ class InProcessEngine:
         on_output: OutputSink | None = None,
     ) -> RefreshResult:
         """Reconcile the state with the target: settle interrupted operations, forget what is
-        gone. Only existence is read back, not property drift (``changed`` stays empty)."""
+        gone, and record tags changed behind the engine's back (``changed``; the next ``up``
+        puts the program's back). Other properties' drift is not read back."""
         self._require_local(target)
         started = time.monotonic()
         project = program.project
@@ -319,10 +320,11 @@ class InProcessEngine:
             if state.pending:
                 run.recover(state)
             gone = run.forget_missing(state)
+            drifted = run.tag_drift(state)
         return RefreshResult(
             stack=stack,
             missing=tuple(e.urn for e in gone),
-            changed=(),
+            changed=tuple(e.urn for e in drifted),
             duration_s=time.monotonic() - started,
         )
 
