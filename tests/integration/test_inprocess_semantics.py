@@ -271,3 +271,55 @@ def test_refresh_finds_what_is_gone_and_tags_changed_behind_its_back(stack: Stac
         for t in s3.get_bucket_tagging(Bucket=first.outputs["bucket"])["TagSet"]
     }
     assert tags["team"] == "shop" and tags["branchenv:stack"] == stack.stack
+
+
+def test_a_refused_plan_changes_nothing_not_even_what_an_interrupted_run_left(
+    stack: Stack,
+) -> None:
+    """The plan check comes before every side effect: settling an interrupted operation (which
+    deletes) and forgetting what the target lost (which rewrites the state) wait for it."""
+    stack.write('aws.sqs.Queue("kept")\naws.sqs.Queue("lost")\n')
+    stack.up()
+    store = StateStore(stack.root / "state" / "inprocess")
+    state = store.load("semantics", stack.stack)
+    assert state is not None
+    sqs = stack.target.client("sqs")
+    kept, lost = sorted(state.resources, key=lambda e: e.name)
+    sqs.delete_queue(QueueUrl=lost.id)  # gone behind the engine's back
+    orphan = f"orphan-{uuid.uuid4().hex[:8]}"
+    stack.target.client("s3").create_bucket(Bucket=orphan)  # an interrupted create's bucket
+    state.pending.append(
+        PendingOp(
+            op="creating",
+            urn="urn:pulumi:x::semantics::aws:s3/bucket:Bucket::data",
+            type="aws:s3/bucket:Bucket",
+            name="data",
+            inputs={"bucket": orphan},
+            region="us-east-1",
+        )
+    )
+    state.pending.append(
+        PendingOp(
+            op="deleting",
+            urn=kept.urn,
+            type=kept.type,
+            name=kept.name,
+            inputs={},
+            region=kept.region,
+            id=kept.id,
+        )
+    )
+    store.save(state)
+    before = stack.state_path().read_bytes()
+
+    def refuse(steps: Sequence[Any]) -> None:
+        raise SafetyRefusal("refused by the test")
+
+    with pytest.raises(SafetyRefusal):
+        stack.up(plan_check=refuse)
+    assert stack.state_path().read_bytes() == before
+    stack.target.client("s3").head_bucket(Bucket=orphan)  # not removed yet
+    sqs.get_queue_attributes(QueueUrl=kept.id)  # its delete not finished yet
+    # The next operation allowed to act settles both.
+    stack.up()
+    assert orphan not in {b["Name"] for b in stack.target.client("s3").list_buckets()["Buckets"]}

@@ -247,9 +247,25 @@ class StackRun:
             flags = list(pool.map(gone, entries))
         return [e for e, flag in zip(entries, flags, strict=True) if flag]
 
-    def forget_missing(self, state: StackState) -> list[ResourceEntry]:
-        """Drop from the state what no longer exists in the target (refresh)."""
+    def settled_view(self, state: StackState) -> tuple[StackState, list[ResourceEntry]]:
+        """The state as it will be once its interrupted operations are settled and what the
+        target lost is forgotten, changing nothing (neither the state nor the target): what
+        ``up`` plans against, so that the plan check sees the plan before any side effect.
+        Returns that view and the entries found gone (for :meth:`forget_missing`)."""
         gone = self.missing(state.resources)
+        drop = {id(e) for e in gone}
+        deleting = {(op.urn, op.id) for op in state.pending if op.op == "deleting"}
+        resources = [
+            e for e in state.resources if id(e) not in drop and (e.urn, e.id) not in deleting
+        ]
+        return dataclasses.replace(state, resources=resources, pending=[]), gone
+
+    def forget_missing(
+        self, state: StackState, gone: Sequence[ResourceEntry] | None = None
+    ) -> list[ResourceEntry]:
+        """Drop from the state what no longer exists in the target (refresh); ``gone``: the
+        entries already found missing (by :meth:`settled_view`), else they are asked for."""
+        gone = self.missing(state.resources) if gone is None else list(gone)
         if gone:
             ids = {id(e) for e in gone}
             state.resources = [e for e in state.resources if id(e) not in ids]

@@ -178,9 +178,9 @@ class InProcessEngine:
         plan_check: PlanCheck | None = None,
     ) -> UpResult:
         """Create or update the stack so that it matches the program; idempotent. Under the
-        stack's lock: settle interrupted operations, forget what the target lost, run the
-        preview pass, hand its steps (planned physical names included) to ``plan_check``
-        before anything changes, then apply."""
+        stack's lock: run the preview pass against the state as it will be once settled, hand
+        its steps (planned physical names included) to ``plan_check`` before anything changes,
+        then settle interrupted operations, forget what the target lost, and apply."""
         self._require_local(target)
         say = on_output or (lambda _line: None)
         started = time.monotonic()
@@ -189,23 +189,25 @@ class InProcessEngine:
         run = self._run(target, say)
         with self.store.lock(project, stack, wait_s=self.lock_wait_s, on_wait=say):
             state = self.store.load(project, stack)
-            if state is not None:
-                if state.pending:
-                    say(f"settling {len(state.pending)} interrupted operation(s) first")
-                    run.recover(state)
-                gone = run.forget_missing(state)
-                if gone:
-                    say(f"{len(gone)} resource(s) of the stack no longer exist: re-creating them")
+            # The plan is made against the state as it will be once settled, but nothing is
+            # settled (deleted, rewritten) before the plan check has seen the plan.
+            view, gone = run.settled_view(state) if state is not None else (None, [])
             say(
                 f"previewing {project}/{stack} (inprocess engine, local cloud {target.endpoint_url})"
             )
             plan = run.plan(
-                program_dir=program.path, project=project, stack=stack, config=full, state=state
+                program_dir=program.path, project=project, stack=stack, config=full, state=view
             )
             for note in plan.notes:
                 say(f"note: {note}")
             if plan_check is not None:
                 plan_check(plan.steps)
+            if state is not None:
+                if state.pending:
+                    say(f"settling {len(state.pending)} interrupted operation(s) first")
+                    run.recover(state)
+                if run.forget_missing(state, gone):
+                    say(f"{len(gone)} resource(s) of the stack no longer exist: re-creating them")
             if state is None:
                 state = StackState(
                     project=project,
