@@ -51,6 +51,27 @@ _MAX_TAG_PREFIX = 64
 
 
 @dataclasses.dataclass(frozen=True)
+class ProgramSetting:
+    """One ``[tool.branchenv.programs.<name>]`` table: a program beside the default one.
+
+    ``path`` is its directory relative to the project dir; ``engine`` the engine it asks for;
+    ``project`` its project name when its kind has none; ``templates`` maps a target name to
+    that target's stack config template file (relative to the project dir)."""
+
+    name: str
+    path: str
+    engine: str | None = None
+    project: str | None = None
+    templates: tuple[tuple[str, str], ...] = ()
+
+    def __str__(self) -> str:
+        extra = [f"engine {self.engine}"] if self.engine else []
+        extra += [f"project {self.project}"] if self.project else []
+        extra += [f"{t} template {f}" for t, f in self.templates]
+        return f"{self.name}: {self.path}" + (f" ({', '.join(extra)})" if extra else "")
+
+
+@dataclasses.dataclass(frozen=True)
 class Settings:
     """The settings of one project, each with the source its value came from (``sources``)."""
 
@@ -58,6 +79,11 @@ class Settings:
     program: str | None = None
     """The program's directory, relative to the project dir; None: the project dir itself
     (its Pulumi.yaml, ``main:`` honoured, or its ``*.tf`` files)."""
+    programs: tuple[ProgramSetting, ...] = ()
+    """More programs beside the default one: ``[tool.branchenv.programs.<name>]`` tables."""
+    project: str | None = None
+    """The default program's project name when its kind has none of its own (a Terraform
+    module: else the directory's name)."""
     default_ttl: str = "24h"
     tag_prefix: str = "branchenv:"
     protected_patterns: tuple[str, ...] = ("prod*", "production*", "staging*", "main", "master")
@@ -317,8 +343,66 @@ def _relative_dir(value: object) -> str:
     return _nonempty_str(value)
 
 
+_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
+_PROGRAM_KEYS = ("path", "engine", "project", "templates")
+
+
+def _project_name(value: object) -> str:
+    text = _nonempty_str(value)
+    if not _NAME_RE.match(text.lower()):
+        raise _Invalid(f"{text!r} must be 1-40 letters, digits, '-' or '_' (a project name)")
+    return text
+
+
+def _programs(value: object) -> tuple[ProgramSetting, ...]:
+    if not isinstance(value, dict):
+        raise _Invalid(
+            f"expected a table of programs, got {_type_name(value)}; write "
+            '[tool.branchenv.programs.NAME] (or [programs.NAME] in branchenv.toml) with path = "..."'
+        )
+    out: list[ProgramSetting] = []
+    for name, table in value.items():
+        where = f"programs.{name}"
+        if not _NAME_RE.match(str(name)) or name == "default":
+            raise _Invalid(
+                f"program name {name!r} must be 1-40 lowercase letters, digits, '-' or '_', and "
+                "not 'default' (the `program` setting is the default program)"
+            )
+        if not isinstance(table, dict):
+            raise _Invalid(f'{where} must be a table with path = "..."')
+        for key in table:
+            if key not in _PROGRAM_KEYS:
+                raise _Invalid(
+                    f"{where}: unknown key {key!r}; valid keys: {', '.join(_PROGRAM_KEYS)}"
+                )
+        if "path" not in table:
+            raise _Invalid(f"{where}.path is required: the program's directory in the project")
+        try:
+            path = _relative_dir(table["path"])
+            engine = _engine(table.get("engine"))
+            project = _project_name(table["project"]) if "project" in table else None
+        except _Invalid as exc:
+            raise _Invalid(f"{where}: {exc}") from None
+        templates = table.get("templates", {})
+        if not isinstance(templates, dict):
+            raise _Invalid(f'{where}.templates must be a table of target = "file"')
+        pairs: list[tuple[str, str]] = []
+        for target, file in templates.items():
+            if target not in TARGETS:
+                raise _Invalid(
+                    f"{where}.templates: unknown target {target!r}; use {', '.join(TARGETS)}"
+                )
+            if not isinstance(file, str) or not file.strip():
+                raise _Invalid(f"{where}.templates.{target} must be a file path")
+            pairs.append((target, file.strip()))
+        out.append(ProgramSetting(str(name), path, engine, project, tuple(pairs)))
+    return tuple(out)
+
+
 _CHECKS: dict[str, Callable[[object], Any]] = {
     "program": _optional(_relative_dir),
+    "programs": _programs,
+    "project": _optional(_project_name),
     "default_ttl": _ttl,
     "tag_prefix": _tag_prefix,
     "protected_patterns": _str_list,

@@ -11,17 +11,18 @@ flattened to strings; ``${BRANCHENV_LOCAL_ENDPOINT}`` in a value becomes the loc
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from branchenv.engines import PROGRAM_KINDS, load_plugins
 from branchenv.engines.base import Program
-from branchenv.errors import UsageError
+from branchenv.errors import ConfigError, UsageError
 from branchenv.targets import TARGET_NAMES
 
 if TYPE_CHECKING:
     from branchenv.config import Settings
+    from branchenv.engines.base import Engine
     from branchenv.targets import Target
 
 DEFAULT_PROGRAM = "default"
@@ -45,12 +46,13 @@ def detect_program(
     engine: str | None = None,
     project: str | None = None,
     template_dirs: Sequence[Path] = (),
+    templates: Mapping[str, Path] | None = None,
     setting: str = "program",
 ) -> Program:
     """The program at ``path``: its kind, the directory its engine runs, its project name
-    (``project`` overrides the kind's) and its templates (looked up under ``stacks/`` of the
-    project dir, then of each of ``template_dirs``). ``setting`` names the setting that gave the
-    path, for the message when nothing is there."""
+    (``project`` overrides the kind's) and its templates (``templates`` given per target, else
+    looked up under ``stacks/`` of the project dir, then of each of ``template_dirs``).
+    ``setting`` names the setting that gave the path, for the message when nothing is there."""
     path = path.resolve()
     if not path.is_dir():
         raise UsageError(
@@ -66,15 +68,22 @@ def detect_program(
         )
     kind = PROGRAM_KINDS[kind_name]
     layout = kind.layout(path)
-    templates: dict[str, Path] = {}
+    found: dict[str, Path] = {}
     if kind.template_file is not None:
         folders = [layout.project_dir / TEMPLATE_DIR, *(d / TEMPLATE_DIR for d in template_dirs)]
         for target in TARGET_NAMES:
             for folder in folders:
                 candidate = folder / kind.template_file(target)
                 if candidate.is_file():
-                    templates[target] = candidate
+                    found[target] = candidate
                     break
+    for target, file in (templates or {}).items():
+        if not file.is_file():
+            raise UsageError(
+                f"the {target} template {file} of program {name!r} does not exist; fix its "
+                f"`templates` entry in [tool.branchenv] (or create the file)"
+            )
+        found[target] = file
     return Program(
         name=name,
         path=layout.path,
@@ -82,22 +91,76 @@ def detect_program(
         project=project or layout.project,
         project_dir=layout.project_dir,
         engine=engine,
-        templates=templates,
+        templates=found,
     )
 
 
 def default_program(settings: Settings) -> Program:
-    """The program the settings' ``program`` names (relative to the project directory)."""
+    """The program the settings' ``program`` names (the project dir itself when unset)."""
     return detect_program(
         settings.program_path,
         engine=settings.engine,
+        project=settings.project,
         template_dirs=(settings.project_dir,),
     )
 
 
 def configured_programs(settings: Settings) -> tuple[Program, ...]:
-    """Every program the settings configure."""
-    return (default_program(settings),)
+    """Every program the settings configure: the default one (``program``; when unset and
+    ``programs`` names others, only if the project dir itself holds a program), then each of
+    ``[tool.branchenv.programs.<name>]``. Names and project names are unique."""
+    programs: list[Program] = []
+    if (
+        settings.program is not None
+        or not settings.programs
+        or detect_kind(settings.project_dir) is not None
+    ):
+        programs.append(default_program(settings))
+    for entry in settings.programs:
+        programs.append(
+            detect_program(
+                settings.project_dir / entry.path,
+                name=entry.name,
+                engine=entry.engine or settings.engine,
+                project=entry.project,
+                template_dirs=(settings.project_dir,),
+                templates={t: settings.project_dir / f for t, f in entry.templates},
+                setting=f"programs.{entry.name}.path",
+            )
+        )
+    seen: dict[str, Program] = {}
+    for program in programs:
+        other = seen.get(program.project)
+        if other is not None:
+            fix = (
+                "`project`"
+                if program.name == DEFAULT_PROGRAM
+                else (f"`project` in [tool.branchenv.programs.{program.name}]")
+            )
+            raise ConfigError(
+                f"programs {other.name!r} and {program.name!r} both have project name "
+                f"{program.project!r}: their stacks would collide; set {fix} to another name"
+            )
+        seen[program.project] = program
+    return tuple(programs)
+
+
+def select_program(settings: Settings, name: str | None = None) -> Program:
+    """The program a command acts on: ``name`` (``--program``), else the default one, else the
+    only one configured."""
+    programs = configured_programs(settings)
+    names = ", ".join(p.name for p in programs)
+    if name is not None:
+        for program in programs:
+            if program.name == name:
+                return program
+        raise UsageError(f"--program {name!r} is not a configured program; configured: {names}")
+    for program in programs:
+        if program.name == DEFAULT_PROGRAM:
+            return program
+    if len(programs) == 1:
+        return programs[0]
+    raise UsageError(f"several programs are configured ({names}): pick one with `--program NAME`")
 
 
 def read_template(program: Program, target: Target) -> dict[str, str]:
@@ -135,3 +198,16 @@ def read_template(program: Program, target: Target) -> dict[str, str]:
             raise UsageError(f"{path}: {key} uses {LOCAL_ENDPOINT_PLACEHOLDER} off the local cloud")
         flat[str(key)] = text
     return flat
+
+
+def listing_pairs(settings: Settings, engines: Sequence[Engine]) -> list[tuple[Program, Engine]]:
+    """Every (program, engine) whose stacks a listing (ls, reap, cost) reads: each configured
+    program with each of ``engines`` that runs its kind."""
+    from branchenv.engines import engine_spec
+
+    return [
+        (program, engine)
+        for program in configured_programs(settings)
+        for engine in engines
+        if program.kind in engine_spec(engine.name).program_kinds
+    ]

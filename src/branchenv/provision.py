@@ -121,6 +121,8 @@ class StackRow:
     """Why the stack needs a person (its state cannot be read): listed, never acted on."""
     backend: str | None = None
     """Where the engine keeps the stack's state, when it says (``StackSummary.backend``)."""
+    program: str = "default"
+    """The configured program the stack belongs to."""
 
 
 def choose_engine(
@@ -174,13 +176,15 @@ def resolve(
     env: Mapping[str, str] | None = None,
     cwd: Path | None = None,
     start_local_cloud: bool = True,
+    program: str | None = None,
 ) -> StackContext:
-    """Resolve branch, names, program, target and engine for one command."""
+    """Resolve branch, names, program (``program``: a configured program's name), target and
+    engine for one command."""
     from branchenv.config import ensure_state_dir
     from branchenv.engines import get_engine
     from branchenv.gitinfo import detect_branch
     from branchenv.naming import names_for
-    from branchenv.programs import default_program
+    from branchenv.programs import select_program
     from branchenv.safety import check_engine_target, resolve_target
     from branchenv.targets import check_target_name
 
@@ -189,8 +193,8 @@ def resolve(
     target_name = check_target_name(target or settings.default_target)
     info = detect_branch(branch, env=env, cwd=cwd)
     names = names_for(info.name)
-    program = default_program(settings)
-    engine_name, engine_note = choose_engine(engine, settings, target_name, program)
+    chosen = select_program(settings, program)
+    engine_name, engine_note = choose_engine(engine, settings, target_name, chosen)
     check_engine_target(engine_name, target_name)
     notes: list[str] = []
     if info.detached:
@@ -213,7 +217,7 @@ def resolve(
         target=tgt,
         engine=eng,
         engine_note=engine_note,
-        program=program,
+        program=chosen,
         notes=tuple(notes),
     )
 
@@ -453,20 +457,19 @@ def stack_cost(
 def list_stacks(
     settings: Settings, *, engines: list[Engine], now: dt.datetime | None = None
 ) -> list[StackRow]:
-    """Every stack the given engines know for the project's program, newest first."""
+    """Every stack the given engines know for every configured program, newest first."""
     from branchenv.cost.estimate import estimate_stack, inventory_from_engine
     from branchenv.cost.prices import load_prices
-    from branchenv.programs import default_program
+    from branchenv.programs import listing_pairs
 
     now = now or dt.datetime.now(dt.UTC)
     prices = load_prices()
-    program = default_program(settings)
     rows: list[StackRow] = []
-    for engine in engines:
+    for program, engine in listing_pairs(settings, engines):
         for summary in engine.list_stacks(program=program):
             md = summary.metadata
             if summary.attention:
-                rows.append(_attention_row(summary, engine.name))
+                rows.append(_attention_row(summary, engine.name, program.name))
                 continue
             cost = estimate_stack(
                 inventory_from_engine(
@@ -500,13 +503,14 @@ def list_stacks(
                     cost_unpriced=cost.unpriced_types,
                     missing=summary.missing,
                     backend=summary.backend,
+                    program=program.name,
                 )
             )
     rows.sort(key=lambda r: r.created_at or dt.datetime.min.replace(tzinfo=dt.UTC), reverse=True)
     return rows
 
 
-def _attention_row(summary: StackSummary, engine: str) -> StackRow:
+def _attention_row(summary: StackSummary, engine: str, program: str) -> StackRow:
     """A stack whose state cannot be read: its name and why, nothing else is known."""
     return StackRow(
         stack=summary.stack,
@@ -524,6 +528,7 @@ def _attention_row(summary: StackSummary, engine: str) -> StackRow:
         reap_pending=False,
         attention=summary.attention,
         backend=summary.backend,
+        program=program,
     )
 
 
@@ -533,14 +538,16 @@ def engines_for_listing(
     """The engines `ls`, `reap` and `cost` ask: the requested one, else every registered engine
     for the program's kind that can run here (for a given non-local ``target_name``, not the
     local-only ones: they hold no stacks there)."""
-    from branchenv.engines import engine_spec, engines_for_kind, get_engine
-    from branchenv.programs import default_program
+    from branchenv.engines import ENGINES, engine_spec, get_engine
+    from branchenv.programs import configured_programs
 
     if requested:
         return [get_engine(engine_spec(requested).name, settings=settings)]
-    kind = default_program(settings).kind
+    kinds = {program.kind for program in configured_programs(settings)}
     return [
         get_engine(spec.name, settings=settings)
-        for spec in engines_for_kind(kind)
-        if spec.available() is None and not (spec.local_only and target_name not in (None, "local"))
+        for spec in ENGINES.values()
+        if spec.program_kinds & kinds
+        and spec.available() is None
+        and not (spec.local_only and target_name not in (None, "local"))
     ]

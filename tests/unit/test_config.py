@@ -62,6 +62,8 @@ def test_defaults_when_no_source_sets_anything(tmp_path: Path) -> None:
     assert s.project_dir == tmp_path.resolve()
     assert s.values() == {
         "program": None,
+        "programs": (),
+        "project": None,
         "default_ttl": "24h",
         "tag_prefix": "branchenv:",
         "protected_patterns": ("prod*", "production*", "staging*", "main", "master"),
@@ -415,7 +417,13 @@ def test_override_for_an_unknown_setting_is_a_bug(tmp_path: Path) -> None:
             "protected_pattern",
             "did you mean 'protected_patterns'?",
         ),
-        (None, "zzz = 1\n", "branchenv.toml", "zzz", "valid keys: program, default_ttl"),
+        (
+            None,
+            "zzz = 1\n",
+            "branchenv.toml",
+            "zzz",
+            "valid keys: program, programs, project, default_ttl",
+        ),
     ],
 )
 def test_unknown_key_suggests_the_closest_valid_key(
@@ -454,3 +462,41 @@ def test_error_in_a_lower_source_is_reported_even_if_overridden(tmp_path: Path) 
     _project(tmp_path, config='region = "mars"\n')
     msg = str(_config_error(tmp_path, env={"BRANCHENV_REGION": "us-east-1"}))
     assert "branchenv.toml: bad value for 'region'" in msg
+
+
+@pytest.mark.parametrize(
+    ("toml", "why"),
+    [
+        ('programs = "web"', "expected a table of programs"),
+        ("[programs.default]\npath = 'x'\n", "not 'default'"),
+        ("[programs.Web]\npath = 'x'\n", "lowercase"),
+        ("[programs.jobs]\nengine = 'inprocess'\n", "programs.jobs.path is required"),
+        ("[programs.jobs]\npath = 'j'\nmain = 'x'\n", "unknown key 'main'"),
+        ("[programs.jobs]\npath = 'j'\nengine = 'chef'\n", "programs.jobs: 'chef' is not one of"),
+        ("[programs.jobs]\npath = 'j'\ntemplates = { gcp = 'x.yaml' }\n", "unknown target 'gcp'"),
+        ("[programs.jobs]\npath = 'j'\nproject = 'has space'\n", "a project name"),
+    ],
+)
+def test_bad_programs_table_names_the_key_and_the_fix(tmp_path: Path, toml: str, why: str) -> None:
+    _project(tmp_path, config=toml)
+    msg = str(_config_error(tmp_path, env={}))
+    assert "'programs'" in msg and why in msg and "branchenv.toml" in msg
+
+
+def test_programs_table_reads_every_entry(tmp_path: Path) -> None:
+    from branchenv.config import ProgramSetting
+
+    _project(
+        tmp_path,
+        config=(
+            'program = "web"\n[programs.jobs]\npath = "jobs"\nengine = "inprocess"\n'
+            'project = "jobs-svc"\ntemplates = { local = "stacks/jobs-local.yaml" }\n'
+        ),
+    )
+    s = load_settings(cwd=tmp_path, env={})
+    assert s.programs == (
+        ProgramSetting(
+            "jobs", "jobs", "inprocess", "jobs-svc", (("local", "stacks/jobs-local.yaml"),)
+        ),
+    )
+    assert str(s.programs[0]).startswith("jobs: jobs (engine inprocess, project jobs-svc")

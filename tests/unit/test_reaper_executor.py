@@ -13,7 +13,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from branchenv.aws_errors import translate
-from branchenv.engines.base import DestroyResult, StackSummary
+from branchenv.engines.base import DestroyResult, Program, StackSummary
 from branchenv.errors import (
     EngineError,
     OperationFailed,
@@ -27,7 +27,13 @@ from branchenv.reaper.executor import ReapJob, Status, destroy_all, destroy_one
 from branchenv.targets import Target
 
 NOW = dt.datetime(2024, 5, 1, 12, 0, 0, tzinfo=dt.UTC)
-PROGRAM = Path("/nonexistent/program")
+PROGRAM = Program(
+    name="default",
+    path=Path("/nonexistent/program"),
+    kind="pulumi",
+    project="p",
+    project_dir=Path("/nonexistent"),
+)
 TARGET = Target("local", "us-east-1", endpoint_url="http://127.0.0.1:1")
 
 Behaviour = Callable[[int], None]
@@ -134,7 +140,10 @@ def throttled() -> BaseException:
 
 
 def jobs(engine: FakeEngine) -> list[ReapJob]:
-    return [ReapJob(stack=s, engine=engine, metadata=m) for s, m in engine.stacks.items()]
+    return [
+        ReapJob(stack=s, engine=engine, metadata=m, program=PROGRAM)
+        for s, m in engine.stacks.items()
+    ]
 
 
 def test_flaky_stack_is_reaped_broken_one_reported_others_reaped() -> None:
@@ -147,9 +156,7 @@ def test_flaky_stack_is_reaped_broken_one_reported_others_reaped() -> None:
         }
     )
     sleeps: list[float] = []
-    outcomes = destroy_all(
-        jobs(engine), program=PROGRAM, target=TARGET, concurrency=3, sleep=sleeps.append
-    )
+    outcomes = destroy_all(jobs(engine), target=TARGET, concurrency=3, sleep=sleeps.append)
     by_stack = {o.stack: o for o in outcomes}
     assert [o.stack for o in outcomes] == ["flaky", "broken", "ok-1", "ok-2"]
     assert by_stack["flaky"].status is Status.DESTROYED and by_stack["flaky"].attempts == 2
@@ -181,7 +188,7 @@ def test_run_exits_1_when_any_stack_failed(tmp_path: Path) -> None:
         decisions=decisions,
         orphans=None,
         max_reap=5,
-        metadata={("inprocess", s): m for s, m in engine.stacks.items()},
+        metadata={("inprocess", "default", s): m for s, m in engine.stacks.items()},
     )
     (tmp_path / "prog").mkdir()
     (tmp_path / "prog" / "Pulumi.yaml").write_text("name: p\nruntime: python\n")
@@ -203,17 +210,15 @@ def test_run_exits_1_when_any_stack_failed(tmp_path: Path) -> None:
 
 def test_marks_reap_pending_before_destroying() -> None:
     engine = FakeEngine({"a": None})
-    [outcome] = destroy_all(
-        jobs(engine), program=PROGRAM, target=TARGET, concurrency=1, sleep=lambda _s: None
-    )
+    [outcome] = destroy_all(jobs(engine), target=TARGET, concurrency=1, sleep=lambda _s: None)
     assert outcome.status is Status.DESTROYED
     assert engine.log == [("mark", "a", True), ("destroy", "a", True)]
 
 
 def test_already_gone_is_done() -> None:
     engine = FakeEngine({})
-    job = ReapJob(stack="ghost", engine=engine, metadata=meta("ghost"))
-    outcome = destroy_one(job, program=PROGRAM, target=TARGET, retry=RetryPolicy())
+    job = ReapJob(stack="ghost", engine=engine, metadata=meta("ghost"), program=PROGRAM)
+    outcome = destroy_one(job, target=TARGET, retry=RetryPolicy())
     assert outcome.status is Status.ALREADY_GONE and outcome.ok
 
 
@@ -222,7 +227,6 @@ def test_transient_errors_give_up_after_attempts() -> None:
     sleeps: list[float] = []
     [outcome] = destroy_all(
         jobs(engine),
-        program=PROGRAM,
         target=TARGET,
         concurrency=1,
         retry=RetryPolicy(attempts=3, wait_initial_s=1.0, wait_max_s=30.0),
@@ -237,7 +241,6 @@ def test_deadline_stops_retrying() -> None:
     engine = FakeEngine({"t": always(lambda: StackLocked("held"))})
     [outcome] = destroy_all(
         jobs(engine),
-        program=PROGRAM,
         target=TARGET,
         concurrency=1,
         retry=RetryPolicy(attempts=100, deadline_s=0.0),
@@ -249,9 +252,7 @@ def test_deadline_stops_retrying() -> None:
 def test_runs_in_parallel() -> None:
     barrier = threading.Barrier(3, timeout=10)
     engine = FakeEngine({s: (lambda _a: barrier.wait()) for s in ("a", "b", "c")})
-    outcomes = destroy_all(
-        jobs(engine), program=PROGRAM, target=TARGET, concurrency=3, sleep=lambda _s: None
-    )
+    outcomes = destroy_all(jobs(engine), target=TARGET, concurrency=3, sleep=lambda _s: None)
     # with less than 3 workers the barrier would time out and every stack would fail
     assert all(o.status is Status.DESTROYED for o in outcomes)
 
@@ -289,9 +290,7 @@ def test_is_transient_is_exactly_the_typed_transient_error(
 
 def test_an_untyped_error_that_only_sounds_transient_is_not_retried() -> None:
     engine = FakeEngine({"t": always(lambda: EngineError("Rate exceeded, try again"))})
-    [outcome] = destroy_all(
-        jobs(engine), program=PROGRAM, target=TARGET, concurrency=1, sleep=lambda _s: None
-    )
+    [outcome] = destroy_all(jobs(engine), target=TARGET, concurrency=1, sleep=lambda _s: None)
     assert outcome.status is Status.FAILED and outcome.attempts == 1
 
 
@@ -305,12 +304,11 @@ def test_a_stack_redeployed_since_the_plan_is_left_alone() -> None:
     engine.stacks["s2"] = dataclasses.replace(
         planned["s2"], expires_at=planned["s2"].expires_at + dt.timedelta(hours=5)
     )
-    jobs = [ReapJob(stack=s, engine=engine, metadata=planned[s]) for s in ("s1", "s2")]
+    jobs = [
+        ReapJob(stack=s, engine=engine, metadata=planned[s], program=PROGRAM) for s in ("s1", "s2")
+    ]
     outcomes = {
-        o.stack: o
-        for o in destroy_all(
-            jobs, program=PROGRAM, target=TARGET, concurrency=2, sleep=lambda _s: None
-        )
+        o.stack: o for o in destroy_all(jobs, target=TARGET, concurrency=2, sleep=lambda _s: None)
     }
     assert outcomes["s1"].status is Status.DESTROYED
     assert outcomes["s2"].status is Status.CHANGED and outcomes["s2"].ok

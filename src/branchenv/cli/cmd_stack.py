@@ -30,6 +30,12 @@ EngineOpt = typer.Option(
     "here).",
 )
 JsonOpt = typer.Option(False, "--json", help="Print machine-readable JSON.")
+ProgramOpt = typer.Option(
+    None,
+    "--program",
+    help="Which configured program (its name under [tool.branchenv.programs]; default: the "
+    "`program` setting's, or the only one).",
+)
 
 
 def _settings(target: str | None = None, engine: str | None = None) -> Settings:
@@ -42,13 +48,23 @@ def _settings(target: str | None = None, engine: str | None = None) -> Settings:
 
 
 def _context(
-    branch: str | None, target: str | None, engine: str | None, *, start_local_cloud: bool = True
+    branch: str | None,
+    target: str | None,
+    engine: str | None,
+    program: str | None,
+    *,
+    start_local_cloud: bool = True,
 ) -> StackContext:
     from branchenv.provision import resolve
 
     settings = _settings(target, engine)
     return resolve(
-        settings, branch=branch, target=None, engine=None, start_local_cloud=start_local_cloud
+        settings,
+        branch=branch,
+        target=None,
+        engine=None,
+        start_local_cloud=start_local_cloud,
+        program=program,
     )
 
 
@@ -69,6 +85,7 @@ def up(
         "--preview-only",
         help="Show what would change (as `branchenv preview`); change nothing.",
     ),
+    program: str | None = ProgramOpt,
     as_json: bool = JsonOpt,
 ) -> None:
     """Create or update this branch's stack (idempotent) and print its outputs.
@@ -83,13 +100,13 @@ def up(
     if ttl is not None:
         parse_ttl(ttl)  # bad input fails before anything starts
     if preview_only:
-        _preview(branch, target, engine, ttl=ttl, profile=profile, as_json=as_json)
+        _preview(branch, target, engine, program, ttl=ttl, profile=profile, as_json=as_json)
         return
     # SIGINT/SIGTERM: `up` runs to its end (its state then records every resource it made),
     # then exits 128 + the signal (see harness.signals).
     with SignalGuard(on_signal=render.status) as guard:
         ctx = guard.finish(
-            lambda: _context(branch, target, engine), what="the local cloud has started"
+            lambda: _context(branch, target, engine, program), what="the local cloud has started"
         )
         guard.checkpoint()
         _notes(ctx.notes)
@@ -142,6 +159,7 @@ def preview(
     ttl: str | None = typer.Option(None, "--ttl", help="Time to live: 90m, 24h, 7d, ..."),
     profile: str = typer.Option("ephemeral", "--profile", help="ephemeral | prodlike"),
     show_same: bool = typer.Option(False, "--show-same", help="Also list unchanged resources."),
+    program: str | None = ProgramOpt,
     as_json: bool = JsonOpt,
 ) -> None:
     """Show what `up` would change, per resource with the changed properties; change nothing."""
@@ -149,13 +167,16 @@ def preview(
         from branchenv.metadata import parse_ttl
 
         parse_ttl(ttl)
-    _preview(branch, target, engine, ttl=ttl, profile=profile, as_json=as_json, same=show_same)
+    _preview(
+        branch, target, engine, program, ttl=ttl, profile=profile, as_json=as_json, same=show_same
+    )
 
 
 def _preview(
     branch: str | None,
     target: str | None,
     engine: str | None,
+    program: str | None,
     *,
     ttl: str | None,
     profile: str,
@@ -165,7 +186,7 @@ def _preview(
     from branchenv import provision
     from branchenv.engines.base import CHANGE_KINDS
 
-    ctx = _context(branch, target, engine)
+    ctx = _context(branch, target, engine, program)
     _notes(ctx.notes)
     title = f"preview {ctx.names.stack} ({ctx.engine.name} engine, target {ctx.target.name})"
     with progress(title, quiet=False) as sink:
@@ -209,12 +230,13 @@ def outputs(
     branch: str | None = BranchOpt,
     target: str | None = TargetOpt,
     engine: str | None = EngineOpt,
+    program: str | None = ProgramOpt,
     as_json: bool = JsonOpt,
 ) -> None:
     """Print this branch's stack outputs (endpoint, names, ARNs)."""
     from branchenv import provision
 
-    ctx = _context(branch, target, engine, start_local_cloud=False)
+    ctx = _context(branch, target, engine, program, start_local_cloud=False)
     values = provision.outputs(ctx)
     render.emit(values, as_json=as_json, human=lambda: _outputs_table(values))
 
@@ -238,6 +260,8 @@ def ls(
 
         return format_duration(dt.timedelta(seconds=seconds))
 
+    several = len({r.program for r in rows}) > 1
+
     def human() -> None:
         render.table(
             f"{len(rows)} stack(s)",
@@ -251,6 +275,7 @@ def ls(
                 "cost so far",
                 "engine",
                 "target",
+                *(["program"] if several else []),
             ],
             [
                 (
@@ -263,6 +288,7 @@ def ls(
                     _money(r.cost_so_far, r.cost_unpriced),
                     f"{r.engine} ({r.backend})" if r.backend else r.engine,
                     r.target,
+                    *([r.program] if several else []),
                 )
                 for r in rows
             ],
@@ -279,6 +305,7 @@ def down(
     branch: str | None = BranchOpt,
     target: str | None = TargetOpt,
     engine: str | None = EngineOpt,
+    program: str | None = ProgramOpt,
     as_json: bool = JsonOpt,
 ) -> None:
     """Destroy this branch's stack and remove it. A stack already gone is not an error.
@@ -291,7 +318,7 @@ def down(
     # SIGINT/SIGTERM: the teardown is shielded (it finishes), then `down` exits 128 + signal.
     with SignalGuard(on_signal=render.status) as guard:
         ctx = guard.finish(
-            lambda: _context(branch, target, engine), what="the local cloud has started"
+            lambda: _context(branch, target, engine, program), what="the local cloud has started"
         )
         guard.checkpoint()
         _notes(ctx.notes)

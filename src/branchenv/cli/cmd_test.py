@@ -32,6 +32,12 @@ ReadyOpt = typer.Option(
     60.0, "--ready-timeout", min=1.0, help="Seconds to wait for the stack to answer."
 )
 JsonOpt = typer.Option(False, "--json", help="Print machine-readable JSON.")
+ProgramOpt = typer.Option(
+    None,
+    "--program",
+    help="Which configured program (its name under [tool.branchenv.programs]; default: the "
+    "`program` setting's, or the only one).",
+)
 
 
 def _settings(
@@ -101,6 +107,7 @@ def test(
     suite: str | None = SuiteOpt,
     report_dir: str | None = ReportDirOpt,
     ready_timeout: float = ReadyOpt,
+    program: str | None = ProgramOpt,
     as_json: bool = JsonOpt,
 ) -> None:
     """Run the integration suite against this branch's existing stack.
@@ -118,6 +125,7 @@ def test(
             report_dir=report_dir,
             ready_timeout_s=ready_timeout,
             pytest_args=list(ctx.args),
+            program=program,
         )
     except Interrupted as exc:
         render.status(f"branchenv: {exc}")
@@ -148,6 +156,7 @@ def ci(
         "--max-total",
         help="Budget gate: fail (exit 1) if the stack would cost more USD by its expiry.",
     ),
+    program: str | None = ProgramOpt,
     as_json: bool = JsonOpt,
 ) -> None:
     """Up -> wait ready -> test -> down in one command; teardown is guaranteed.
@@ -169,6 +178,7 @@ def ci(
             profile=profile,
             ready_timeout_s=ready_timeout,
             pytest_args=list(ctx.args),
+            program=program,
         )
     except Interrupted as exc:
         render.status(f"branchenv: {exc} before anything was created")

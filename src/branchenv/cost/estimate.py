@@ -353,18 +353,18 @@ def collect_stack_costs(
     now: dt.datetime | None = None,
     prices: PriceTable | None = None,
 ) -> list[StackCost]:
-    """The estimate of every stack the engines list (all of them, or those named in ``stacks``
-    or whose metadata branch is in ``branches``), each engine's stacks in its listing order."""
+    """The estimate of every stack the engines list for every configured program (all of them,
+    or those named in ``stacks`` or whose metadata branch is in ``branches``), each engine's
+    stacks in its listing order."""
     prices = prices or load_prices()
     now = now or dt.datetime.now(dt.UTC)
     wanted_stacks = set(stacks) if stacks is not None else None
     wanted_branches = set(branches) if branches is not None else None
     filtered = wanted_stacks is not None or wanted_branches is not None
-    from branchenv.programs import default_program
+    from branchenv.programs import listing_pairs
 
-    program = default_program(settings)
     costs: list[StackCost] = []
-    for engine in engines:
+    for program, engine in listing_pairs(settings, engines):
         for summary in engine.list_stacks(program=program):
             md = summary.metadata
             if summary.attention:

@@ -62,11 +62,13 @@ def provider_config(target: Target) -> dict[str, str]:
 
 
 def stack_config(inputs: ProgramInputs, target: Target) -> dict[str, str]:
-    """Every stack config key a Pulumi program gets for one stack: the provider config, the
-    target template's keys, then branchenv's own (``branchenv:prefix``, ``branchenv:profile``,
-    ``branchenv:localFunctionsUrl``, ``branchenv:tags``); the region is always the target's."""
-    config = provider_config(target)
-    config.update(inputs.template)
+    """Every stack config key a Pulumi program gets for one stack: the target template's keys,
+    then the provider config (on the local cloud its wiring always wins over a template, so the
+    endpoint set is the one defined here), then branchenv's own (``branchenv:prefix``,
+    ``branchenv:profile``, ``branchenv:localFunctionsUrl``, ``branchenv:tags``); the region is
+    always the target's."""
+    config = dict(inputs.template)
+    config.update(provider_config(target))
     config["aws:region"] = inputs.region
     config["branchenv:prefix"] = inputs.prefix
     config["branchenv:profile"] = inputs.profile

@@ -124,6 +124,7 @@ def run_ci(
     on_output: Say | None = None,
     cost: str | None = None,
     teardown_sleep: Callable[[float], None] = time.sleep,
+    program: str | None = None,
 ) -> RunOutcome:
     """`branchenv ci`: up -> ready -> test -> down, with teardown guaranteed."""
     from branchenv import provision
@@ -134,7 +135,7 @@ def run_ci(
     if ttl is not None:
         parse_ttl(ttl)
     check_ready_timeout(ready_timeout_s)
-    suite_path = resolve_suite(settings, suite)
+    suite_path = resolve_suite(settings, suite, program)
     paths = ReportPaths.under(resolve_report_dir(settings, report_dir))
     paths.clear()
     started = time.monotonic()
@@ -150,7 +151,9 @@ def run_ci(
     # on by the main thread (see harness.signals); none can be lost in any phase.
     with SignalGuard(on_signal=say) as guard:
         ctx = guard.finish(
-            lambda: provision.resolve(settings, branch=branch, target=None, engine=None, env=env),
+            lambda: provision.resolve(
+                settings, branch=branch, target=None, engine=None, env=env, program=program
+            ),
             what="the local cloud has started",
         )
         guard.checkpoint()  # escapes as Interrupted: nothing was created

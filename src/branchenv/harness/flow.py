@@ -34,9 +34,12 @@ Say = Callable[[str], None]
 DEFAULT_READY_TIMEOUT_S = 60.0
 
 
-def resolve_suite(settings: Settings, suite: str | os.PathLike[str] | None) -> Path:
+def resolve_suite(
+    settings: Settings, suite: str | os.PathLike[str] | None, program: str | None = None
+) -> Path:
     """The suite to run: ``suite`` (relative to the current directory), else the ``suite``
-    setting (relative to the project), else ``<program>/tests``."""
+    setting (relative to the project), else ``<program>/tests`` of the program the run acts on
+    (``program``: a configured program's name)."""
     if suite is None and settings.suite is not None:
         path = (settings.project_dir / settings.suite).resolve()
         if not path.exists():
@@ -46,9 +49,9 @@ def resolve_suite(settings: Settings, suite: str | os.PathLike[str] | None) -> P
             )
         return path
     if suite is None:
-        from branchenv.programs import default_program
+        from branchenv.programs import select_program
 
-        path = default_program(settings).path / "tests"
+        path = select_program(settings, program).path / "tests"
         if not path.exists():
             raise UsageError(
                 f"no test suite at {path} (the default, <program>/tests): "
@@ -212,14 +215,16 @@ def run_test(
     env: Mapping[str, str] | None = None,
     on_output: Say | None = None,
     cost: str | None = None,
+    program: str | None = None,
 ) -> RunOutcome:
-    """`branchenv test`: run the suite against the branch's existing stack."""
+    """`branchenv test`: run the suite against the branch's existing stack (of ``program``,
+    a configured program's name; default: the default one)."""
     from branchenv import provision
 
     env = dict(os.environ if env is None else env)
     say = on_output or stderr_line
     check_ready_timeout(ready_timeout_s)
-    suite_path = resolve_suite(settings, suite)
+    suite_path = resolve_suite(settings, suite, program)
     paths = ReportPaths.under(resolve_report_dir(settings, report_dir))
     paths.clear()
     started = time.monotonic()
@@ -233,7 +238,9 @@ def run_test(
     # Interrupted before the suite started escapes: nothing was run yet).
     with SignalGuard(on_signal=say) as guard:
         ctx = guard.finish(
-            lambda: provision.resolve(settings, branch=branch, target=None, engine=None, env=env),
+            lambda: provision.resolve(
+                settings, branch=branch, target=None, engine=None, env=env, program=program
+            ),
             what="the local cloud has started",
         )
         guard.checkpoint()

@@ -40,6 +40,7 @@ class ReapJob:
     stack: str
     engine: Engine
     metadata: StackMetadata | None
+    program: Program
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,6 +54,7 @@ class Outcome:
     deleted: int
     duration_s: float
     error: str | None = None
+    program: str = "default"
 
     @property
     def ok(self) -> bool:
@@ -62,7 +64,6 @@ class Outcome:
 def destroy_one(
     job: ReapJob,
     *,
-    program: Program,
     target: Target,
     retry: RetryPolicy,
     sleep: Callable[[float], None] = time.sleep,
@@ -81,6 +82,7 @@ def destroy_one(
         return Outcome(
             stack=job.stack,
             engine=job.engine.name,
+            program=job.program.name,
             status=status,
             attempts=attempts,
             deleted=deleted,
@@ -92,7 +94,7 @@ def destroy_one(
         # The plan may be minutes old: a stack re-deployed since then (new expiry) is no longer
         # the stack that was judged stale. Decide on what is there now, not on the snapshot.
         try:
-            current = job.engine.metadata(stack=job.stack, program=program)
+            current = job.engine.metadata(stack=job.stack, program=job.program)
         except StackNotFound:
             say(f"[{job.stack}] already gone")
             return outcome(Status.ALREADY_GONE)
@@ -102,7 +104,7 @@ def destroy_one(
     done = destroy_stack(
         job.engine,
         stack=job.stack,
-        program=program,
+        program=job.program,
         target=target,
         metadata=job.metadata,
         retry=retry,
@@ -124,7 +126,6 @@ def destroy_one(
 def destroy_all(
     jobs: Sequence[ReapJob],
     *,
-    program: Program,
     target: Target,
     concurrency: int,
     retry: RetryPolicy | None = None,
@@ -147,7 +148,6 @@ def destroy_all(
             pool.submit(
                 destroy_one,
                 job,
-                program=program,
                 target=target,
                 retry=policy,
                 sleep=sleep,

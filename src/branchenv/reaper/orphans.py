@@ -382,14 +382,18 @@ def classify(
     *,
     known_stacks: set[str] | frozenset[str],
     protected_patterns: Sequence[str],
-    project: str | None,
+    project: str | frozenset[str] | None,
     now: dt.datetime | None = None,
     grace: dt.timedelta = dt.timedelta(0),
 ) -> OrphanPlan:
     """Split tagged resources into orphans and skipped ones (pure).
 
+    ``project``: the project (or projects, one per configured program) whose resources may be
+    orphans; a resource tagged for another project is skipped.
+
     A resource whose ``branchenv:created-at`` tag is younger than ``grace`` is skipped: it may
     belong to a stack whose ``up`` is still running and not yet recorded by its engine."""
+    projects = frozenset({project}) if isinstance(project, str) else project
     orphans: list[Orphan] = []
     skipped: list[SkippedResource] = []
     owned = 0
@@ -413,7 +417,7 @@ def classify(
             skip(SkipReason.UNMANAGED, f"no {MANAGED_BY_KEY}={MANAGED_BY_VALUE} tag")
         elif pattern is not None:
             skip(SkipReason.PROTECTED, f"stack or branch matches protected pattern {pattern!r}")
-        elif project is not None and res_project is not None and res_project != project:
+        elif projects is not None and res_project is not None and res_project not in projects:
             skip(SkipReason.OTHER_PROJECT, f"belongs to project {res_project!r}")
         elif (age := _age(res.tags, now)) is not None and age < grace:
             skip(
@@ -437,7 +441,7 @@ def find_orphans(
     *,
     known_stacks: set[str] | frozenset[str],
     protected_patterns: Sequence[str],
-    project: str | None,
+    project: str | frozenset[str] | None,
     now: dt.datetime | None = None,
     grace: dt.timedelta = dt.timedelta(0),
 ) -> OrphanPlan:

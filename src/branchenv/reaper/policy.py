@@ -89,10 +89,16 @@ class Decision:
     age_s: float | None
     resource_count: int | None
     engine: str = ""
+    program: str = "default"
 
     @property
     def reap(self) -> bool:
         return self.action is Action.REAP
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        """(engine, program, stack): one stack among every listing of a run."""
+        return (self.engine, self.program, self.stack)
 
     @property
     def codes(self) -> tuple[str, ...]:

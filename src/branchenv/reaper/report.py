@@ -37,6 +37,7 @@ class ReapedRow:
     attempts: int = 0
     error: str | None = None
     hourly_cost: Decimal | None = None
+    program: str = "default"
     """Cost reclaimed per hour, in USD (estimate); None when the inventory was unavailable."""
 
 
@@ -83,10 +84,10 @@ class ReapReport:
 def build_report(result: ReapResult) -> ReapReport:
     """The report of a run (a dry run when ``result.acted`` is false)."""
     plan = result.plan
-    outcomes = {(o.engine, o.stack): o for o in result.outcomes}
+    outcomes = {(o.engine, o.program, o.stack): o for o in result.outcomes}
     reaped = []
     for d in plan.candidates:
-        outcome = outcomes.get((d.engine, d.stack))
+        outcome = outcomes.get(d.key)
         reaped.append(
             ReapedRow(
                 stack=d.stack,
@@ -101,7 +102,8 @@ def build_report(result: ReapResult) -> ReapReport:
                 status=str(outcome.status) if outcome else "planned",
                 attempts=outcome.attempts if outcome else 0,
                 error=outcome.error if outcome else None,
-                hourly_cost=plan.hourly_cost.get((d.engine, d.stack)),
+                hourly_cost=plan.hourly_cost.get(d.key),
+                program=d.program,
             )
         )
     kept = [

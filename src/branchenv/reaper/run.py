@@ -29,7 +29,7 @@ from branchenv.reaper.policy import Decision, ReapPolicy, decide
 
 if TYPE_CHECKING:
     from branchenv.config import Settings
-    from branchenv.engines.base import Engine, OutputSink
+    from branchenv.engines.base import Engine, OutputSink, Program
     from branchenv.harness.teardown import RetryPolicy
     from branchenv.metadata import StackMetadata
     from branchenv.reaper.executor import Outcome
@@ -50,14 +50,19 @@ class ReapPlan:
     max_orphans: int = 200
     account: str | None = None
     """The AWS account the plan was made in (checked against the allowlist); None off AWS."""
-    metadata: dict[tuple[str, str], StackMetadata | None] = dataclasses.field(
+    metadata: dict[tuple[str, str, str], StackMetadata | None] = dataclasses.field(
         default_factory=dict, repr=False, compare=False
     )
-    hourly_cost: dict[tuple[str, str], Decimal | None] = dataclasses.field(
+    """Each listed stack's metadata by (engine, program, stack) (:attr:`Decision.key`)."""
+    hourly_cost: dict[tuple[str, str, str], Decimal | None] = dataclasses.field(
         default_factory=dict, repr=False, compare=False
     )
     """Estimated burn rate (USD/h) of each candidate, taken before anything is destroyed;
     None where the engine cannot list the stack's resources."""
+    programs: dict[str, Program] = dataclasses.field(
+        default_factory=dict, repr=False, compare=False
+    )
+    """The programs the plan listed, by name (what execute destroys with)."""
 
     @property
     def candidates(self) -> tuple[Decision, ...]:
@@ -121,7 +126,7 @@ def plan(
     The rails come first (see the module doc): a refusal raises SafetyRefusal before any
     stack is listed. On AWS the account is checked through ``target`` (default: the orphan
     target, else the settings' region)."""
-    from branchenv.programs import default_program
+    from branchenv.programs import configured_programs, listing_pairs
     from branchenv.safety import check_account, check_engine_target, orphan_sweep_refusal
 
     for engine in engines:
@@ -138,25 +143,28 @@ def plan(
         account = check_account(sts_target.client("sts"), settings.allowed_account_ids)
     now = now or dt.datetime.now(dt.UTC)
     policy = ReapPolicy.from_settings(settings, target=target_name)
-    program = default_program(settings)
+    pairs = listing_pairs(settings, engines)
+    programs = {program.name: program for program in configured_programs(settings)}
     decisions: list[Decision] = []
-    metadata: dict[tuple[str, str], StackMetadata | None] = {}
+    metadata: dict[tuple[str, str, str], StackMetadata | None] = {}
     known: set[str] = set()
-    for engine in engines:
+    for program, engine in pairs:
         summaries = engine.list_stacks(program=program)
         for summary in summaries:
             known.add(summary.stack)
-            metadata[(engine.name, summary.stack)] = summary.metadata
+            metadata[(engine.name, program.name, summary.stack)] = summary.metadata
         for decision in decide(summaries, now=now, remote_branches=remote_branches, config=policy):
-            decisions.append(dataclasses.replace(decision, engine=engine.name))
-    hourly_cost = _candidate_costs(settings, engines, decisions, metadata, now)
+            decisions.append(
+                dataclasses.replace(decision, engine=engine.name, program=program.name)
+            )
+    hourly_cost = _candidate_costs(settings, pairs, decisions, metadata, now)
     orphan_plan = None
     if orphan_target is not None:
         orphan_plan = find_orphans(
             orphan_target,
             known_stacks=known,
             protected_patterns=settings.protected_patterns,
-            project=program.project,
+            project=frozenset(p.project for p in programs.values()),
             now=now,
             grace=orphan_grace,
         )
@@ -172,38 +180,38 @@ def plan(
         account=account,
         metadata=metadata,
         hourly_cost=hourly_cost,
+        programs=programs,
     )
 
 
 def _candidate_costs(
     settings: Settings,
-    engines: Sequence[Engine],
+    pairs: Sequence[tuple[Program, Engine]],
     decisions: list[Decision],
-    metadata: dict[tuple[str, str], StackMetadata | None],
+    metadata: dict[tuple[str, str, str], StackMetadata | None],
     now: dt.datetime,
-) -> dict[tuple[str, str], Decimal | None]:
+) -> dict[tuple[str, str, str], Decimal | None]:
     """The burn rate each candidate would stop: the cost the reap reclaims per hour."""
     from branchenv.cost.estimate import estimate_stack, inventory_from_engine
     from branchenv.cost.prices import load_prices
-    from branchenv.programs import default_program
 
-    by_name = {e.name: e for e in engines}
+    by_key = {(e.name, p.name): (p, e) for p, e in pairs}
     prices = load_prices()
-    program = default_program(settings)
-    costs: dict[tuple[str, str], Decimal | None] = {}
+    costs: dict[tuple[str, str, str], Decimal | None] = {}
     for d in decisions:
-        engine = by_name.get(d.engine)
-        if not d.reap or engine is None:
+        found = by_key.get((d.engine, d.program))
+        if not d.reap or found is None:
             continue
+        program, engine = found
         inventory = inventory_from_engine(
             engine,
             stack=d.stack,
             program=program,
-            metadata=metadata.get((d.engine, d.stack)),
+            metadata=metadata.get(d.key),
             default_region=settings.region,
         )
         estimate = estimate_stack(inventory, prices, now=now)
-        costs[(d.engine, d.stack)] = estimate.hourly if estimate.inventory_available else None
+        costs[d.key] = estimate.hourly if estimate.inventory_available else None
     return costs
 
 
@@ -220,7 +228,7 @@ def execute(
 ) -> ReapResult:
     """Destroy the plan's candidates and sweep its orphans. Refuses (exit 3, nothing done)
     when the plan has more candidates than its ``max_reap``."""
-    from branchenv.programs import default_program
+    from branchenv.programs import configured_programs
     from branchenv.reaper.executor import ReapJob, destroy_all
     from branchenv.safety import check_account, check_engine_target
 
@@ -242,17 +250,18 @@ def execute(
                 f"are for {account}: plan again with the credentials you mean to reap with"
             )
     by_name = {e.name: e for e in engines}
+    programs = reap_plan.programs or {p.name: p for p in configured_programs(settings)}
     jobs = [
         ReapJob(
             stack=d.stack,
             engine=by_name[d.engine],
-            metadata=reap_plan.metadata.get((d.engine, d.stack)),
+            metadata=reap_plan.metadata.get(d.key),
+            program=programs[d.program],
         )
         for d in reap_plan.candidates
     ]
     outcomes = destroy_all(
         jobs,
-        program=default_program(settings),
         target=target,
         concurrency=settings.reap_concurrency,
         retry=retry,
