@@ -102,7 +102,8 @@ def inputs_for(
     return ProgramInputs(
         prefix=prefix,
         profile=profile,
-        tags=metadata.to_tags(),
+        tags=metadata.identity_tags(),
+        metadata=metadata.to_tags(),
         region=target.region if target is not None else "us-east-1",
         functions_url=target.functions_url if target is not None else None,
         template=extra,

@@ -232,6 +232,17 @@ def _str_list(value: object) -> tuple[str, ...]:
     return tuple(items)
 
 
+def _protected_patterns(value: object) -> tuple[str, ...]:
+    patterns = _str_list(value)
+    if not patterns:
+        raise _Invalid(
+            "an empty list would disable every protection, which branchenv refuses; list the "
+            'patterns to protect (the default: "prod*", "production*", "staging*", "main", '
+            '"master") or remove the setting to use the default'
+        )
+    return patterns
+
+
 def _account_ids(value: object) -> tuple[str, ...]:
     if isinstance(value, list | tuple) and any(isinstance(v, int) for v in value):
         raise _Invalid(
@@ -405,7 +416,7 @@ _CHECKS: dict[str, Callable[[object], Any]] = {
     "project": _optional(_project_name),
     "default_ttl": _ttl,
     "tag_prefix": _tag_prefix,
-    "protected_patterns": _str_list,
+    "protected_patterns": _protected_patterns,
     "backend_url": _optional(_backend_url),
     "default_target": _choice(TARGETS),
     "engine": _engine,

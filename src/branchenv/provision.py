@@ -10,7 +10,7 @@ import dataclasses
 import datetime as dt
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -239,14 +239,17 @@ def program_inputs(
     allow_shared: frozenset[str] = frozenset(),
 ) -> ProgramInputs:
     """The neutral inputs every engine gets for the branch's stack: prefix, profile, the tags
-    its resources carry, region, the local function runner and the target's template."""
+    its resources carry (the identity tags only: they never change between updates, so a
+    re-`up` retags nothing; what changes lives with the stack), region, the local function
+    runner, the target's template and the names deliberately shared."""
     from branchenv.engines.base import ProgramInputs
     from branchenv.programs import read_template
 
     return ProgramInputs(
         prefix=ctx.names.prefix,
         profile=check_profile(profile),
-        tags=metadata.to_tags(),
+        tags=metadata.identity_tags(),
+        metadata=metadata.to_tags(),
         region=ctx.target.region,
         functions_url=ctx.target.functions_url,
         template=read_template(ctx.program, ctx.target),
@@ -314,16 +317,23 @@ def up(
     on_output: OutputSink | None = None,
     existing: StackMetadata | None = None,
     checked: bool = False,
+    allow_shared: Iterable[str] = (),
 ) -> UpOutcome:
     """Create or update the branch's stack; idempotent.
 
     ``checked``: the caller ran :func:`check_may_manage` on this context moments ago and
-    passes what it returned as ``existing`` (so a run reads the stack's metadata once)."""
+    passes what it returned as ``existing`` (so a run reads the stack's metadata once). The
+    engine runs the branch-isolation check on its plan before changing anything
+    (``allow_shared``: fixed names deliberately shared, ``--allow-shared``)."""
+    from branchenv.safety import check_isolation
+
     check_profile(profile)
     if not checked:
         existing = check_may_manage(ctx)
     metadata = build_metadata(ctx, ttl=ttl, existing=existing)
-    inputs = program_inputs(ctx, profile=profile, metadata=metadata)
+    inputs = program_inputs(
+        ctx, profile=profile, metadata=metadata, allow_shared=frozenset(allow_shared)
+    )
     result = ctx.engine.up(
         stack=ctx.names.stack,
         program=ctx.program,
@@ -331,6 +341,7 @@ def up(
         metadata=metadata,
         inputs=inputs,
         on_output=on_output,
+        plan_check=lambda steps: check_isolation(steps, inputs),
     )
     return UpOutcome(
         stack=result.stack,

@@ -8,7 +8,7 @@ names what was refused, why, and the fix:
 - local-only engines never run against another target;
 - orphan sweeps only where the listing sees every machine's stacks;
 - branch isolation: every fixed physical name a plan would create is derived from the stack's
-  prefix (a :data:`~branchenv.engines.base.PlanCheck`).
+  prefix (:func:`check_isolation`, a :data:`~branchenv.engines.base.PlanCheck`).
 
 :func:`resolve_target` is the one place a command turns a target name into a
 :class:`~branchenv.targets.Target` (starting or finding the local cloud as asked).
@@ -18,14 +18,15 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
-from collections.abc import Iterable, Sequence
+import re
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
-from branchenv.errors import SafetyRefusal
+from branchenv.errors import ConfigError, SafetyRefusal
 
 if TYPE_CHECKING:
     from branchenv.config import Settings
-    from branchenv.engines.base import Engine
+    from branchenv.engines.base import Engine, PlannedStep, ProgramInputs
     from branchenv.metadata import StackMetadata
     from branchenv.targets import Target
 
@@ -45,7 +46,14 @@ def protected_match(patterns: Iterable[str], *names: str | None) -> str | None:
 
 
 def check_protected(stack: str, branch: str, patterns: Sequence[str]) -> None:
-    """Refuse a stack or branch matching a protected pattern."""
+    """Refuse a stack or branch matching a protected pattern. No patterns at all is a
+    configuration error, never "no protection"."""
+    if not patterns:
+        raise ConfigError(
+            "protected_patterns is empty: that would disable every protection, which branchenv "
+            "refuses; list the patterns to protect in [tool.branchenv] (or "
+            "BRANCHENV_PROTECTED_PATTERNS), or leave the setting out to use the default"
+        )
     pattern = protected_match(patterns, stack, branch)
     if pattern is not None:
         raise SafetyRefusal(
@@ -130,6 +138,62 @@ def orphan_sweep_refusal(
         "so other machines' live stacks would look orphaned; set `backend_url` "
         "(BRANCHENV_BACKEND_URL) to the team's shared backend (s3://... or Pulumi Cloud)"
         + (f" and use {' or '.join(f'`--engine {n}`' for n in shared)}" if shared else "")
+    )
+
+
+# --- branch isolation ---------------------------------------------------------------------
+
+KEPT_OPS = frozenset({"create", "replace", "update", "same"})
+"""Planned operations after which the resource exists under its physical name."""
+
+PrefixRule = Callable[[str, str], bool]
+"""``rule(physical_name, prefix)``: whether a name is derived from the stack's prefix."""
+
+
+def derived_from_prefix(name: str, prefix: str) -> bool:
+    """The default rule: the prefix appears in the name as a whole token (bounded by the name's
+    ends or by characters that are not letters or digits), so ``feature-x-orders`` and
+    ``/aws/lambda/feature-x-api`` are ``feature-x``'s, and ``feature-xy-orders`` is not."""
+    pattern = rf"(?<![a-z0-9]){re.escape(prefix.lower())}(?![a-z0-9])"
+    return re.search(pattern, name.lower()) is not None
+
+
+def check_isolation(
+    steps: Sequence[PlannedStep],
+    inputs: ProgramInputs,
+    *,
+    project_prefix_rule: PrefixRule | None = None,
+) -> None:
+    """The branch-isolation :data:`~branchenv.engines.base.PlanCheck`: every fixed physical
+    name the plan would create or keep must be derived from the stack's prefix, else another
+    branch's stack of the project could claim the same resource (and its `down` delete it).
+
+    Auto-named resources (``physical_name`` None) are unique by construction; names listed in
+    ``inputs.allow_shared`` (``--allow-shared NAME``) are deliberately shared. Refuses (exit 3)
+    before anything changes, naming each resource, its name and the fix."""
+    rule = project_prefix_rule or derived_from_prefix
+    offending = [
+        step
+        for step in steps
+        if step.op in KEPT_OPS
+        and step.physical_name
+        and step.physical_name not in inputs.allow_shared
+        and not rule(step.physical_name, inputs.prefix)
+    ]
+    if not offending:
+        return
+    listed = "; ".join(
+        f"{s.type} {s.name!r} has the fixed name {s.physical_name!r}"
+        + (f" (its `{s.name_property}`)" if s.name_property else "")
+        for s in offending[:10]
+    )
+    more = f" (+{len(offending) - 10} more)" if len(offending) > 10 else ""
+    raise SafetyRefusal(
+        f"branch isolation: {len(offending)} resource(s) would have a name every branch's stack "
+        f"shares, so one branch's `down` could delete another's: {listed}{more}. Derive each "
+        f"name from the stack's prefix {inputs.prefix!r} (Pulumi config `branchenv:prefix`, "
+        "Terraform variable `prefix`), or leave it unset to have it generated; for a resource "
+        "meant to be shared, pass `--allow-shared NAME`. Nothing was changed"
     )
 
 

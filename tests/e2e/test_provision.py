@@ -187,7 +187,8 @@ def test_concurrent_ups_on_one_branch_never_duplicate(project: Project) -> None:
 
 
 def test_bad_input_exits_2_with_one_line_and_creates_nothing(project: Project) -> None:
-    before = project.target().client("s3").list_buckets()["Buckets"] if _running(project) else []
+    was_running = _running(project)
+    before = project.target().client("s3").list_buckets()["Buckets"] if was_running else []
     for args, needle in [
         (("up", "--branch", "///"), "--branch"),
         (("up", "--branch", "ok-branch", "--ttl", "soon"), "--ttl"),
@@ -202,8 +203,11 @@ def test_bad_input_exits_2_with_one_line_and_creates_nothing(project: Project) -
         assert "Traceback" not in proc.stderr
     refused = project.run("up", "--branch", "ok-branch", "--target", "aws", "--engine", "inprocess")
     assert refused.returncode == 3 and "local target" in refused.stderr
-    if _running(project):
+    # Bad input is refused before any side effect: not even the local cloud was started.
+    assert _running(project) == was_running
+    if was_running:
         assert project.target().client("s3").list_buckets()["Buckets"] == before
+    project.run("cloud", "start", check=True)
     missing = project.run("outputs", "--branch", "ok-branch")
     assert missing.returncode == 1 and "no stack" in missing.stderr
 

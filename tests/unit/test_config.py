@@ -500,3 +500,28 @@ def test_programs_table_reads_every_entry(tmp_path: Path) -> None:
         ),
     )
     assert str(s.programs[0]).startswith("jobs: jobs (engine inprocess, project jobs-svc")
+
+
+@pytest.mark.parametrize(
+    ("source", "value"),
+    [("env", ""), ("env", ","), ("env", " , "), ("file", "protected_patterns = []")],
+)
+def test_an_empty_protected_pattern_list_is_a_config_error_never_no_protection(
+    tmp_path: Path, source: str, value: str
+) -> None:
+    """Issue 15 item 3: an empty list used to disable every protection silently."""
+    if source == "env":
+        _project(tmp_path)
+        err = _config_error(tmp_path, env={"BRANCHENV_PROTECTED_PATTERNS": value})
+        assert "BRANCHENV_PROTECTED_PATTERNS" in str(err)
+    else:
+        _project(tmp_path, config=value + "\n")
+        err = _config_error(tmp_path, env={})
+    assert "'protected_patterns'" in str(err) and "disable every protection" in str(err)
+
+
+def test_the_protected_rail_refuses_to_run_without_patterns() -> None:
+    from branchenv.safety import check_protected
+
+    with pytest.raises(ConfigError, match="protected_patterns is empty"):
+        check_protected("feature-x", "feature/x", ())

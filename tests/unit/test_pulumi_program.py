@@ -42,3 +42,11 @@ def test_the_local_wiring_wins_over_a_template_that_lists_fewer_services() -> No
 def test_the_local_template_no_longer_repeats_the_wiring() -> None:
     template = yaml.safe_load((REPO_ROOT / "stacks" / "Pulumi.local.yaml").read_text())
     assert not any(key.startswith("aws:") and key != "aws:region" for key in template["config"])
+
+
+def test_the_resource_tags_are_the_providers_default_tags_too() -> None:
+    """A program that knows nothing of branchenv gets the tags from its default provider."""
+    config = stack_config(inputs(), LOCAL)
+    assert json.loads(config["aws:defaultTags"]) == {
+        "tags": {"branchenv:stack": "feature-x-1a2b3c4d"}
+    }

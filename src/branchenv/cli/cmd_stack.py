@@ -30,6 +30,12 @@ EngineOpt = typer.Option(
     "here).",
 )
 JsonOpt = typer.Option(False, "--json", help="Print machine-readable JSON.")
+AllowSharedOpt = typer.Option(
+    [],
+    "--allow-shared",
+    help="A fixed physical name this stack shares with other branches on purpose (repeatable); "
+    "any other fixed name must be derived from the branch's prefix.",
+)
 ProgramOpt = typer.Option(
     None,
     "--program",
@@ -85,6 +91,7 @@ def up(
         "--preview-only",
         help="Show what would change (as `branchenv preview`); change nothing.",
     ),
+    allow_shared: list[str] = AllowSharedOpt,
     program: str | None = ProgramOpt,
     as_json: bool = JsonOpt,
 ) -> None:
@@ -97,8 +104,9 @@ def up(
     from branchenv.harness.signals import SignalGuard
     from branchenv.metadata import format_duration, parse_ttl
 
+    provision.check_profile(profile)  # bad input fails before anything starts
     if ttl is not None:
-        parse_ttl(ttl)  # bad input fails before anything starts
+        parse_ttl(ttl)
     if preview_only:
         _preview(branch, target, engine, program, ttl=ttl, profile=profile, as_json=as_json)
         return
@@ -113,7 +121,9 @@ def up(
         title = f"up {ctx.names.stack} ({ctx.engine.name} engine, target {ctx.target.name})"
         with progress(title, quiet=False) as sink:
             outcome = guard.finish(
-                lambda: provision.up(ctx, ttl=ttl, profile=profile, on_output=sink),
+                lambda: provision.up(
+                    ctx, ttl=ttl, profile=profile, on_output=sink, allow_shared=allow_shared
+                ),
                 what="`up` has recorded every resource it created",
             )
     from branchenv.github import publish_up

@@ -32,6 +32,12 @@ ReadyOpt = typer.Option(
     60.0, "--ready-timeout", min=1.0, help="Seconds to wait for the stack to answer."
 )
 JsonOpt = typer.Option(False, "--json", help="Print machine-readable JSON.")
+AllowSharedOpt = typer.Option(
+    [],
+    "--allow-shared",
+    help="A fixed physical name this stack shares with other branches on purpose (repeatable); "
+    "any other fixed name must be derived from the branch's prefix.",
+)
 ProgramOpt = typer.Option(
     None,
     "--program",
@@ -156,6 +162,7 @@ def ci(
         "--max-total",
         help="Budget gate: fail (exit 1) if the stack would cost more USD by its expiry.",
     ),
+    allow_shared: list[str] = AllowSharedOpt,
     program: str | None = ProgramOpt,
     as_json: bool = JsonOpt,
 ) -> None:
@@ -179,6 +186,7 @@ def ci(
             ready_timeout_s=ready_timeout,
             pytest_args=list(ctx.args),
             program=program,
+            allow_shared=allow_shared,
         )
     except Interrupted as exc:
         render.status(f"branchenv: {exc} before anything was created")

@@ -104,9 +104,14 @@ class ProgramInputs:
     """The neutral inputs the core hands every engine for one stack.
 
     Each engine maps them to its own form: Pulumi programs get ``branchenv:prefix``,
-    ``branchenv:profile``, ``branchenv:localFunctionsUrl``, ``branchenv:tags`` and the target
-    template's keys as stack config (``engines/pulumi_program.py``); a Terraform module gets the
-    variables it declares with those names. ``tags`` go on every resource the stack creates.
+    ``branchenv:profile``, ``branchenv:localFunctionsUrl``, ``branchenv:tags``, ``aws:defaultTags``
+    and the target template's keys as stack config (``engines/pulumi_program.py``); a Terraform
+    module gets the variables it declares with those names.
+
+    ``tags`` go on every resource the stack creates: the identity tags, which never change
+    between updates. ``metadata`` is the stack's full tag set (identity plus expiry, commit,
+    reap-pending), for a program that records it on the stack's own object (the Kubernetes
+    program's namespace annotations), never on resources; empty: the same as ``tags``.
     ``allow_shared`` lists physical names deliberately shared between stacks (``--allow-shared``).
     """
 
@@ -117,6 +122,7 @@ class ProgramInputs:
     functions_url: str | None = None
     template: Mapping[str, str] = dataclasses.field(default_factory=dict)
     allow_shared: frozenset[str] = frozenset()
+    metadata: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)

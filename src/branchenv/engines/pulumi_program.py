@@ -18,8 +18,14 @@ if TYPE_CHECKING:
     from branchenv.targets import Target
 
 TAGS_CONFIG_KEY = "branchenv:tags"
-"""Stack config key holding the JSON of the tags every resource carries (the demo program
-passes them to its provider as default tags)."""
+"""Stack config key holding the JSON of the stack's metadata tags (``ProgramInputs.metadata``):
+what a program records on the stack's own object (the Kubernetes program's namespace
+annotations); a program that tags resources from it should prefer ``aws:defaultTags``."""
+
+DEFAULT_TAGS_KEY = "aws:defaultTags"
+"""The AWS provider's own default tags (structured config ``{"tags": {...}}``): what the
+default provider of a program that knows nothing of branchenv puts on every taggable
+resource."""
 
 LOCAL_ENDPOINT_SERVICES = (
     "apigateway",
@@ -65,7 +71,8 @@ def stack_config(inputs: ProgramInputs, target: Target) -> dict[str, str]:
     """Every stack config key a Pulumi program gets for one stack: the target template's keys,
     then the provider config (on the local cloud its wiring always wins over a template, so the
     endpoint set is the one defined here), then branchenv's own (``branchenv:prefix``,
-    ``branchenv:profile``, ``branchenv:localFunctionsUrl``, ``branchenv:tags``); the region is
+    ``branchenv:profile``, ``branchenv:localFunctionsUrl``, ``branchenv:tags``: the stack's
+    metadata) and the resource tags (the identity tags) as ``aws:defaultTags``; the region is
     always the target's."""
     config = dict(inputs.template)
     config.update(provider_config(target))
@@ -74,5 +81,6 @@ def stack_config(inputs: ProgramInputs, target: Target) -> dict[str, str]:
     config["branchenv:profile"] = inputs.profile
     if inputs.functions_url:
         config["branchenv:localFunctionsUrl"] = inputs.functions_url
-    config[TAGS_CONFIG_KEY] = json.dumps(dict(inputs.tags), sort_keys=True)
+    config[TAGS_CONFIG_KEY] = json.dumps(dict(inputs.metadata or inputs.tags), sort_keys=True)
+    config[DEFAULT_TAGS_KEY] = json.dumps({"tags": dict(inputs.tags)}, sort_keys=True)
     return config

@@ -20,7 +20,14 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from branchenv.errors import BranchenvError, OperationFailed, StackLocked, StackNotFound
+from branchenv.errors import (
+    BranchenvError,
+    OperationFailed,
+    SafetyRefusal,
+    StackLocked,
+    StackNotFound,
+    UsageError,
+)
 from branchenv.harness.flow import (
     DEFAULT_READY_TIMEOUT_S,
     Phases,
@@ -125,13 +132,20 @@ def run_ci(
     cost: str | None = None,
     teardown_sleep: Callable[[float], None] = time.sleep,
     program: str | None = None,
+    allow_shared: Sequence[str] = (),
 ) -> RunOutcome:
-    """`branchenv ci`: up -> ready -> test -> down, with teardown guaranteed."""
+    """`branchenv ci`: up -> ready -> test -> down, with teardown guaranteed.
+
+    Every input is checked before anything happens (issue 15 item 4: a bad ``--profile`` or
+    ``--ttl`` used to fail only inside `up`, after which teardown destroyed the branch's
+    existing stack); a bad input found later by `up` still never destroys a stack that
+    existed before this run."""
     from branchenv import provision
     from branchenv.metadata import parse_ttl
 
     env = dict(os.environ if env is None else env)
     say = on_output or stderr_line
+    provision.check_profile(profile)
     if ttl is not None:
         parse_ttl(ttl)
     check_ready_timeout(ready_timeout_s)
@@ -177,6 +191,7 @@ def run_ci(
                         on_output=say,
                         existing=existing,
                         checked=True,
+                        allow_shared=allow_shared,
                     ),
                     what="provisioning has recorded every resource it created",
                 )
@@ -215,9 +230,14 @@ def run_ci(
             if guard.received is not None and interrupted is None:
                 during = during or phases.current
             failed = error is not None or suite_status(run, read_counts(paths))[0] != "passed"
-            if not up_started or isinstance(error, StackLocked):
-                # Another run holds the stack (or nothing was provisioned): it is not ours to
-                # destroy.
+            refused_input = up is None and isinstance(error, UsageError | SafetyRefusal)
+            if (
+                not up_started
+                or isinstance(error, StackLocked)
+                or (refused_input and existing is not None)
+            ):
+                # Another run holds the stack, nothing was provisioned, or `up` refused its
+                # input or plan before changing anything: the stack is not this run's to destroy.
                 outcome_td = TeardownOutcome(status="skipped")
                 say(f"== teardown skipped: this run did not provision {ctx.names.stack}")
             elif keep and failed and guard.received is None:
