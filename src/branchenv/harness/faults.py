@@ -7,7 +7,7 @@
 - ``LATENCY``: hold each chunk the client sends for ``latency_s`` before forwarding it;
 - ``RESET``: reset the connection (TCP RST) as soon as the client sends anything;
 - ``DOWN``: the dependency is gone: the listening socket is closed (connections are refused)
-  and open connections are cut; leaving ``DOWN`` listens on the same port again.
+  and open connections are reset; leaving ``DOWN`` listens on the same port again.
 
 It counts what it did (:class:`ProxyStats`): connections accepted and forwarded, bytes each
 way, resets and delayed chunks. A test that asserts on those counts proves the traffic really
@@ -83,6 +83,7 @@ class _Conn:
         self.upstream = upstream
         self._lock = threading.Lock()
         self._done = 0
+        self.is_cut = False
 
     def half_done(self) -> bool:
         with self._lock:
@@ -90,10 +91,14 @@ class _Conn:
             return self._done == 2
 
     def cut(self) -> None:
-        """Reset the client side and wake both pumps."""
-        for sock in (self.upstream, self.client):
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
+        """Reset the client side and wake both pumps. The client's socket is only shut for
+        reading (which wakes its pump, and sends nothing): shutting it for writing would send
+        a FIN, so the client would see a clean close before the reset."""
+        self.is_cut = True  # first: the other pump, woken below, must not FIN the client
+        with contextlib.suppress(OSError):
+            self.upstream.shutdown(socket.SHUT_RDWR)
+        with contextlib.suppress(OSError):
+            self.client.shutdown(socket.SHUT_RD)
         _rst_close(self.client)
         with contextlib.suppress(OSError):
             self.upstream.close()
@@ -274,9 +279,12 @@ class FaultProxy:
         except OSError:
             pass
         finally:
-            with contextlib.suppress(OSError):
-                dst.shutdown(socket.SHUT_WR)
+            if not conn.is_cut:
+                with contextlib.suppress(OSError):
+                    dst.shutdown(socket.SHUT_WR)
             if conn.half_done():
+                if conn.is_cut:
+                    _rst_close(conn.client)  # whoever closes a cut connection resets it
                 for sock in (conn.client, conn.upstream):
                     with contextlib.suppress(OSError):
                         sock.close()
