@@ -181,7 +181,7 @@ def resolve(
     """Resolve branch, names, program (``program``: a configured program's name), target and
     engine for one command."""
     from branchenv.config import ensure_state_dir
-    from branchenv.engines import get_engine
+    from branchenv.engines import check_available, get_engine
     from branchenv.gitinfo import detect_branch
     from branchenv.naming import names_for
     from branchenv.programs import select_program
@@ -196,6 +196,7 @@ def resolve(
     chosen = select_program(settings, program)
     engine_name, engine_note = choose_engine(engine, settings, target_name, chosen)
     check_engine_target(engine_name, target_name)
+    check_available(engine_name)  # before the local cloud starts: nothing half-created
     notes: list[str] = []
     if info.detached:
         notes.append(f"detached HEAD: using {info.name!r} as the branch name")

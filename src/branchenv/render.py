@@ -25,6 +25,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from branchenv import extras
 from branchenv.errors import BranchenvError, ConfigError, EngineError, UsageError
 from branchenv.k8s_names import (
     MAX_ANNOTATIONS_BYTES,
@@ -179,6 +180,7 @@ class RenderResult:
 
 def supported_k8s_versions() -> tuple[str, ...]:
     """The Kubernetes versions (``major.minor``) whose schemas kubernetes-validate ships."""
+    extras.require("k8s", "validating Kubernetes manifests")
     from kubernetes_validate import utils
 
     versions: list[str] = utils.all_versions()
@@ -254,6 +256,7 @@ def manifest_from_registration(
 def validate_manifest(manifest: Mapping[str, Any], k8s_version: str) -> list[tuple[str, str]]:
     """Every ``(path, message)`` problem of ``manifest``: the strict Kubernetes JSON schema of
     ``k8s_version``, then the naming rules the schema leaves out. Empty when it passes."""
+    extras.require("k8s", "validating Kubernetes manifests")
     import kubernetes_validate
 
     problems: list[tuple[str, str]] = []

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from branchenv import extras
 from branchenv.engines import kinds
 from branchenv.engines.base import Engine, EngineSettings, ProgramLayout
 from branchenv.errors import EngineUnavailable, UsageError
@@ -194,16 +195,11 @@ def engines_help() -> str:
     return "; ".join(lines)
 
 
-def get_engine(name: str, *, settings: EngineSettings, target: Target | None = None) -> Engine:
-    """The engine called ``name`` for ``settings`` (and ``target``), built once per state dir,
-    backend and target. A wrong name lists the valid ones; one that cannot run here says why
-    and which engines can (both exit 2)."""
+def check_available(name: str) -> None:
+    """Raise :class:`EngineUnavailable` (exit 2) when engine ``name`` cannot run here: its
+    reason (a missing CLI, a missing extra naming its pip command) and which engines can.
+    Commands call it before their first side effect (starting the local cloud)."""
     spec = engine_spec(name)
-    key = (name, str(settings.state_path), settings.effective_backend_url, target)
-    with _LOCK:
-        cached = _CACHE.get(key)
-        if cached is not None:
-            return cached
     reason = spec.available()
     if reason is not None:
         others = [
@@ -221,6 +217,19 @@ def get_engine(name: str, *, settings: EngineSettings, target: Target | None = N
             f"the {name} engine cannot run here: {reason}"
             + (f"; or use {alternatives}" if alternatives else "")
         )
+
+
+def get_engine(name: str, *, settings: EngineSettings, target: Target | None = None) -> Engine:
+    """The engine called ``name`` for ``settings`` (and ``target``), built once per state dir,
+    backend and target. A wrong name lists the valid ones; one that cannot run here says why
+    and which engines can (both exit 2)."""
+    spec = engine_spec(name)
+    key = (name, str(settings.state_path), settings.effective_backend_url, target)
+    with _LOCK:
+        cached = _CACHE.get(key)
+        if cached is not None:
+            return cached
+    check_available(name)
     engine: Engine = spec.load().from_settings(settings=settings, target=target)  # type: ignore[attr-defined]
     with _LOCK:
         return _CACHE.setdefault(key, engine)
@@ -261,6 +270,10 @@ def _load_pulumi() -> type:
 
 
 def _pulumi_available() -> str | None:
+    # The Python SDK (the `[pulumi]` extra) first: without it the CLI cannot run the program.
+    reason = extras.missing("pulumi")
+    if reason is not None:
+        return reason
     if shutil.which("pulumi") is None:
         return (
             "no `pulumi` CLI on PATH (install it: `curl -fsSL https://get.pulumi.com | sh`, then "
@@ -277,6 +290,11 @@ def _load_inprocess() -> type:
     from branchenv.engines.inprocess.engine import InProcessEngine
 
     return InProcessEngine
+
+
+def _inprocess_available() -> str | None:
+    # The SDK's mock runtime runs the program; the local cloud (moto) holds what it creates.
+    return extras.missing("pulumi") or extras.missing("local")
 
 
 def _load_terraform() -> type:
@@ -314,7 +332,7 @@ register_engine(
     EngineSpec(
         name="inprocess",
         load=_load_inprocess,
-        available=lambda: None,
+        available=_inprocess_available,
         local_only=True,
         shared_state=False,
         program_kinds=frozenset({"pulumi"}),
@@ -341,6 +359,7 @@ __all__ = [
     "EngineSpec",
     "ProgramKind",
     "ProgramLayout",
+    "check_available",
     "clear_engine_cache",
     "engine_choices",
     "engine_names",

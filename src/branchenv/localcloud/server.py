@@ -33,6 +33,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from branchenv import extras
 from branchenv.errors import LocalCloudError
 from branchenv.targets import Target, is_loopback_host
 
@@ -321,6 +322,8 @@ class LocalCloud:
 
     def start(self) -> CloudStatus:
         """Start the local cloud unless it already runs; wait until it answers."""
+        # Before anything is written: a core-only install has no moto to serve with.
+        extras.require("local", "the local cloud")
         with self._locked():
             current = self.status()
             if current.running:

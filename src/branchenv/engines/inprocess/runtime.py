@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from branchenv import extras
 from branchenv.errors import BranchenvError, EngineError, one_line
 
 _RUN_LOCK = threading.Lock()
@@ -190,6 +191,15 @@ def _run_in_thread(
         raise EngineError(f"the program failed: {exc}") from exc
     except BranchenvError:
         raise
+    except ImportError as exc:
+        # A program importing an extra's package (pulumi_kubernetes) on an install without it.
+        missing = extras.from_import_error(exc, f"the program {program_dir.name!r}")
+        if missing is not None:
+            raise missing from None
+        raise EngineError(
+            f"the program failed{_where(exc, program_dir)}: {one_line(exc, limit=300)}; fix the "
+            "program and re-run"
+        ) from exc
     except Exception as exc:
         # A bug in the program itself (a NameError, a failed apply): one line, where it is.
         raise EngineError(
