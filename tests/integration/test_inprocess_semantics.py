@@ -323,3 +323,33 @@ def test_a_refused_plan_changes_nothing_not_even_what_an_interrupted_run_left(
     # The next operation allowed to act settles both.
     stack.up()
     assert orphan not in {b["Name"] for b in stack.target.client("s3").list_buckets()["Buckets"]}
+
+
+def test_a_crash_after_journaling_a_create_never_removes_another_stacks_resource(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Recovery removes what an interrupted create made, found by its name; so the create's
+    intent is journaled only once that name was seen free. Otherwise a kill between the journal
+    write and the create's own check would have the next `down` delete another's bucket."""
+    theirs = f"theirs-{uuid.uuid4().hex[:8]}"
+    s3 = stack.target.client("s3")
+    s3.create_bucket(Bucket=theirs)
+    s3.put_bucket_tagging(
+        Bucket=theirs, Tagging={"TagSet": [{"Key": "branchenv:stack", "Value": "someone-else"}]}
+    )
+    stack.write(f'aws.s3.Bucket("data", bucket="{theirs}")\n')
+    real_save = StateStore.save
+
+    def save_then_die(self: StateStore, state: Any) -> None:
+        real_save(self, state)
+        if any(op.op == "creating" and op.name == "data" for op in state.pending):
+            raise SystemExit("killed right after the journal write")
+
+    monkeypatch.setattr(StateStore, "save", save_then_die)
+    with pytest.raises((SystemExit, EngineError)):
+        stack.up()
+    monkeypatch.undo()
+    stack.destroy()
+    s3.head_bucket(Bucket=theirs)  # still there
+    assert s3.get_bucket_tagging(Bucket=theirs)["TagSet"][0]["Value"] == "someone-else"
+    s3.delete_bucket(Bucket=theirs)

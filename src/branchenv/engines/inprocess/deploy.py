@@ -659,6 +659,7 @@ class StackRun:
                 late_check(Planned(reg.urn, reg.type, reg.name, step.op, step.diff, name, prop))
         inputs = materializer.prepare(inputs)
         stored = self._stored(inputs, secret_keys)
+        materializer.ensure_free(ctx, inputs)  # before the intent: recovery removes by name
         op = PendingOp(
             op="creating",
             urn=reg.urn,

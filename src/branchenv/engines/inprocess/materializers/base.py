@@ -62,12 +62,26 @@ class Context:
         self.region = region
         self._clients: dict[str, Any] = {}
         self._lock = threading.Lock()
+        self._free: set[tuple[str, str]] = set()
 
     def client(self, service: str) -> Any:
         with self._lock:
             if service not in self._clients:
                 self._clients[service] = self.target.client(service)
             return self._clients[service]
+
+    def seen_free(self, key: tuple[str, str]) -> None:
+        """Record that the engine just found this (type, name) free (see ``ensure_free``)."""
+        with self._lock:
+            self._free.add(key)
+
+    def take_free(self, key: tuple[str, str]) -> bool:
+        """Whether the engine found it free just now (once: the create's own check)."""
+        with self._lock:
+            if key in self._free:
+                self._free.discard(key)
+                return True
+            return False
 
 
 class Materializer:
@@ -142,8 +156,25 @@ class Materializer:
         found = self.lookup(ctx, inputs=inputs)
         return [found] if found is not None and found not in known_ids else []
 
+    def _free_key(self, inputs: dict[str, Any]) -> tuple[str, str] | None:
+        name = inputs.get(self.name_property) if self.name_property else None
+        return (self.type_token, name) if isinstance(name, str) and name else None
+
+    def ensure_free(self, ctx: Context, inputs: dict[str, Any]) -> None:
+        """The engine's check before it journals a create: raise :class:`AlreadyExists` when
+        the physical resource exists. Recovery then removes by name only what this create
+        made (a kill between the journal write and the create would otherwise have it remove
+        another stack's resource); the create's own check right after is not asked again."""
+        self.fail_if_exists(ctx, inputs)
+        key = self._free_key(inputs)
+        if key is not None:
+            ctx.seen_free(key)
+
     def fail_if_exists(self, ctx: Context, inputs: dict[str, Any]) -> None:
         """Refuse a create whose physical resource exists already (never adopt it)."""
+        key = self._free_key(inputs)
+        if key is not None and ctx.take_free(key):
+            return  # the engine saw it free a moment ago, before journaling this create
         found = self.lookup(ctx, inputs=inputs)
         if found is not None:
             name = inputs.get(self.name_property) if self.name_property else found
