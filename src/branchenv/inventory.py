@@ -34,7 +34,9 @@ def resource_type(arn: str) -> str:
     if service in ("s3", "sqs", "sns"):
         return service
     if service == "apigateway":
-        return "apigateway:" + rest.strip("/").split("/")[0]
+        # /apis/<id> is an API, /apis/<id>/stages/<name> one of its stages
+        parts = rest.strip("/").split("/")
+        return "apigateway:" + (parts[2] if len(parts) >= 4 else parts[0])
     kind = rest.split("/")[0].split(":")[0]
     return f"{service}:{kind}" if kind else service
 
@@ -85,6 +87,28 @@ def _http_apis(target: Target, key: str, values: set[str] | None) -> Iterator[Ta
             break
 
 
+def _http_api_stages(target: Target, key: str, values: set[str] | None) -> Iterator[TaggedResource]:
+    """Stages carry tags of their own (the tagging API lists none): a stage can outlive what
+    deleted its API's tags, and every stage of every API is looked at, tagged API or not."""
+    apigw = target.client("apigatewayv2")
+    token: str | None = None
+    while True:
+        page = apigw.get_apis(**({"NextToken": token} if token else {}))
+        for api in page.get("Items", []):
+            stages = apigw.get_stages(ApiId=api["ApiId"]).get("Items", [])
+            for stage in stages:
+                tags = dict(stage.get("Tags") or {})
+                if _matches(tags, key, values):
+                    arn = (
+                        f"arn:aws:apigateway:{target.region}::/apis/{api['ApiId']}"
+                        f"/stages/{stage['StageName']}"
+                    )
+                    yield TaggedResource(arn=arn, type="apigateway:stages", tags=tags)
+        token = page.get("NextToken")
+        if not token:
+            break
+
+
 def _event_rules(target: Target, key: str, values: set[str] | None) -> Iterator[TaggedResource]:
     events = target.client("events")
     for page in events.get_paginator("list_rules").paginate():
@@ -100,6 +124,7 @@ def _event_rules(target: Target, key: str, values: set[str] | None) -> Iterator[
 SUPPLEMENTS: dict[str, Callable[[Target, str, set[str] | None], Iterator[TaggedResource]]] = {
     "iam:role": _iam_roles,
     "apigateway:apis": _http_apis,
+    "apigateway:stages": _http_api_stages,
     "events:rule": _event_rules,
 }
 """Types listed through their own service API in addition to the tagging API."""

@@ -91,6 +91,10 @@ class DownOutcome:
     already_absent: bool
     duration_s: float
     notes: tuple[str, ...]
+    leaked: tuple[str, ...] = ()
+    """What still carries the stack's tag after teardown (empty: the leak check found none)."""
+    leak_check: str | None = None
+    """Why the leak check could not run (None when it ran)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -404,7 +408,8 @@ def down(
     """Destroy the branch's stack and remove it; a stack that is already gone is success.
 
     Through the one teardown path: the stack is marked reap-pending first, so one whose
-    destroy fails stays due for `branchenv reap` (OperationFailed, exit 1, says so)."""
+    destroy fails stays due for `branchenv reap` (OperationFailed, exit 1, says so); then the
+    leak check: anything still carrying the stack's tag is OperationFailed too, naming it."""
     from branchenv.harness.teardown import INTERACTIVE, destroy_stack
 
     existing = check_may_manage(ctx)
@@ -425,11 +430,18 @@ def down(
             else "it could not be marked reap-pending"
         )
         left = f" (left: {', '.join(done.failed)})" if done.failed else ""
+        tagged = f"; still tagged: {', '.join(done.leaked[:10])}" if done.leaked else ""
         raise OperationFailed(
             f"down of stack {ctx.names.stack} failed after {done.attempts} attempt(s): "
-            f"{done.error}{left}; {marked}. Fix the cause and run `branchenv down --branch "
-            f"{ctx.branch.name}` again"
+            f"{done.error}{left}{tagged}; {marked}. Fix the cause and run `branchenv down "
+            f"--branch {ctx.branch.name}` again"
         ) from done.exception
+    if done.status == "leaked":
+        from branchenv.harness.teardown import leak_text
+
+        raise OperationFailed(
+            f"down of stack {ctx.names.stack}: {leak_text(ctx.names.stack, done.leaked)}"
+        )
     return DownOutcome(
         stack=ctx.names.stack,
         branch=ctx.branch.name,
@@ -442,6 +454,8 @@ def down(
         notes=(*ctx.notes, f"no stack {ctx.names.stack!r}: nothing to destroy")
         if done.status == "already-gone"
         else ctx.notes,
+        leaked=done.leaked,
+        leak_check=done.leak_check,
     )
 
 

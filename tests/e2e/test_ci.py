@@ -155,7 +155,7 @@ def test_keep_keeps_a_failed_stack(project: Project, tmp_path: Path) -> None:
     try:
         assert proc.returncode == 1, proc.stderr[-3000:]
         assert "kept for debugging" in proc.stderr
-        assert len(tagged(project, "e2e/keep")) == 8  # every tagged resource of the stack
+        assert len(tagged(project, "e2e/keep")) == 9  # every tagged resource of the stack
     finally:
         project.run("down", "--branch", "e2e/keep", check=True)
     assert tagged(project, "e2e/keep") == []
@@ -186,7 +186,7 @@ def test_signal_during_tests_tears_down(
                 break
             time.sleep(0.1)
         assert marker.exists(), f"the test phase never started: {proc.communicate()[1][-3000:]}"
-        assert len(tagged(project, branch)) == 8  # the stack is up while the test sleeps
+        assert len(tagged(project, branch)) == 9  # the stack is up while the test sleeps
         proc.send_signal(signum)
         stdout, stderr = proc.communicate(timeout=120)
     finally:
@@ -231,6 +231,6 @@ def test_test_runs_a_suite_against_an_existing_stack(project: Project, tmp_path:
         }
         summary = (tmp_path / "reports" / "summary.md").read_text()
         assert "projected to expiry" in summary  # the stack's estimated cost
-        assert len(tagged(project, "e2e/test-cmd")) == 8  # `test` leaves the stack up
+        assert len(tagged(project, "e2e/test-cmd")) == 9  # `test` leaves the stack up
     finally:
         project.run("down", "--branch", "e2e/test-cmd", check=True)

@@ -26,6 +26,7 @@ EXPECTED_TAGGED = {
     "logs:log-group": 1,
     "lambda:function": 1,
     "apigateway:apis": 1,
+    "apigateway:stages": 1,
 }
 
 

@@ -160,6 +160,15 @@ def _http_api(t: Target, name: str, tags: dict[str, str]) -> tuple[str, Exists]:
     return arn, lambda: not _raises(lambda: api.get_api(ApiId=api_id))
 
 
+@creates("apigateway:stages")
+def _http_api_stage(t: Target, name: str, tags: dict[str, str]) -> tuple[str, Exists]:
+    api = t.client("apigatewayv2")
+    api_id = api.create_api(Name=name, ProtocolType="HTTP")["ApiId"]  # the API is untagged
+    api.create_stage(ApiId=api_id, StageName="live", Tags=tags)
+    arn = f"arn:aws:apigateway:{t.region}::/apis/{api_id}/stages/live"
+    return arn, lambda: not _raises(lambda: api.get_stage(ApiId=api_id, StageName="live"))
+
+
 @creates("events:rule")
 def _event_rule(t: Target, name: str, tags: dict[str, str]) -> tuple[str, Exists]:
     events = t.client("events")

@@ -102,6 +102,11 @@ def reap(
     )
     report = build_report(result)
     _show(report, fmt)
+    if report.leaked:
+        raise OperationFailed(
+            f"{report.leaked} resource(s) still carry the tag of a reaped stack (leaked, see the "
+            "report); delete them, or sweep them with `branchenv reap --orphans --yes`"
+        )
     if report.failed:
         raise OperationFailed(
             f"{report.failed} deletion(s) failed (see the report); fix the cause and re-run "

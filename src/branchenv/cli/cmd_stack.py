@@ -336,13 +336,19 @@ def down(
             outcome = guard.shielded(lambda: provision.down(ctx, on_output=sink), what="`down`")
 
     def human() -> None:
+        leaked = "unknown" if outcome.leak_check is not None else str(len(outcome.leaked))
         if outcome.already_absent:
-            typer.echo(f"stack {outcome.stack}: already gone, nothing to destroy")
+            typer.echo(
+                f"stack {outcome.stack}: already gone, nothing to destroy (leaked: {leaked})"
+            )
         else:
             typer.echo(
                 f"stack {outcome.stack} destroyed: {outcome.deleted} resources deleted"
-                f"{', stack removed' if outcome.removed else ''} [{outcome.duration_s:.1f} s]"
+                f"{', stack removed' if outcome.removed else ''}, leaked: {leaked} "
+                f"[{outcome.duration_s:.1f} s]"
             )
+        if outcome.leak_check is not None:
+            render.status(f"warning: {outcome.leak_check}")
 
     render.emit(outcome, as_json=as_json, human=human)
     _exit_if_signalled(guard.received, f"`down` finished first (stack {outcome.stack})")

@@ -94,7 +94,7 @@ def _render(outcome: RunOutcome, as_json: bool) -> None:
             )
         if outcome.teardown is not None:
             td = outcome.teardown
-            typer.echo(f"teardown: {td.status} after {td.attempts} attempt(s)")
+            typer.echo(f"teardown: {td.summary()}")
         typer.echo(f"reports: {outcome.junit or '(no JUnit)'}, {outcome.summary}")
 
     render.emit(outcome, as_json=as_json, human=human)

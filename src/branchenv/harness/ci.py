@@ -58,18 +58,6 @@ if TYPE_CHECKING:
     from branchenv.provision import StackContext, UpOutcome
 
 
-def remaining_resources(ctx: StackContext) -> tuple[str, ...]:
-    """ARNs of resources still tagged with the stack's name (best effort, never raises)."""
-    try:
-        from branchenv.inventory import find_tagged
-        from branchenv.metadata import KEY_STACK
-
-        found = find_tagged(ctx.target, key=KEY_STACK, values={ctx.names.stack})
-        return tuple(sorted(r.arn for r in found))
-    except Exception as exc:  # the listing is a courtesy; the reaper will look again
-        return (f"(could not list: {type(exc).__name__}: {exc})",)
-
-
 def teardown(
     ctx: StackContext,
     *,
@@ -79,8 +67,9 @@ def teardown(
     sleep: Callable[[float], None] = time.sleep,
 ) -> TeardownOutcome:
     """Tear the stack down through the one teardown path (marked reap-pending first, then
-    destroyed, transient failures retried); on failure, name what remains in the target.
-    ``metadata`` is what the stack carries (read here when the run does not know it)."""
+    destroyed, transient failures retried, then the leak check: what still carries the
+    stack's tag in the target is named). ``metadata`` is what the stack carries (read here
+    when the run does not know it)."""
     from branchenv.harness.teardown import INTERACTIVE, destroy_stack
 
     if metadata is None:
@@ -104,15 +93,18 @@ def teardown(
             attempts=done.attempts,
             deleted=done.deleted,
             duration_s=done.duration_s,
+            leak_check=done.leak_check,
         )
     return TeardownOutcome(
-        status="failed",
+        status="leaked" if done.status == "leaked" else "failed",
         attempts=done.attempts,
         deleted=done.deleted,
         duration_s=done.duration_s,
         reap_pending=done.reap_pending,
-        remaining=remaining_resources(ctx),
+        remaining=done.leaked,
         error=done.error,
+        leaked=done.leaked,
+        leak_check=done.leak_check,
     )
 
 

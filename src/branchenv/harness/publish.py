@@ -33,7 +33,9 @@ class TeardownOutcome:
     ``status``: ``destroyed`` | ``kept`` (``--keep`` after a failure) | ``skipped`` (this run
     provisioned nothing, e.g. another run held the stack's lock) | ``failed`` (after
     ``attempts`` tries; then ``reap_pending`` tells whether the stack was marked for the reaper
-    and ``remaining`` lists what is left).
+    and ``remaining`` lists what is left) | ``leaked`` (destroyed, but the leak check found
+    resources still carrying the stack's tag: ``leaked``). ``leak_check`` says why the leak
+    check could not run (None when it ran).
     """
 
     status: str
@@ -43,6 +45,20 @@ class TeardownOutcome:
     reap_pending: bool = False
     remaining: tuple[str, ...] = ()
     error: str | None = None
+    leaked: tuple[str, ...] = ()
+    leak_check: str | None = None
+
+    def summary(self) -> str:
+        """One cell for the run summary: what happened, and the leak count."""
+        if self.status in ("kept", "skipped"):
+            return self.status
+        count = "unknown" if self.leak_check is not None else str(len(self.remaining))
+        text = (
+            f"{self.status} ({self.deleted} deleted, {self.attempts} attempt(s)), leaked: {count}"
+        )
+        if self.leak_check is not None:
+            text += f" ({self.leak_check})"
+        return text
 
 
 @dataclasses.dataclass(frozen=True)
@@ -149,8 +165,13 @@ def finish(
     if interrupted is not None:
         status, code = "interrupted", interrupted.exit_code
         message = f"{interrupted}" + (f" during {interrupted_during}" if interrupted_during else "")
-    if teardown_outcome is not None and teardown_outcome.status == "failed":
-        text = teardown_error(ctx.names.stack, ctx.branch.name, teardown_outcome)
+    if teardown_outcome is not None and teardown_outcome.status in ("failed", "leaked"):
+        if teardown_outcome.status == "leaked":
+            from branchenv.harness.teardown import leak_text
+
+            text = leak_text(ctx.names.stack, teardown_outcome.leaked)
+        else:
+            text = teardown_error(ctx.names.stack, ctx.branch.name, teardown_outcome)
         message = f"{message}; {text}" if message else text
         if status == "passed":
             status = "error"
@@ -184,6 +205,7 @@ def finish(
         timings=timings,
         cost=cost,
         notes=tuple(notes + ([f"error: {message}"] if message else [])),
+        teardown=teardown_outcome.summary() if teardown_outcome is not None else None,
     )
     markdown = render_markdown(summary)
     paths.summary.write_text(markdown, encoding="utf-8")

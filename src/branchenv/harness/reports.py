@@ -134,6 +134,9 @@ class RunSummary:
     timings: Timings | None = None
     cost: str | None = None
     notes: tuple[str, ...] = ()
+    teardown: str | None = None
+    """What teardown did, with the leak check's count (``destroyed ..., leaked: 0``); None when
+    the command tears nothing down (`test`)."""
 
 
 def _fmt_s(value: float | None) -> str:
@@ -160,6 +163,8 @@ def render_markdown(summary: RunSummary, *, slowest: int = 5) -> str:
         f"| time to ready | {_fmt_s(summary.time_to_ready_s)} |",
         f"| cost | {_cell(summary.cost) if summary.cost else COST_PLACEHOLDER} |",
     ]
+    if summary.teardown is not None:
+        lines.append(f"| teardown | {_cell(summary.teardown)} |")
     t = summary.timings
     if t is not None:
         lines += [

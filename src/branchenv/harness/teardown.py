@@ -5,6 +5,11 @@ due for `branchenv reap`, and `ls` shows it), then destroy it, retrying exactly
 :class:`~branchenv.errors.TransientError` (a held lock, throttling, a dropped connection:
 engines raise it at their boundary) under an explicit stop (attempts and a deadline). A stack
 already gone is done. Anything else fails at once; the stack then stays marked.
+
+Then the leak check, whatever the engine said: the stack's tag (``branchenv:stack``) is looked
+up in the target itself (:func:`branchenv.inventory.find_tagged`: the tagging API plus each
+service's own listing for the types it misses). "Destroyed" means nothing carrying it is left;
+anything found is a leak, named by ARN, and the teardown is not ok.
 """
 
 from __future__ import annotations
@@ -38,13 +43,79 @@ INTERACTIVE = RetryPolicy(attempts=3, deadline_s=300.0, wait_initial_s=1.0, wait
 
 
 @dataclasses.dataclass(frozen=True)
+class LeakPolicy:
+    """How often the leak check looks before it calls what it finds leaked: AWS's tagging API
+    lists a deleted resource for a while after its delete; the local cloud answers at once."""
+
+    looks: int = 1
+    wait_s: float = 0.0
+
+
+LOCAL_LEAKS = LeakPolicy()
+AWS_LEAKS = LeakPolicy(looks=4, wait_s=10.0)
+
+
+@dataclasses.dataclass(frozen=True)
+class LeakCheck:
+    """What the target still holds with the stack's tag: ARNs (``leaked``), or why it could not
+    be looked up (``error``: the check is then unknown, never taken for clean)."""
+
+    leaked: tuple[str, ...] = ()
+    error: str | None = None
+
+    @property
+    def clean(self) -> bool:
+        return not self.leaked and self.error is None
+
+
+def check_leaks(
+    target: Target,
+    stack: str,
+    *,
+    policy: LeakPolicy | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> LeakCheck:
+    """Look the stack's tag up in the target; what is still found after ``policy.looks``
+    looks is leaked."""
+    from branchenv.inventory import find_tagged
+    from branchenv.metadata import KEY_STACK
+
+    policy = policy or (LOCAL_LEAKS if target.name == "local" else AWS_LEAKS)
+    found: list[str] = []
+    for look in range(max(1, policy.looks)):
+        if look:
+            sleep(policy.wait_s)
+        try:
+            found = sorted(r.arn for r in find_tagged(target, key=KEY_STACK, values={stack}))
+        except Exception as exc:  # any failure to list: unknown, and said so
+            return LeakCheck(error=f"the leak check could not list the target: {one_line(exc)}")
+        if not found:
+            break
+    return LeakCheck(leaked=tuple(found))
+
+
+def leak_text(stack: str, leaked: tuple[str, ...], *, limit: int = 10) -> str:
+    """One line naming what a teardown left (the first ``limit`` ARNs) and what to do."""
+    shown = ", ".join(leaked[:limit]) + (
+        f" (+{len(leaked) - limit} more)" if len(leaked) > limit else ""
+    )
+    return (
+        f"leaked: {len(leaked)} resource(s) still carry the tag branchenv:stack={stack} after "
+        f"teardown: {shown}; branchenv no longer tracks them: delete them, or let "
+        "`branchenv reap --orphans --yes` sweep them once past its grace"
+    )
+
+
+@dataclasses.dataclass(frozen=True)
 class TeardownResult:
     """What happened to one stack.
 
-    ``status``: ``destroyed`` | ``already-gone`` | ``failed``. ``reap_pending`` tells whether
-    the stack carries the reap-pending mark (set before destroying). ``failed`` names what the
-    engine could not delete on its last attempt; ``error`` is one line; ``exception`` is the
-    error itself, for callers that raise it."""
+    ``status``: ``destroyed`` | ``already-gone`` | ``failed`` | ``leaked`` (the engine is
+    done with the stack but the target still holds resources carrying its tag: ``leaked``
+    names them). ``reap_pending`` tells whether the stack carries the reap-pending mark (set
+    before destroying). ``failed`` names what the engine could not delete on its last attempt;
+    ``error`` is one line; ``exception`` is the error itself, for callers that raise it.
+    ``leak_check`` says why the leak check could not run (None when it ran)."""
 
     stack: str
     status: str
@@ -55,10 +126,12 @@ class TeardownResult:
     failed: tuple[str, ...] = ()
     error: str | None = None
     exception: BaseException | None = dataclasses.field(default=None, repr=False, compare=False)
+    leaked: tuple[str, ...] = ()
+    leak_check: str | None = None
 
     @property
     def ok(self) -> bool:
-        return self.status != "failed"
+        return self.status not in ("failed", "leaked")
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -76,9 +149,11 @@ def destroy_stack(
     retry: RetryPolicy = INTERACTIVE,
     sleep: Callable[[float], None] = time.sleep,
     on_output: OutputSink | None = None,
+    leaks: LeakPolicy | None = None,
 ) -> TeardownResult:
     """Mark ``stack`` reap-pending (``metadata`` is what it carries now; None: unknown, not
-    marked), then destroy it with retries. Never raises for the stack's own failures."""
+    marked), destroy it with retries, then check the target for leaks (``leaks``: how; the
+    default suits the target). Never raises for the stack's own failures."""
     from tenacity import (
         Retrying,
         retry_if_exception,
@@ -139,17 +214,33 @@ def destroy_stack(
     try:
         deleted = retrying(attempt)
     except StackNotFound:
-        return result("already-gone")
+        done = result("already-gone")
     except Exception as exc:
         # An engine that tried everything says what it left on the error (DestroyResult).
         partial = getattr(exc, "result", None)
-        return result(
+        done = result(
             "failed",
             deleted=int(getattr(partial, "deleted", 0) or 0),
             failed=tuple(getattr(partial, "failed", ()) or ()),
             exc=exc,
         )
-    return result("destroyed", deleted=deleted)
+    else:
+        done = result("destroyed", deleted=deleted)
+    check = check_leaks(target, stack, policy=leaks, sleep=sleep)
+    if check.error is not None:
+        say(f"warning: {check.error}; what the stack left is unknown")
+    elif check.leaked:
+        say(leak_text(stack, check.leaked))
+    else:
+        say(f"leak check: nothing carries branchenv:stack={stack} any more (leaked: 0)")
+    status = "leaked" if check.leaked and done.status != "failed" else done.status
+    return dataclasses.replace(
+        done,
+        status=status,
+        leaked=check.leaked,
+        leak_check=check.error,
+        duration_s=time.monotonic() - started,
+    )
 
 
 def _outcome_text(outcome: object) -> str:

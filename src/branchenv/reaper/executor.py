@@ -31,6 +31,8 @@ class Status(enum.StrEnum):
     CHANGED = "changed"
     """Left alone: the stack's metadata changed since the plan (re-deployed, TTL extended)."""
     FAILED = "failed"
+    LEAKED = "leaked"
+    """Destroyed, but the leak check found resources still carrying the stack's tag."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,10 +57,11 @@ class Outcome:
     duration_s: float
     error: str | None = None
     program: str = "default"
+    leaked: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
-        return self.status is not Status.FAILED
+        return self.status not in (Status.FAILED, Status.LEAKED)
 
 
 def destroy_one(
@@ -77,7 +80,11 @@ def destroy_one(
     started = time.monotonic()
 
     def outcome(
-        status: Status, attempts: int = 0, deleted: int = 0, error: str | None = None
+        status: Status,
+        attempts: int = 0,
+        deleted: int = 0,
+        error: str | None = None,
+        leaked: tuple[str, ...] = (),
     ) -> Outcome:
         return Outcome(
             stack=job.stack,
@@ -88,6 +95,7 @@ def destroy_one(
             deleted=deleted,
             duration_s=time.monotonic() - started,
             error=error,
+            leaked=leaked,
         )
 
     if job.metadata is not None and not job.metadata.reap_pending:
@@ -117,7 +125,21 @@ def destroy_one(
     if done.status == "failed":
         say(f"[{job.stack}] failed after {done.attempts} attempt(s): {done.error}")
         return outcome(
-            Status.FAILED, attempts=done.attempts, deleted=done.deleted, error=done.error
+            Status.FAILED,
+            attempts=done.attempts,
+            deleted=done.deleted,
+            error=done.error,
+            leaked=done.leaked,
+        )
+    if done.status == "leaked":
+        from branchenv.harness.teardown import leak_text
+
+        return outcome(
+            Status.LEAKED,
+            attempts=done.attempts,
+            deleted=done.deleted,
+            error=leak_text(job.stack, done.leaked),
+            leaked=done.leaked,
         )
     say(f"[{job.stack}] destroyed: {done.deleted} resource(s) deleted")
     return outcome(Status.DESTROYED, attempts=done.attempts, deleted=done.deleted)

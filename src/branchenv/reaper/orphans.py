@@ -208,6 +208,17 @@ def delete_http_api(clients: ClientFactory, arn: Arn) -> None:
             raise
 
 
+@register("apigateway:stages")
+def delete_http_api_stage(clients: ClientFactory, arn: Arn) -> None:
+    """API Gateway v2 stage (of an API that may be gone already: then so is the stage)."""
+    parts = arn.resource.strip("/").split("/")  # apis/<id>/stages/<name>
+    try:
+        clients("apigatewayv2", arn.region).delete_stage(ApiId=parts[1], StageName=parts[3])
+    except Exception as exc:
+        if not _gone(exc, "NotFoundException"):
+            raise
+
+
 @register("events:rule")
 def delete_event_rule(clients: ClientFactory, arn: Arn) -> None:
     """EventBridge rule: removes its targets, then the rule (on its own bus)."""

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 @dataclasses.dataclass(frozen=True)
 class ReapedRow:
     """A stack reaped (or, in a dry run, to be reaped). ``status``: planned | destroyed |
-    already-gone | failed."""
+    already-gone | failed | leaked (``leaked``: what still carries its tag after teardown)."""
 
     stack: str
     engine: str
@@ -39,6 +39,7 @@ class ReapedRow:
     hourly_cost: Decimal | None = None
     program: str = "default"
     """Cost reclaimed per hour, in USD (estimate); None when the inventory was unavailable."""
+    leaked: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,6 +80,8 @@ class ReapReport:
     orphans: tuple[OrphanRow, ...]
     failed: int
     next_step: str | None
+    leaked: int = 0
+    """Resources still carrying a reaped stack's tag after its teardown (the leak check)."""
 
 
 def build_report(result: ReapResult) -> ReapReport:
@@ -104,6 +107,7 @@ def build_report(result: ReapResult) -> ReapReport:
                 error=outcome.error if outcome else None,
                 hourly_cost=plan.hourly_cost.get(d.key),
                 program=d.program,
+                leaked=outcome.leaked if outcome else (),
             )
         )
     kept = [
@@ -126,6 +130,11 @@ def build_report(result: ReapResult) -> ReapReport:
             next_step = refusal
         elif plan.candidates or any(o.status == "planned" for o in orphans):
             next_step = "dry run: nothing was destroyed; re-run with `--yes` to act"
+    elif any(r.leaked for r in reaped):
+        next_step = (
+            "some reaped stacks left resources carrying their tag (see the report): delete "
+            "them, or sweep them with `branchenv reap --orphans --yes` once past its grace"
+        )
     elif result.failed:
         next_step = "some deletions failed; fix the cause and re-run `branchenv reap --yes`"
     return ReapReport(
@@ -142,6 +151,7 @@ def build_report(result: ReapResult) -> ReapReport:
         orphans=tuple(orphans),
         failed=result.failed,
         next_step=next_step,
+        leaked=sum(len(r.leaked) for r in reaped),
     )
 
 
@@ -202,6 +212,8 @@ def summary_line(report: ReapReport) -> str:
         text += f", {skipped} skipped"
     if report.failed:
         text += f", {report.failed} failed"
+    if not report.dry_run:
+        text += f", leaked: {report.leaked}"
     reclaimed = reclaimed_hourly(report)
     if reclaimed:
         text += f"; burn rate {'to reclaim' if report.dry_run else 'reclaimed'} ${reclaimed:.4f}/h"
