@@ -108,3 +108,52 @@ def test_a_registered_engine_is_listed_priced_reaped_and_guarded(cli: Cli) -> No
 
     cli.json("down", "--branch", "feature/new")
     assert cli.json("ls") == []
+
+
+def test_a_fixed_shared_name_is_refused_by_up_and_ci_unless_allowed(tmp_path: Path) -> None:
+    """Branch isolation through the CLI (issue 13 item 3): `up` and `ci` hand the engine the
+    core's PlanCheck, so a fixed name not derived from the branch's prefix is refused (exit 3,
+    naming the resource, its name and the fix) before anything exists; `--allow-shared NAME`
+    lets that one name through."""
+    install_plugin(tmp_path / "site")
+    root = tmp_path / "proj"
+    write_program(
+        root,
+        project="shared",
+        resources=[
+            {"name": "uploads", "type": "aws:s3/bucket:Bucket", "physical_name": "team-uploads"},
+            {"name": "jobs", "type": "aws:sqs/queue:Queue", "physical_name": "{prefix}-jobs"},
+        ],
+    )
+    (root / "tests").mkdir()
+    (root / "tests" / "test_it.py").write_text("def test_it():\n    pass\n")
+    subprocess.run(["git", "init", "-q", "-b", "feature/iso", str(root)], check=True)
+    cli = Cli(root, tmp_path / "site")
+    try:
+        for command in ("up", "ci"):
+            refused = cli.run(command)
+            assert refused.returncode == 3, (command, refused.stdout, refused.stderr)
+            assert "'uploads'" in refused.stderr and "'team-uploads'" in refused.stderr
+            assert (
+                "--allow-shared NAME" in refused.stderr and "Nothing was changed" in refused.stderr
+            )
+            assert cli.json("ls") == [], command
+
+        wrong = cli.run("up", "--allow-shared", "other-name")
+        assert wrong.returncode == 3 and "'team-uploads'" in wrong.stderr
+        assert cli.json("ls") == []
+
+        allowed = cli.json("up", "--allow-shared", "team-uploads")
+        assert allowed["engine"] == "fake"
+        assert [r["stack"] for r in cli.json("ls")] == [allowed["stack"]]
+        # A `ci` refused by the check leaves the stack that existed before it alone.
+        assert cli.run("ci").returncode == 3
+        assert [r["stack"] for r in cli.json("ls")] == [allowed["stack"]]
+        cli.json("down")
+        assert cli.json("ls") == []
+
+        passed = cli.json("ci", "--allow-shared", "team-uploads")
+        assert passed["status"] == "passed" and passed["teardown"]["status"] == "destroyed"
+        assert cli.json("ls") == []
+    finally:
+        cli.run("cloud", "stop")
