@@ -1,16 +1,22 @@
-"""What the integration harness costs, as a user feels it.
+"""What the integration harness costs, as a user feels it: the in-process `ci` loop phase by phase.
 
-Usage: python benchmarks/harness.py [-n 3] [--ci-runs 1] [--suite PATH]
+Usage: python benchmarks/harness.py [--ci-runs 3] [-n 3] [--suite PATH] [--skip-overhead]
 
-In a temporary copy of the demo project (its own local cloud), it prints:
+In a temporary copy of the demo project (its own local cloud) it prints:
 
-1. overhead of `branchenv test` over plain pytest on the same suite against the same stack
-   (`python -m pytest <suite> --branchenv-stack-file ...`): median wall times over N runs each,
-   against the goal of < 0.5 s + 10 % of the plain run;
-2. the whole local `branchenv ci` loop (up -> ready -> test -> down) wall time, against the goal
-   of < 10 s, with the phase breakdown `ci` reports.
+1. the whole local `branchenv ci` loop (up -> ready -> test -> down) on the inprocess engine,
+   `--ci-runs` times: wall time against the goal of < 10 s, each phase (provision, ready,
+   test, teardown) as `ci` reports it, and the CPU seconds it took: the CLI with its pytest
+   child, and the local cloud server (the loop's other process);
+2. where the test phase goes: pytest's start-up and collection alone (`--collect-only`), each
+   suite file's summed test time and the slowest tests (`--durations`), with the suite child's
+   bytecode going to the cache (what `ci` does when PYTHONDONTWRITEBYTECODE is set, see
+   harness/suite.py) and, for comparison, compiled anew as the bare environment would;
+3. the overhead of `branchenv test` over plain pytest on the same suite and stack (goal
+   < 0.5 s + 10 % of the plain run), unless --skip-overhead.
 
-Figures only: nothing here asserts, so a busy machine shows up as slow numbers, not failures.
+The machine's load average is printed first and last: on a shared 2-core box, wall times
+grow with the neighbours' work while the CPU seconds do not. Figures only: nothing asserts.
 """
 
 from __future__ import annotations
@@ -18,22 +24,28 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
+import resource
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections import defaultdict
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 BRANCHENV = Path(sys.executable).parent / "branchenv"
+sys.path.insert(0, str(REPO / "src"))
 OVERHEAD_FIXED_S = 0.5
 OVERHEAD_RATIO = 0.10
 CI_GOAL_S = 10.0
+PHASES = ("provision", "ready", "test", "teardown")
+CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
-def _env() -> dict[str, str]:
+def _env(**extra: str) -> dict[str, str]:
     env = {
         k: v
         for k, v in os.environ.items()
@@ -41,6 +53,7 @@ def _env() -> dict[str, str]:
     }
     env["AWS_CONFIG_FILE"] = os.devnull
     env["AWS_SHARED_CREDENTIALS_FILE"] = os.devnull
+    env.update(extra)
     return env
 
 
@@ -50,13 +63,31 @@ def make_project(root: Path) -> None:
     shutil.copytree(REPO / "stacks", root / "stacks")
     (root / "branchenv.toml").write_text(
         'program = "infra/aws"\ndefault_target = "local"\ndefault_ttl = "1h"\n'
+        'engine = "inprocess"\n'
     )
 
 
-def timed(cmd: list[str], cwd: Path) -> tuple[float, subprocess.CompletedProcess[str]]:
-    start = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=cwd, env=_env(), capture_output=True, text=True)
-    return time.perf_counter() - start, proc
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _process_cpu(pid: int) -> float:
+    """CPU seconds (user + system) of a running process, from /proc (0 if it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def timed(
+    cmd: list[str], cwd: Path, env: dict[str, str] | None = None
+) -> tuple[float, float, subprocess.CompletedProcess[str]]:
+    """Wall seconds, CPU seconds (the command and its waited-for children), the result."""
+    cpu0, start = _children_cpu(), time.perf_counter()
+    proc = subprocess.run(cmd, cwd=cwd, env=env or _env(), capture_output=True, text=True)
+    return time.perf_counter() - start, _children_cpu() - cpu0, proc
 
 
 def must(proc: subprocess.CompletedProcess[str], what: str) -> None:
@@ -64,71 +95,142 @@ def must(proc: subprocess.CompletedProcess[str], what: str) -> None:
         sys.exit(f"{what} exited {proc.returncode}:\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}")
 
 
+def cloud_pid(root: Path) -> int:
+    info = json.loads((root / ".branchenv" / "localcloud" / "server.json").read_text())
+    return int(info["pid"])
+
+
+def load() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"load average {one:.2f} {five:.2f} {fifteen:.2f} ({os.cpu_count()} cpus)"
+
+
+def ci_loops(root: Path, runs: int, suite: str) -> None:
+    server = cloud_pid(root)
+    walls = []
+    for i in range(runs):
+        server0 = _process_cpu(server)
+        wall, cpu, proc = timed(
+            [str(BRANCHENV), "ci", "--branch", f"bench-ci-{i}", "--suite", suite,
+             "--report-dir", str(root / "reports-ci"), "--json"],
+            root,
+        )  # fmt: skip
+        must(proc, "branchenv ci")
+        server_cpu = _process_cpu(server) - server0
+        t = json.loads(proc.stdout)["timings"]
+        walls.append(wall)
+        verdict = "OK" if wall < CI_GOAL_S else "MISSED"
+        phases = "  ".join(f"{name} {t[name + '_s']:5.2f}" for name in PHASES)
+        print(f"ci loop {i + 1}: {wall:6.2f} s wall  goal < {CI_GOAL_S:.0f} s  {verdict}")
+        print(f"    phases (s): {phases}")
+        print(f"    CPU (s): CLI + pytest child {cpu:5.2f}, local cloud server {server_cpu:5.2f}")
+    if runs > 1:
+        print(f"ci loop median {statistics.median(walls):.2f} s over {runs} runs")
+
+
+_DURATION = re.compile(r"^\s*([0-9.]+)s (call|setup|teardown)\s+(\S+)")
+
+
+def test_phase(root: Path, suite: str, stack_file: Path) -> None:
+    """Where the suite's time goes: start-up + collection, per file, slowest tests."""
+    from branchenv.harness.suite import bytecode_cache_dir, suite_env
+
+    base = [sys.executable, "-m", "pytest", suite, "-p", "no:cacheprovider",
+            f"--branchenv-stack-file={stack_file}"]  # fmt: skip
+    bare = _env(PYTHONDONTWRITEBYTECODE="1")
+    bare.pop("PYTHONPYCACHEPREFIX", None)
+    cached = suite_env(bare)
+    print(f"bytecode cache for the suite child: {bytecode_cache_dir(bare)}")
+    for label, env in (("compiled anew (bare env)", bare), ("bytecode cache (ci's child)", cached)):
+        timed([*base, "--collect-only", "-q"], root, env)  # warm the cache / the page cache
+        wall, cpu, proc = timed([*base, "--collect-only", "-q"], root, env)
+        must(proc, "pytest --collect-only")
+        print(f"pytest start-up + collection, {label:<28} {wall:5.2f} s wall, {cpu:5.2f} s CPU")
+    wall, cpu, proc = timed([*base, "-q", "--durations=0", "--durations-min=0"], root, cached)
+    must(proc, "pytest --durations")
+    per_file: dict[str, float] = defaultdict(float)
+    tests: list[tuple[float, str, str]] = []
+    for text in proc.stdout.splitlines():
+        match = _DURATION.match(text)
+        if match:
+            seconds, when, nodeid = float(match[1]), match[2], match[3]
+            per_file[nodeid.split("::")[0]] += seconds
+            tests.append((seconds, when, nodeid))
+    in_tests = sum(per_file.values())
+    print(
+        f"whole suite: {wall:5.2f} s wall, {cpu:5.2f} s CPU; in tests (setup+call+teardown) "
+        f"{in_tests:5.2f} s, outside them (start-up, collection, plugin, exit) "
+        f"{wall - in_tests:5.2f} s"
+    )
+    for path, seconds in sorted(per_file.items(), key=lambda kv: -kv[1]):
+        print(f"    {seconds:5.2f} s  {path}")
+    print("    slowest:")
+    for seconds, when, nodeid in sorted(tests, reverse=True)[:6]:
+        print(f"    {seconds:5.2f} s  {when:<8} {nodeid}")
+
+
+def overhead(root: Path, suite: str, stack_file: Path, n: int) -> None:
+    plain_cmd = [
+        sys.executable, "-m", "pytest", suite, "-q", "-p", "no:cacheprovider",
+        f"--branchenv-stack-file={stack_file}",
+    ]  # fmt: skip
+    harness_cmd = [
+        str(BRANCHENV), "test", "--branch", "bench", "--suite", suite,
+        "--report-dir", str(root / "reports-harness"),
+    ]  # fmt: skip
+    # The same child environment `branchenv test` gives its pytest, so only the harness differs.
+    from branchenv.harness.suite import suite_env
+
+    child = suite_env(_env())
+    plain, harness = [], []
+    for _ in range(n):
+        seconds, _cpu, proc = timed(plain_cmd, root, child)
+        must(proc, "plain pytest")
+        plain.append(seconds)
+        seconds, _cpu, proc = timed(harness_cmd, root)
+        must(proc, "branchenv test")
+        harness.append(seconds)
+    p, h = statistics.median(plain), statistics.median(harness)
+    goal = OVERHEAD_FIXED_S + OVERHEAD_RATIO * p
+    verdict = "OK" if h - p < goal else "MISSED"
+    print(f"plain pytest     median {p:6.2f} s  (runs: {', '.join(f'{x:.2f}' for x in plain)})")
+    print(f"branchenv test   median {h:6.2f} s  (runs: {', '.join(f'{x:.2f}' for x in harness)})")
+    print(f"overhead         {h - p:+6.2f} s  goal < {goal:.2f} s (0.5 s + 10 %)  {verdict}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("-n", type=int, default=3, help="runs of each variant (default 3)")
-    parser.add_argument("--ci-runs", type=int, default=1, help="`ci` loops to time (default 1)")
+    parser.add_argument("--ci-runs", type=int, default=3, help="`ci` loops to time (default 3)")
+    parser.add_argument("-n", type=int, default=3, help="runs of each overhead variant")
     parser.add_argument("--suite", default="infra/aws/tests", help="suite, relative to project")
+    parser.add_argument("--skip-overhead", action="store_true", help="skip part 3")
     args = parser.parse_args()
 
     root = Path(tempfile.mkdtemp(prefix="branchenv-bench-"))
     make_project(root)
-    reports = root / "reports"
     try:
-        print(f"project: {root} (own local cloud)")
-        _, proc = timed([str(BRANCHENV), "up", "--branch", "bench", "--json"], root)
+        print(f"project: {root} (own local cloud); {load()}")
+        _, _, proc = timed([str(BRANCHENV), "cloud", "start"], root)
+        must(proc, "branchenv cloud start")
+        print("== 1. the in-process ci loop")
+        ci_loops(root, args.ci_runs, args.suite)
+        print("== 2. the test phase")
+        _, _, proc = timed([str(BRANCHENV), "up", "--branch", "bench", "--json"], root)
         must(proc, "branchenv up")
-        # one unmeasured run: writes the stack file and fills caches
-        _, proc = timed(
+        reports = root / "reports"
+        _, _, proc = timed(
             [str(BRANCHENV), "test", "--branch", "bench", "--suite", args.suite,
              "--report-dir", str(reports)],
             root,
         )  # fmt: skip
-        must(proc, "branchenv test (warm-up)")
-        stack_file = reports / "stack.json"
-        plain_cmd = [
-            sys.executable, "-m", "pytest", args.suite, "-q", "-p", "no:cacheprovider",
-            f"--branchenv-stack-file={stack_file}",
-        ]  # fmt: skip
-        harness_cmd = [
-            str(BRANCHENV), "test", "--branch", "bench", "--suite", args.suite,
-            "--report-dir", str(root / "reports-harness"),
-        ]  # fmt: skip
-        plain, harness = [], []
-        for _ in range(args.n):
-            seconds, proc = timed(plain_cmd, root)
-            must(proc, "plain pytest")
-            plain.append(seconds)
-            seconds, proc = timed(harness_cmd, root)
-            must(proc, "branchenv test")
-            harness.append(seconds)
-        p, h = statistics.median(plain), statistics.median(harness)
-        goal = OVERHEAD_FIXED_S + OVERHEAD_RATIO * p
-        verdict = "OK" if h - p < goal else "MISSED"
-        print(f"plain pytest     median {p:6.2f} s  (runs: {', '.join(f'{x:.2f}' for x in plain)})")
-        print(
-            f"branchenv test   median {h:6.2f} s  (runs: {', '.join(f'{x:.2f}' for x in harness)})"
-        )
-        print(f"overhead         {h - p:+6.2f} s  goal < {goal:.2f} s (0.5 s + 10 %)  {verdict}")
-        _, proc = timed([str(BRANCHENV), "down", "--branch", "bench"], root)
+        must(proc, "branchenv test (writes the stack file)")
+        test_phase(root, args.suite, reports / "stack.json")
+        if not args.skip_overhead:
+            print("== 3. branchenv test over plain pytest")
+            overhead(root, args.suite, reports / "stack.json", args.n)
+        _, _, proc = timed([str(BRANCHENV), "down", "--branch", "bench"], root)
         must(proc, "branchenv down")
-
-        for i in range(args.ci_runs):
-            seconds, proc = timed(
-                [str(BRANCHENV), "ci", "--branch", f"bench-ci-{i}", "--suite", args.suite,
-                 "--report-dir", str(root / "reports-ci"), "--json"],
-                root,
-            )  # fmt: skip
-            must(proc, "branchenv ci")
-            t = json.loads(proc.stdout)["timings"]
-            verdict = "OK" if seconds < CI_GOAL_S else "MISSED"
-            print(
-                f"ci loop          {seconds:6.2f} s  goal < {CI_GOAL_S:.0f} s  {verdict}  "
-                f"(provision {t['provision_s']:.2f}, ready {t['ready_s']:.2f}, "
-                f"test {t['test_s']:.2f}, teardown {t['teardown_s']:.2f})"
-            )
-        load = os.getloadavg()
-        print(f"load average: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} ({os.cpu_count()} cpus)")
+        print(load())
     finally:
         subprocess.run([str(BRANCHENV), "cloud", "stop"], cwd=root, env=_env(), capture_output=True)
         shutil.rmtree(root, ignore_errors=True)
