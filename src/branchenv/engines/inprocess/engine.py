@@ -12,7 +12,6 @@ the protocol's values.
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -111,16 +110,11 @@ class InProcessEngine:
         )
 
     @staticmethod
-    def _program_config(
-        target: Target, metadata: StackMetadata, inputs: ProgramInputs
-    ) -> dict[str, str]:
-        """The program's stack config (the shared mapping of the inputs), with the stack's
-        identity tags as ``aws:defaultTags``: what the default provider puts on every taggable
-        resource, so a program that knows nothing of branchenv gets them."""
-        full = stack_config(inputs, target)
-        identity = metadata.identity_tags()
-        full["aws:defaultTags"] = json.dumps({"tags": identity}, sort_keys=True)
-        return full
+    def _program_config(target: Target, inputs: ProgramInputs) -> dict[str, str]:
+        """The program's stack config: the mapping shared by both Pulumi-program engines, whose
+        ``aws:defaultTags`` (the identity tags, ``inputs.tags``) the default provider puts on
+        every taggable resource, so a program that knows nothing of branchenv gets them."""
+        return stack_config(inputs, target)
 
     def _load(self, project: str, stack: str) -> StackState:
         state = self.store.load(project, stack)
@@ -154,7 +148,7 @@ class InProcessEngine:
             program_dir=program.path,
             project=project,
             stack=stack,
-            config=self._program_config(target, metadata, inputs),
+            config=self._program_config(target, inputs),
             state=state,
         )
         for note in plan.notes:
@@ -185,7 +179,7 @@ class InProcessEngine:
         say = on_output or (lambda _line: None)
         started = time.monotonic()
         project = program.project
-        full = self._program_config(target, metadata, inputs)
+        full = self._program_config(target, inputs)
         run = self._run(target, say)
         with self.store.lock(project, stack, wait_s=self.lock_wait_s, on_wait=say):
             state = self.store.load(project, stack)
