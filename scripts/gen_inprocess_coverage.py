@@ -45,9 +45,12 @@ resource on the local cloud itself, with Pulumi's semantics:
   across updates.
 - **Secrets**: inputs marked secret (in the program or, as below, by the provider schema) are
   never written to the state or to a log line; only a keyed digest is kept, to see a change.
-- **Crash safety**: each create and delete is journaled (the physical name chosen first) and
-  settled after; the next `up`, `down`, `refresh` or reap finds what an interrupted create may
-  have left (the *found again by* column) and removes it.
+- **Crash safety**: each create and delete is journaled (the physical name chosen first, and a
+  create only once that name is seen free) and settled after; the next `up`, `down`, `refresh`
+  or reap finds what an interrupted create may have left (the *found again by* column) and
+  removes it, never another stack's resource of the same name.
+- **Branch isolation**: `up` hands its plan (every fixed physical name) to the branch-isolation
+  check before it changes anything, even before it settles an interrupted operation.
 - An input the engine does not act on (not in the *honours* column) is kept in the state and
   named in a note at `up`; use `--engine pulumi` where it matters.
 

@@ -245,3 +245,56 @@ def test_preview_shows_each_change_with_its_properties_and_changes_nothing(
         assert buckets(project.target(), prefix) == {f"{prefix}-data"}
     finally:
         project.run("down", "--branch", b)
+
+
+def test_a_second_branch_claiming_a_fixed_name_is_refused_and_never_touches_the_first(
+    project: UserProject,
+) -> None:
+    """One bucket name for every branch (not derived from `branchenv:prefix`): the branch that
+    shares it on purpose (`--allow-shared`) has it; another branch's `up` is refused before
+    anything is created, and no `down` of that branch ever deletes the first one's bucket."""
+    shared = f"acme-uploads-{uuid.uuid4().hex[:8]}"
+    project.write_program(
+        f"""
+        import pulumi
+        import pulumi_aws as aws
+        bucket = aws.s3.Bucket("uploads", bucket="{shared}")
+        queue = aws.sqs.Queue("jobs")
+        pulumi.export("bucket", bucket.bucket)
+        """
+    )
+    first, second = branch(), branch()
+    try:
+        project.ok("up", "--branch", first, "--allow-shared", shared)
+        target = project.target()
+        owner = bucket_tags(target, shared)["branchenv:stack"]
+        assert owner == names_for(first).stack
+
+        refused = project.run("up", "--branch", second)
+        assert refused.returncode == 3, refused.stderr
+        message = refused.stderr
+        assert "uploads" in message and shared in message, message
+        assert "branchenv:prefix" in message and "--allow-shared" in message, message
+        assert "Traceback" not in message
+        # Refused before anything: no stack for the second branch, not even its queue.
+        rows = {r["stack"] for r in project.json("ls")}
+        assert names_for(second).stack not in rows
+        assert names_for(first).stack in rows
+        assert bucket_tags(target, shared)["branchenv:stack"] == owner
+
+        # Claiming it on purpose does not take it over either: the create fails as the real
+        # provider's would ("already exists"), it is not adopted.
+        taken = project.run("up", "--branch", second, "--allow-shared", shared)
+        assert taken.returncode == 1, taken.stderr
+        assert "already exists" in taken.stderr and "Traceback" not in taken.stderr
+
+        # The second branch's down removes what it made (its queue), never the first's bucket.
+        project.ok("down", "--branch", second)
+        target.client("s3").head_bucket(Bucket=shared)
+        assert bucket_tags(target, shared)["branchenv:stack"] == owner
+    finally:
+        project.run("down", "--branch", second)
+        project.run("down", "--branch", first)
+    assert shared not in {
+        b["Name"] for b in project.target().client("s3").list_buckets()["Buckets"]
+    }
