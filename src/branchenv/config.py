@@ -109,6 +109,15 @@ class Settings:
     suite: str | None = None
     """The integration suite `test` and `ci` run (relative to the project); None:
     ``<program>/tests``."""
+    pool_size: dict[str, int] = dataclasses.field(default_factory=dict)
+    """Warm-pool stacks per target (``pool_size = 2`` for every target, or a table
+    ``{local = 2, aws = 1}``); see docs/pool.md."""
+    pool: bool = False
+    """Whether `up` and `ci` claim a stack from the warm pool without ``--pool``."""
+    pool_fallback: str = "fail"
+    """What `up --pool` does when the pool is empty: ``fail`` (exit 1) or ``cold``."""
+    pool_ttl: str = "7d"
+    """How long a free pool stack lives (counted again from each release)."""
     sources: dict[str, str] = dataclasses.field(default_factory=dict)
 
     @property
@@ -128,6 +137,10 @@ class Settings:
         if self.backend_url is not None:
             return self.backend_url
         return (self.state_path / "pulumi").as_uri()
+
+    def pool_size_for(self, target: str) -> int:
+        """The warm pool's size on ``target`` (0: no pool)."""
+        return self.pool_size.get(target, self.pool_size.get("*", 0))
 
     def values(self) -> dict[str, Any]:
         """Every setting's value by name, in declaration order (no ``project_dir``/``sources``)."""
@@ -350,6 +363,43 @@ def _s3_bucket(value: object) -> str:
     return text
 
 
+def _bool(value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "1", "yes", "on"):
+        return True
+    if isinstance(value, str) and value.strip().lower() in ("false", "0", "no", "off"):
+        return False
+    raise _Invalid(f"expected true or false, got {value!r}")
+
+
+_MAX_POOL = 20
+
+
+def _pool_sizes(value: object) -> dict[str, int]:
+    """``2`` (every target), ``"2"``, ``{local = 2, aws = 1}`` or ``"local=2,aws=1"``."""
+    count = _int_at_least(0)
+    if isinstance(value, str) and "=" in value:
+        pairs: dict[str, object] = {}
+        for part in value.split(","):
+            key, sep, number = part.partition("=")
+            if not sep:
+                raise _Invalid(f"{part.strip()!r} is not TARGET=N; write local=2,aws=1")
+            pairs[key.strip()] = number.strip()
+        value = pairs
+    if isinstance(value, dict):
+        sizes: dict[str, int] = {}
+        for key, raw in value.items():
+            if key not in TARGETS:
+                raise _Invalid(f"{key!r} is not a target; use {' or '.join(TARGETS)}")
+            sizes[key] = count(raw)
+    else:
+        sizes = {"*": count(value)}
+    if any(n > _MAX_POOL for n in sizes.values()):
+        raise _Invalid(f"at most {_MAX_POOL} stacks per pool")
+    return sizes
+
+
 def _relative_dir(value: object) -> str:
     return _nonempty_str(value)
 
@@ -438,6 +488,10 @@ _CHECKS: dict[str, Callable[[object], Any]] = {
     "terraform_state_prefix": _nonempty_str,
     "terraform_lock_table": _optional(_nonempty_str),
     "suite": _optional(_relative_dir),
+    "pool_size": _pool_sizes,
+    "pool": _bool,
+    "pool_fallback": _choice(("fail", "cold")),
+    "pool_ttl": _ttl,
 }
 _LIST_KEYS = frozenset({"protected_patterns", "allowed_account_ids"})
 assert set(_CHECKS) == set(SETTING_NAMES), "every setting needs a check"

@@ -60,6 +60,13 @@ KEY_TARGET = "branchenv:target"
 KEY_ENGINE = "branchenv:engine"
 KEY_REAP_PENDING = "branchenv:reap-pending"
 KEY_PROJECT = "branchenv:project"
+KEY_POOL = "branchenv:pool"
+KEY_CLAIMED_BY = "branchenv:claimed-by"
+KEY_CLAIMED_OWNER = "branchenv:claimed-owner"
+POOL_KEYS = (KEY_POOL, KEY_CLAIMED_BY, KEY_CLAIMED_OWNER)
+"""Written only for a warm-pool stack (:mod:`branchenv.pool`): the pool it belongs to and, while
+a branch holds it, the claiming branch and owner (the claim's expiry is ``expires-at``). Never
+identity tags: a claim must not retag the stack's resources."""
 TAG_KEYS = (
     MANAGED_BY_KEY,
     KEY_STACK,
@@ -73,7 +80,8 @@ TAG_KEYS = (
     KEY_REAP_PENDING,
     KEY_PROJECT,
 )
-"""Every key :meth:`StackMetadata.to_tags` writes."""
+"""Every key :meth:`StackMetadata.to_tags` writes for a branch stack (a pool stack adds
+:data:`POOL_KEYS`)."""
 
 IDENTITY_KEYS = (
     MANAGED_BY_KEY,
@@ -263,6 +271,12 @@ class StackMetadata:
     managed: bool = True
     reap_pending: bool = False
     project: str = "branchenv"
+    pool: str | None = None
+    """The warm pool this stack belongs to (None: a branch's own stack)."""
+    claimed_by: str | None = None
+    """The branch holding this pool stack (None: free in its pool)."""
+    claimed_owner: str | None = None
+    """Who claimed it (the claim's owner; ``owner`` stays whoever filled the pool)."""
 
     def __post_init__(self) -> None:
         for field in ("created_at", "expires_at"):
@@ -342,6 +356,11 @@ class StackMetadata:
             KEY_REAP_PENDING: "true" if self.reap_pending else "false",
             KEY_PROJECT: self.project,
         }
+        if self.pool is not None:
+            tags[KEY_POOL] = self.pool
+            if self.claimed_by is not None:
+                tags[KEY_CLAIMED_BY] = self.claimed_by
+                tags[KEY_CLAIMED_OWNER] = self.claimed_owner or "unknown"
         encoded = {key: encode_tag_value(value) for key, value in tags.items()}
         if self.managed:
             encoded = {MANAGED_BY_KEY: MANAGED_BY_VALUE, **encoded}
@@ -399,4 +418,11 @@ class StackMetadata:
             managed=True,
             reap_pending=reap_pending == "true",
             project=text(KEY_PROJECT, "branchenv"),
+            pool=text(KEY_POOL) if KEY_POOL in tags else None,
+            claimed_by=text(KEY_CLAIMED_BY)
+            if KEY_POOL in tags and KEY_CLAIMED_BY in tags
+            else None,
+            claimed_owner=text(KEY_CLAIMED_OWNER, "unknown")
+            if KEY_POOL in tags and KEY_CLAIMED_BY in tags
+            else None,
         )

@@ -95,6 +95,8 @@ class DownOutcome:
     """What still carries the stack's tag after teardown (empty: the leak check found none)."""
     leak_check: str | None = None
     """Why the leak check could not run (None when it ran)."""
+    released: bool = False
+    """The branch held a warm-pool stack: it was wiped and returned to its pool."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -323,19 +325,23 @@ def up(
     existing: StackMetadata | None = None,
     checked: bool = False,
     allow_shared: Iterable[str] = (),
+    metadata: StackMetadata | None = None,
 ) -> UpOutcome:
     """Create or update the branch's stack; idempotent.
 
     ``checked``: the caller ran :func:`check_may_manage` on this context moments ago and
     passes what it returned as ``existing`` (so a run reads the stack's metadata once). The
     engine runs the branch-isolation check on its plan before changing anything
-    (``allow_shared``: fixed names deliberately shared, ``--allow-shared``)."""
+    (``allow_shared``: fixed names deliberately shared, ``--allow-shared``). ``metadata``: what
+    the stack is to carry, when the caller decided it (a warm-pool stack: its identity stays
+    the pool's, the claim is in :mod:`branchenv.pool`'s keys)."""
     from branchenv.safety import check_isolation
 
     check_profile(profile)
     if not checked:
         existing = check_may_manage(ctx)
-    metadata = build_metadata(ctx, ttl=ttl, existing=existing)
+    if metadata is None:
+        metadata = build_metadata(ctx, ttl=ttl, existing=existing)
     inputs = program_inputs(
         ctx, profile=profile, metadata=metadata, allow_shared=frozenset(allow_shared)
     )
@@ -394,7 +400,10 @@ def preview(
 
 
 def outputs(ctx: StackContext) -> dict[str, Any]:
-    """The branch stack's outputs."""
+    """The branch stack's outputs (a warm-pool stack's, when the branch holds one)."""
+    from branchenv.pool import redirect
+
+    ctx = redirect(ctx)
     return ctx.engine.outputs(stack=ctx.names.stack, program=ctx.program)
 
 
@@ -413,6 +422,10 @@ def down(
     from branchenv.harness.teardown import INTERACTIVE, destroy_stack
 
     existing = check_may_manage(ctx)
+    if existing is None:
+        released = _release_claim(ctx, on_output)
+        if released is not None:
+            return released
     done = destroy_stack(
         ctx.engine,
         stack=ctx.names.stack,
@@ -456,6 +469,37 @@ def down(
         else ctx.notes,
         leaked=done.leaked,
         leak_check=done.leak_check,
+    )
+
+
+def _release_claim(ctx: StackContext, on_output: OutputSink | None) -> DownOutcome | None:
+    """`down` for a branch holding a warm-pool stack: release it (None: it holds none)."""
+    from branchenv.pool import release_held
+
+    outcome = release_held(ctx, say=on_output or (lambda _line: None))
+    if outcome is None:
+        return None
+    if outcome.status == "failed":
+        raise OperationFailed(
+            f"down: releasing pool stack {outcome.stack} failed: {outcome.reason}; it stays "
+            f"claimed by {ctx.branch.name} until `branchenv reap` handles it"
+        )
+    note = (
+        f"pool stack {outcome.stack} wiped, verified empty and returned to its pool"
+        if outcome.status == "returned"
+        else f"pool stack {outcome.stack} destroyed: {outcome.reason}"
+    )
+    return DownOutcome(
+        stack=outcome.stack,
+        branch=ctx.branch.name,
+        target=ctx.target.name,
+        engine=ctx.engine.name,
+        deleted=0,
+        removed=outcome.status == "destroyed",
+        already_absent=False,
+        duration_s=outcome.duration_s,
+        notes=(*ctx.notes, note),
+        released=outcome.status == "returned",
     )
 
 

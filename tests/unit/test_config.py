@@ -87,6 +87,10 @@ def test_defaults_when_no_source_sets_anything(tmp_path: Path) -> None:
         "terraform_state_prefix": "branchenv",
         "terraform_lock_table": None,
         "suite": None,
+        "pool_size": {},
+        "pool": False,
+        "pool_fallback": "fail",
+        "pool_ttl": "7d",
     }
     assert s.sources == dict.fromkeys(SETTING_NAMES, "default")
 

@@ -93,6 +93,12 @@ def up(
     ),
     allow_shared: list[str] = AllowSharedOpt,
     program: str | None = ProgramOpt,
+    use_pool: bool | None = typer.Option(
+        None,
+        "--pool/--no-pool",
+        help="Claim a ready stack from the warm pool (default: the pool setting); see "
+        "`branchenv pool`.",
+    ),
     as_json: bool = JsonOpt,
 ) -> None:
     """Create or update this branch's stack (idempotent) and print its outputs.
@@ -100,7 +106,7 @@ def up(
     On SIGINT/SIGTERM it finishes first (the state then records every resource), then exits
     130/143.
     """
-    from branchenv import provision
+    from branchenv import pool, provision
     from branchenv.harness.signals import SignalGuard
     from branchenv.metadata import format_duration, parse_ttl
 
@@ -121,8 +127,14 @@ def up(
         title = f"up {ctx.names.stack} ({ctx.engine.name} engine, target {ctx.target.name})"
         with progress(title, quiet=False) as sink:
             outcome = guard.finish(
-                lambda: provision.up(
-                    ctx, ttl=ttl, profile=profile, on_output=sink, allow_shared=allow_shared
+                lambda: pool.up(
+                    ctx,
+                    flag=use_pool,
+                    ttl=ttl,
+                    profile=profile,
+                    on_output=sink,
+                    say=render.status,
+                    allow_shared=allow_shared,
                 ),
                 what="`up` has recorded every resource it created",
             )
@@ -340,6 +352,11 @@ def down(
         if outcome.already_absent:
             typer.echo(
                 f"stack {outcome.stack}: already gone, nothing to destroy (leaked: {leaked})"
+            )
+        elif outcome.released:
+            typer.echo(
+                f"pool stack {outcome.stack} released: wiped, verified empty, back in its pool "
+                f"[{outcome.duration_s:.1f} s]"
             )
         else:
             typer.echo(

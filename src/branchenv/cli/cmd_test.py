@@ -164,6 +164,12 @@ def ci(
     ),
     allow_shared: list[str] = AllowSharedOpt,
     program: str | None = ProgramOpt,
+    use_pool: bool | None = typer.Option(
+        None,
+        "--pool/--no-pool",
+        help="Claim a ready stack from the warm pool and release it at the end (default: the "
+        "pool setting); see `branchenv pool`.",
+    ),
     as_json: bool = JsonOpt,
 ) -> None:
     """Up -> wait ready -> test -> down in one command; teardown is guaranteed.
@@ -187,6 +193,7 @@ def ci(
             pytest_args=list(ctx.args),
             program=program,
             allow_shared=allow_shared,
+            use_pool=use_pool,
         )
     except Interrupted as exc:
         render.status(f"branchenv: {exc} before anything was created")

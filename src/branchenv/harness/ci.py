@@ -108,6 +108,24 @@ def teardown(
     )
 
 
+def release_claim(ctx: StackContext, metadata: StackMetadata, *, say: Say) -> TeardownOutcome:
+    """The end of a pooled run: the claimed stack is wiped, verified empty and returned to its
+    pool (``released``), or destroyed when it cannot be (``destroyed``; ``failed`` if that
+    failed too)."""
+    from branchenv.pool import release
+
+    done = release(ctx, metadata, say=say)
+    if done.status == "failed":
+        return TeardownOutcome(
+            status="failed", attempts=1, duration_s=done.duration_s, error=done.reason
+        )
+    return TeardownOutcome(
+        status="released" if done.status == "returned" else "destroyed",
+        attempts=1,
+        duration_s=done.duration_s,
+    )
+
+
 def run_ci(
     settings: Settings,
     *,
@@ -125,14 +143,17 @@ def run_ci(
     teardown_sleep: Callable[[float], None] = time.sleep,
     program: str | None = None,
     allow_shared: Sequence[str] = (),
+    use_pool: bool | None = None,
 ) -> RunOutcome:
     """`branchenv ci`: up -> ready -> test -> down, with teardown guaranteed.
 
     Every input is checked before anything happens (issue 15 item 4: a bad ``--profile`` or
     ``--ttl`` used to fail only inside `up`, after which teardown destroyed the branch's
     existing stack); a bad input found later by `up` still never destroys a stack that
-    existed before this run."""
-    from branchenv import provision
+    existed before this run. With the warm pool (``use_pool`` / the ``pool`` setting) the
+    stack is claimed, and released at the end (wiped and verified empty) instead of
+    destroyed."""
+    from branchenv import pool, provision
     from branchenv.metadata import parse_ttl
 
     env = dict(os.environ if env is None else env)
@@ -169,6 +190,18 @@ def run_ci(
         # teardown below can never touch it either.
         existing = provision.check_may_manage(ctx)
         guard.checkpoint()
+        claimed: StackMetadata | None = None
+        if pool.use_pool(ctx, use_pool):
+            got = guard.finish(
+                lambda: pool.acquire(ctx, ttl=ttl, say=say, existing=existing),
+                what="the pool claim is recorded",
+            )
+            if got.note:
+                say(f"note: {got.note}")
+            if got.metadata is not None:
+                ctx, claimed = got.ctx, got.metadata
+                existing = provision.check_may_manage(ctx)
+        guard.checkpoint()
         up_started = False
         up: UpOutcome | None = None
         try:
@@ -184,6 +217,7 @@ def run_ci(
                         existing=existing,
                         checked=True,
                         allow_shared=allow_shared,
+                        metadata=claimed,
                     ),
                     what="provisioning has recorded every resource it created",
                 )
@@ -223,7 +257,12 @@ def run_ci(
                 during = during or phases.current
             failed = error is not None or suite_status(run, read_counts(paths))[0] != "passed"
             refused_input = up is None and isinstance(error, UsageError | SafetyRefusal)
-            if (
+            if claimed is not None and not (keep and failed and guard.received is None):
+                # A claimed pool stack goes back (wiped) whatever happened, even when `up`
+                # never ran or refused: the claim is this run's.
+                with phases.run("teardown", f"release: {ctx.names.stack} to its pool"):
+                    outcome_td = guard.shielded(lambda: release_claim(ctx, claimed, say=say))
+            elif (
                 not up_started
                 or isinstance(error, StackLocked)
                 or (refused_input and existing is not None)

@@ -246,6 +246,9 @@ def run_test(
         guard.checkpoint()
         for note in ctx.notes:
             say(f"note: {note}")
+        from branchenv.pool import redirect
+
+        ctx = redirect(ctx)  # the warm-pool stack the branch holds, if it holds one
         try:
             outputs = provision.outputs(ctx)
         except StackNotFound:

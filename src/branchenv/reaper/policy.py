@@ -153,25 +153,30 @@ def decide(
                 )
             )
         reap: list[Because] = []
+        # A free warm-pool stack has no branch of its own and sits idle by design: only its
+        # TTL (pool_ttl, renewed on each release) and the reap-pending mark apply to it.
+        free_in_pool = md is not None and md.pool is not None and md.claimed_by is None
         if md is not None and not keep:
             if md.expired(now):
                 ago = format_duration(now - md.expires_at)
                 reap.append(Because(Reason.EXPIRED, f"TTL expired {ago} ago"))
+            branch = md.claimed_by if md.pool is not None else md.branch
             if (
                 remote_branches is not None
-                and not md.branch.endswith("…")
-                and md.branch not in remote_branches
+                and branch is not None
+                and not branch.endswith("…")
+                and branch not in remote_branches
             ):
                 reap.append(
-                    Because(Reason.BRANCH_DELETED, f"branch {md.branch!r} is gone from the remote")
+                    Because(Reason.BRANCH_DELETED, f"branch {branch!r} is gone from the remote")
                 )
-            if config.idle_after is not None:
+            if config.idle_after is not None and not free_in_pool:
                 updated = _last_update(summary.last_update) or md.created_at
                 if now - updated >= config.idle_after:
                     reap.append(
                         Because(Reason.IDLE, f"no update for {format_duration(now - updated)}")
                     )
-            if config.max_age is not None and md.age(now) >= config.max_age:
+            if config.max_age is not None and not free_in_pool and md.age(now) >= config.max_age:
                 reap.append(
                     Because(
                         Reason.MAX_AGE,

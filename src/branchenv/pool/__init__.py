@@ -1,0 +1,649 @@
+"""The warm pool: N ready stacks of a program per target, claimed by branches in an instant.
+
+``branchenv pool fill`` makes the pool's stacks (``<project>-pool-<n>``, named for the pool,
+never for a branch) with the managed marker plus ``branchenv:pool``. ``up --pool`` / ``ci
+--pool`` (or ``pool = true``) claim a free one atomically (:mod:`branchenv.pool.claims`: a
+conditional write every claimer shares), record the claiming branch, owner and expiry in the
+stack's metadata, and apply the branch's program on top (an update: typically only function
+code changes). Later commands for that branch (``outputs``, ``test``, ``down``) find the claim.
+
+Release (``down``, the end of ``ci``, the reaper once a claim expires): the stack's data is
+wiped per resource type and verified empty (:mod:`branchenv.pool.wipe`), then the stack goes
+back to the pool. When the claimant's program changed the resource graph (its addresses differ
+from the pool's baseline), or a resource type may hold data no wiper knows, the stack is
+destroyed through the one teardown path instead; the next ``pool fill`` replaces it.
+
+Nothing here names an engine: stacks are read and written through the Engine protocol.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import os
+import time
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from decimal import Decimal
+from typing import TYPE_CHECKING
+
+from branchenv.errors import OperationFailed, StackNotFound, UsageError
+from branchenv.pool.claims import Claim, ClaimStore, new_token
+
+if TYPE_CHECKING:
+    from branchenv.metadata import StackMetadata
+    from branchenv.pool.wipe import Wiped
+    from branchenv.provision import StackContext, UpOutcome
+
+Say = Callable[[str], None]
+
+POOL_BRANCH_PREFIX = "pool/"
+"""The branch an unclaimed pool stack carries (``pool/<pool name>``)."""
+
+FALLBACKS = ("fail", "cold")
+
+MAX_POOL_SIZE = 20
+
+
+class PoolEmpty(OperationFailed):
+    """No free stack in the pool and ``pool_fallback = "fail"`` (exit 1)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class PoolStack:
+    """One stack of a pool as ``pool status`` shows it."""
+
+    stack: str
+    state: str
+    """``free`` | ``claimed`` | ``pending`` (marked reap-pending) | ``attention``."""
+    claimed_by: str | None
+    claimed_owner: str | None
+    expires_at: dt.datetime | None
+    resource_count: int | None
+    hourly: Decimal | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class PoolStatus:
+    """A pool: its name, target, engine, wanted size and stacks; ``idle_hourly`` is the burn
+    rate of its free stacks (USD/h, estimated; None when no stack could be priced)."""
+
+    pool: str
+    target: str
+    engine: str
+    size: int
+    stacks: tuple[PoolStack, ...]
+    idle_hourly: Decimal | None
+    unpriced: tuple[str, ...] = ()
+
+    @property
+    def free(self) -> int:
+        return sum(1 for s in self.stacks if s.state == "free")
+
+
+@dataclasses.dataclass(frozen=True)
+class FillOutcome:
+    pool: str
+    target: str
+    engine: str
+    size: int
+    created: tuple[str, ...]
+    present: tuple[str, ...]
+    duration_s: float
+
+
+@dataclasses.dataclass(frozen=True)
+class DrainOutcome:
+    pool: str
+    dry_run: bool
+    destroy: tuple[str, ...]
+    """Free stacks that go (went, with ``--yes``)."""
+    kept: tuple[str, ...]
+    """Claimed stacks: a branch holds them; they go back to the pool or away on release."""
+    failed: tuple[str, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class ReleaseOutcome:
+    """What a release did: ``returned`` to the pool (wiped and verified empty) or
+    ``destroyed`` (``reason`` says why), or ``failed`` (``reason``)."""
+
+    stack: str
+    status: str
+    wiped: tuple[Wiped, ...] = ()
+    reason: str | None = None
+    duration_s: float = 0.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Acquired:
+    """The context `up`/`ci` go on with, the metadata to apply and how it was got:
+    ``claimed`` (a free pool stack, just now), ``held`` (the branch's claim from before),
+    ``own`` (the branch's own stack exists: no claim), ``cold`` (pool empty, fallback)."""
+
+    ctx: StackContext
+    metadata: StackMetadata | None
+    how: str
+    note: str | None = None
+
+
+# --- names and settings ---------------------------------------------------------------------
+
+
+def pool_name(ctx: StackContext) -> str:
+    """The pool of the context's program: ``<project>-pool`` (``<project>-<program>-pool`` for
+    a named program of several)."""
+    program = ctx.program
+    label = program.project if program.name == "default" else f"{program.project}-{program.name}"
+    return f"{label}-pool"
+
+
+def member_names(pool: str, n: int) -> str:
+    """The stack name of the pool's ``n``-th member (a valid prefix for every target)."""
+    from branchenv.naming import names_for
+
+    return names_for(f"{pool}-{n}").stack
+
+
+def check_size(size: int) -> int:
+    """A usable ``--size``, else UsageError naming the flag (before anything is created)."""
+    if not 0 <= size <= MAX_POOL_SIZE:
+        raise UsageError(f"--size {size}: give a whole number from 0 to {MAX_POOL_SIZE}")
+    return size
+
+
+def pool_size(ctx: StackContext, size: int | None = None) -> int:
+    """The wanted size: ``size`` (``--size``) or the ``pool_size`` setting for the target."""
+    if size is not None:
+        return check_size(size)
+    return ctx.settings.pool_size_for(ctx.target.name)
+
+
+def store_for(ctx: StackContext) -> ClaimStore:
+    return ClaimStore(ctx.target, engine=ctx.engine.name, project=ctx.program.project)
+
+
+def _for_stack(ctx: StackContext, stack: str) -> StackContext:
+    """``ctx`` pointed at a pool stack (its name and prefix), for the same branch."""
+    from branchenv.naming import StackNames
+
+    return dataclasses.replace(
+        ctx, names=StackNames(branch=ctx.branch.name, stack=stack, prefix=stack, hashed=False)
+    )
+
+
+def _members(ctx: StackContext) -> list[tuple[str, StackMetadata | None, int | None, str | None]]:
+    """(stack, metadata, resource count, attention) of every stack of the context's pool."""
+    pool = pool_name(ctx)
+    found = []
+    for summary in ctx.engine.list_stacks(program=ctx.program):
+        md = summary.metadata
+        if md is not None and md.pool == pool and md.target == ctx.target.name:
+            found.append((summary.stack, md, summary.resource_count, summary.attention))
+    return sorted(found, key=lambda m: m[0])
+
+
+def _prefixed(say: Say, stack: str) -> Say:
+    return lambda line: say(f"  [{stack}] {line}")
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(microsecond=0)
+
+
+# --- fill / status / drain ------------------------------------------------------------------
+
+
+def fill(
+    ctx: StackContext,
+    *,
+    size: int | None = None,
+    profile: str = "ephemeral",
+    say: Say,
+    env: Mapping[str, str] | None = None,
+) -> FillOutcome:
+    """Create pool stacks until the pool holds ``size`` (claimed ones count: they come back)."""
+    from branchenv import provision
+    from branchenv.gitinfo import current_commit, detect_owner
+    from branchenv.metadata import StackMetadata, parse_ttl
+
+    wanted = pool_size(ctx, size)
+    provision.check_profile(profile)
+    started = time.monotonic()
+    pool = pool_name(ctx)
+    present = {stack for stack, md, _, _ in _members(ctx) if md is not None}
+    missing: list[str] = []
+    n = 1
+    while len(present) + len(missing) < wanted:
+        name = member_names(pool, n)
+        if name not in present:
+            missing.append(name)
+        n += 1
+    store = store_for(ctx)
+    owner = detect_owner(env=os.environ if env is None else env, cwd=ctx.settings.project_dir)
+    commit = current_commit(ctx.settings.project_dir)
+
+    def make(stack: str) -> str:
+        member = _for_stack(ctx, stack)
+        member = dataclasses.replace(
+            member,
+            branch=dataclasses.replace(ctx.branch, name=f"{POOL_BRANCH_PREFIX}{pool}"),
+        )
+        existing = provision.check_may_manage(member)
+        if existing is not None and existing.pool != pool:
+            raise OperationFailed(
+                f"stack {stack} exists and is not a member of pool {pool}; remove it with "
+                f"`branchenv down` or pick another project name"
+            )
+        md = StackMetadata.create(
+            stack=stack,
+            branch=f"{POOL_BRANCH_PREFIX}{pool}",
+            owner=owner,
+            commit=commit,
+            ttl=parse_ttl(ctx.settings.pool_ttl),
+            now=dt.datetime.now(dt.UTC),
+            target=ctx.target.name,  # type: ignore[arg-type]
+            engine=ctx.engine.name,
+            project=ctx.program.project,
+        )
+        md = dataclasses.replace(md, pool=pool)
+        # Held by the filler until it is ready: nobody claims a stack that is half made.
+        store.forget(stack)  # whatever a stack of that name left before
+        if not store.try_claim(_service_claim(stack, "(pool fill)")):
+            raise OperationFailed(
+                f"stack {stack} is being made by another `branchenv pool fill`; let it finish"
+            )
+        say(f"pool {pool}: creating {stack}")
+        provision.up(
+            member,
+            profile=profile,
+            metadata=md,
+            existing=existing,
+            checked=True,
+            on_output=_prefixed(say, stack),
+        )
+        addresses = [r.address for r in ctx.engine.resources(stack=stack, program=ctx.program)]
+        store.write_baseline(stack, addresses)
+        store.release(stack)
+        return stack
+
+    created: list[str] = []
+    if missing:
+        store.bucket  # noqa: B018 - create the shared bucket once, before the threads race for it
+        with ThreadPoolExecutor(max_workers=min(2, len(missing))) as pool_exec:
+            for stack in pool_exec.map(make, missing):
+                created.append(stack)
+    return FillOutcome(
+        pool=pool,
+        target=ctx.target.name,
+        engine=ctx.engine.name,
+        size=wanted,
+        created=tuple(created),
+        present=tuple(sorted(present)),
+        duration_s=time.monotonic() - started,
+    )
+
+
+def status(ctx: StackContext, *, now: dt.datetime | None = None) -> PoolStatus:
+    """The pool's stacks, who holds each, and the burn rate of the idle ones."""
+    from branchenv.cost.estimate import estimate_stack, inventory_from_engine
+    from branchenv.cost.prices import load_prices
+
+    now = now or dt.datetime.now(dt.UTC)
+    prices = load_prices()
+    stacks: list[PoolStack] = []
+    idle = Decimal(0)
+    priced = False
+    unpriced: set[str] = set()
+    for stack, md, count, attention in _members(ctx):
+        hourly: Decimal | None = None
+        if md is not None and attention is None:
+            cost = estimate_stack(
+                inventory_from_engine(
+                    ctx.engine,
+                    stack=stack,
+                    program=ctx.program,
+                    metadata=md,
+                    default_region=ctx.target.region,
+                ),
+                prices,
+                now=now,
+            )
+            if cost.inventory_available:
+                hourly = cost.hourly
+                unpriced.update(cost.unpriced_types)
+        state = (
+            "attention"
+            if attention or md is None
+            else "pending"
+            if md.reap_pending
+            else "claimed"
+            if md.claimed_by is not None
+            else "free"
+        )
+        if state == "free" and hourly is not None:
+            idle += hourly
+            priced = True
+        stacks.append(
+            PoolStack(
+                stack=stack,
+                state=state,
+                claimed_by=md.claimed_by if md else None,
+                claimed_owner=md.claimed_owner if md else None,
+                expires_at=md.expires_at if md else None,
+                resource_count=count,
+                hourly=hourly,
+            )
+        )
+    return PoolStatus(
+        pool=pool_name(ctx),
+        target=ctx.target.name,
+        engine=ctx.engine.name,
+        size=pool_size(ctx),
+        stacks=tuple(stacks),
+        idle_hourly=idle if priced else None,
+        unpriced=tuple(sorted(unpriced)),
+    )
+
+
+def drain(ctx: StackContext, *, yes: bool, say: Say) -> DrainOutcome:
+    """Destroy the pool's free stacks (dry run unless ``yes``); claimed ones stay."""
+    from branchenv.harness.teardown import INTERACTIVE, destroy_stack
+
+    pool = pool_name(ctx)
+    members = _members(ctx)
+    free = [(s, md) for s, md, _, att in members if md is not None and md.claimed_by is None]
+    kept = tuple(s for s, md, _, _ in members if md is not None and md.claimed_by is not None)
+    if not yes:
+        return DrainOutcome(pool=pool, dry_run=True, destroy=tuple(s for s, _ in free), kept=kept)
+    store = store_for(ctx)
+    destroyed: list[str] = []
+    failed: list[str] = []
+    for stack, md in free:
+        if not store.try_claim(_service_claim(stack, "(pool drain)")):
+            say(f"{stack}: claimed by a branch meanwhile; kept")
+            continue
+        done = destroy_stack(
+            ctx.engine,
+            stack=stack,
+            program=ctx.program,
+            target=ctx.target,
+            metadata=md,
+            retry=INTERACTIVE,
+            on_output=_prefixed(say, stack),
+        )
+        if done.ok:
+            store.forget(stack)
+            destroyed.append(stack)
+        else:
+            failed.append(f"{stack}: {done.error or done.status}")
+    return DrainOutcome(
+        pool=pool, dry_run=False, destroy=tuple(destroyed), kept=kept, failed=tuple(failed)
+    )
+
+
+def _service_claim(stack: str, what: str) -> Claim:
+    """A claim branchenv itself holds while it makes or destroys a pool stack."""
+    from branchenv.metadata import format_timestamp
+
+    now = _now()
+    return Claim(
+        stack=stack,
+        branch=what,
+        owner="branchenv",
+        claimed_at=format_timestamp(now),
+        expires_at=format_timestamp(now + dt.timedelta(hours=1)),
+        token=new_token(),
+    )
+
+
+# --- claim / release ------------------------------------------------------------------------
+
+
+def use_pool(ctx: StackContext, flag: bool | None) -> bool:
+    """Whether `up`/`ci` claim from the pool: ``--pool``/``--no-pool``, else the setting."""
+    return ctx.settings.pool if flag is None else flag
+
+
+def held(ctx: StackContext) -> tuple[StackContext, StackMetadata] | None:
+    """The pool stack the context's branch holds (pointed at it), None when it holds none."""
+    for stack, md, _, _ in _members(ctx):
+        if md is not None and md.claimed_by == ctx.branch.name:
+            return _for_stack(ctx, stack), md
+    return None
+
+
+def claim(
+    ctx: StackContext,
+    *,
+    ttl: str | None,
+    say: Say,
+    env: Mapping[str, str] | None = None,
+) -> tuple[StackContext, StackMetadata] | None:
+    """Claim a free stack of the pool for the context's branch; None when none is free.
+
+    The conditional write decides between concurrent claimers (:mod:`branchenv.pool.claims`);
+    the winner records the claim (branch, owner, expiry) in the stack's metadata."""
+    from branchenv.gitinfo import current_commit, detect_owner
+    from branchenv.metadata import format_timestamp, parse_ttl
+
+    lifetime = parse_ttl(ttl or ctx.settings.default_ttl)
+    owner = detect_owner(env=os.environ if env is None else env, cwd=ctx.settings.project_dir)
+    store = store_for(ctx)
+    for stack, md, _, attention in _members(ctx):
+        if md is None or attention or md.claimed_by is not None or md.reap_pending:
+            continue
+        now = _now()
+        record = Claim(
+            stack=stack,
+            branch=ctx.branch.name,
+            owner=owner,
+            claimed_at=format_timestamp(now),
+            expires_at=format_timestamp(now + lifetime),
+            token=new_token(),
+        )
+        if not store.try_claim(record):
+            continue
+        # Read again under the claim: a release or drain may have finished meanwhile.
+        try:
+            current = ctx.engine.metadata(stack=stack, program=ctx.program)
+        except StackNotFound:
+            current = None
+        if current is None or current.claimed_by is not None or current.pool != md.pool:
+            if current is None:
+                store.forget(stack)
+            else:
+                store.release(stack)
+            continue
+        claimed = dataclasses.replace(
+            current,
+            claimed_by=ctx.branch.name,
+            claimed_owner=owner,
+            expires_at=now + lifetime,
+            commit=current_commit(ctx.settings.project_dir),
+            reap_pending=False,
+        )
+        ctx.engine.set_metadata(stack=stack, program=ctx.program, metadata=claimed)
+        say(f"claimed {stack} from pool {md.pool} for branch {ctx.branch.name}")
+        return _for_stack(ctx, stack), claimed
+    return None
+
+
+def acquire(
+    ctx: StackContext,
+    *,
+    ttl: str | None,
+    say: Say,
+    existing: StackMetadata | None,
+    env: Mapping[str, str] | None = None,
+) -> Acquired:
+    """The stack `up --pool` / `ci --pool` go on with (``existing``: the branch's own stack's
+    metadata, None when it has none)."""
+    from branchenv.metadata import parse_ttl
+
+    if existing is not None:
+        return Acquired(ctx, None, "own", f"branch {ctx.branch.name} has its own stack: no claim")
+    mine = held(ctx)
+    if mine is not None:
+        pool_ctx, md = mine
+        lifetime = parse_ttl(ttl or ctx.settings.default_ttl)
+        renewed = dataclasses.replace(md, expires_at=_now() + lifetime, reap_pending=False)
+        return Acquired(pool_ctx, renewed, "held", f"updating {pool_ctx.names.stack}, held")
+    got = claim(ctx, ttl=ttl, say=say, env=env)
+    if got is not None:
+        return Acquired(got[0], got[1], "claimed")
+    pool = pool_name(ctx)
+    if ctx.settings.pool_fallback == "cold":
+        return Acquired(ctx, None, "cold", f"pool {pool} is empty: creating {ctx.names.stack} cold")
+    raise PoolEmpty(
+        f"pool {pool} is empty (no free stack on target {ctx.target.name}): run `branchenv pool "
+        'fill`, retry later, or set pool_fallback = "cold" to create the stack cold'
+    )
+
+
+def release(
+    ctx: StackContext,
+    metadata: StackMetadata,
+    *,
+    say: Say,
+    sleep: Callable[[float], None] = time.sleep,
+) -> ReleaseOutcome:
+    """Wipe the claimed stack ``ctx`` points at, verify it empty, and return it to the pool;
+    destroy it instead when its resource graph changed or a type cannot be wiped."""
+    from branchenv.pool.wipe import plan_wipe, wipe_all
+
+    started = time.monotonic()
+    stack = ctx.names.stack
+    store = store_for(ctx)
+    resources = ctx.engine.resources(stack=stack, program=ctx.program)
+    baseline = store.baseline(stack)
+    addresses = frozenset(r.address for r in resources)
+    reason: str | None = None
+    wiped: list[Wiped] = []
+    if baseline is None:
+        reason = "no baseline of its resources is recorded"
+    elif addresses != baseline:
+        added, removed = len(addresses - baseline), len(baseline - addresses)
+        reason = f"the program changed its resource graph (+{added}/-{removed} resources)"
+    else:
+        plan = plan_wipe(resources)
+        if plan.unknown:
+            reason = f"no wiper for {', '.join(plan.unknown)}, which may hold the claimant's data"
+        else:
+            try:
+                wiped = wipe_all(ctx.target, plan.wipe, sleep=sleep)
+            except Exception as exc:  # any failure to wipe: not returned, destroyed
+                from branchenv.errors import one_line
+
+                reason = f"the wipe failed ({one_line(exc, limit=160)})"
+            else:
+                left = [w for w in wiped if not w.empty]
+                if left:
+                    reason = "not empty after the wipe: " + ", ".join(
+                        f"{w.physical} ({w.left} left)" for w in left
+                    )
+    if reason is None:
+        from branchenv.metadata import parse_ttl
+
+        free = dataclasses.replace(
+            metadata,
+            claimed_by=None,
+            claimed_owner=None,
+            expires_at=_now() + parse_ttl(ctx.settings.pool_ttl),
+            reap_pending=False,
+        )
+        ctx.engine.set_metadata(stack=stack, program=ctx.program, metadata=free)
+        store.release(stack)  # last: only now can another branch claim it
+        items = sum(w.deleted for w in wiped)
+        say(
+            f"released {stack} to pool {metadata.pool}: {len(wiped)} resource(s) wiped "
+            f"({items} item(s) deleted), verified empty"
+        )
+        return ReleaseOutcome(
+            stack, "returned", tuple(wiped), duration_s=time.monotonic() - started
+        )
+    say(f"{stack} is not returned to pool {metadata.pool}: {reason}; destroying it")
+    from branchenv.harness.teardown import INTERACTIVE, destroy_stack
+
+    done = destroy_stack(
+        ctx.engine,
+        stack=stack,
+        program=ctx.program,
+        target=ctx.target,
+        metadata=metadata,
+        retry=INTERACTIVE,
+        sleep=sleep,
+        on_output=say,
+    )
+    if not done.ok:
+        return ReleaseOutcome(
+            stack,
+            "failed",
+            tuple(wiped),
+            f"{reason}; then its destroy failed: {done.error or done.status}",
+            time.monotonic() - started,
+        )
+    store.forget(stack)
+    say(f"{stack} destroyed; `branchenv pool fill` makes its replacement")
+    return ReleaseOutcome(stack, "destroyed", tuple(wiped), reason, time.monotonic() - started)
+
+
+# --- the hooks `up`, `ci`, `down`, `outputs` and `test` call --------------------------------
+
+
+def up(
+    ctx: StackContext,
+    *,
+    flag: bool | None,
+    ttl: str | None,
+    profile: str,
+    on_output: Say | None,
+    say: Say,
+    allow_shared: Iterable[str] = (),
+) -> UpOutcome:
+    """`up`: the branch's own stack as ever, or (``--pool`` / ``pool = true``) a claimed pool
+    stack with the branch's program applied on top."""
+    from branchenv import provision
+
+    if not use_pool(ctx, flag):
+        return provision.up(
+            ctx, ttl=ttl, profile=profile, on_output=on_output, allow_shared=allow_shared
+        )
+    provision.check_profile(profile)
+    got = acquire(ctx, ttl=ttl, say=say, existing=provision.check_may_manage(ctx))
+    if got.note:
+        say(f"note: {got.note}")
+    if got.metadata is None:  # own stack, or cold
+        return provision.up(
+            got.ctx, ttl=ttl, profile=profile, on_output=on_output, allow_shared=allow_shared
+        )
+    existing = provision.check_may_manage(got.ctx)
+    return provision.up(
+        got.ctx,
+        profile=profile,
+        on_output=on_output,
+        existing=existing,
+        checked=True,
+        metadata=got.metadata,
+        allow_shared=allow_shared,
+    )
+
+
+def redirect(ctx: StackContext) -> StackContext:
+    """``ctx`` pointed at the pool stack its branch holds, when the branch has no stack of
+    its own but holds a claim; else ``ctx`` unchanged."""
+    try:
+        if ctx.engine.metadata(stack=ctx.names.stack, program=ctx.program) is not None:
+            return ctx
+    except StackNotFound:
+        pass
+    mine = held(ctx)
+    return mine[0] if mine is not None else ctx
+
+
+def release_held(ctx: StackContext, *, say: Say) -> ReleaseOutcome | None:
+    """Release the pool stack the branch holds (None when it holds none)."""
+    mine = held(ctx)
+    if mine is None:
+        return None
+    return release(mine[0], mine[1], say=say)

@@ -1,0 +1,189 @@
+"""The warm pool through the CLI, as a user runs it, on the local cloud (issue 17 item 1).
+
+Two real `branchenv up --pool` processes race for a pool of one: one gets the stack, the other
+a one-line "pool empty" (exit 1), or a cold stack of its own with ``pool_fallback = "cold"``.
+A released stack holds nothing of its previous claimant: objects (every version and delete
+marker), items, messages (visible and in flight) and log streams written as branch A are gone
+when branch B claims the same stack; every check reads the local cloud over HTTP.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import subprocess_env
+from tests.e2e.conftest import EXE
+from tests.e2e.own_project import UserProject, make_user_project
+
+POOL_PROGRAM = """
+import pulumi
+import pulumi_aws as aws
+
+prefix = pulumi.Config("branchenv").require("prefix")
+bucket = aws.s3.Bucket("data", bucket=f"{prefix}-data")
+aws.s3.BucketVersioning(
+    "data-versioning",
+    bucket=bucket.id,
+    versioning_configuration=aws.s3.BucketVersioningVersioningConfigurationArgs(status="Enabled"),
+)
+table = aws.dynamodb.Table(
+    "items",
+    name=f"{prefix}-items",
+    hash_key="pk",
+    range_key="sk",
+    billing_mode="PAY_PER_REQUEST",
+    attributes=[
+        aws.dynamodb.TableAttributeArgs(name="pk", type="S"),
+        aws.dynamodb.TableAttributeArgs(name="sk", type="N"),
+    ],
+)
+queue = aws.sqs.Queue("jobs", name=f"{prefix}-jobs")
+logs = aws.cloudwatch.LogGroup("logs", name=f"/branchenv/{prefix}")
+pulumi.export("bucket", bucket.bucket)
+pulumi.export("table", table.name)
+pulumi.export("queue_url", queue.url)
+pulumi.export("log_group", logs.name)
+"""
+
+
+@pytest.fixture
+def project(tmp_path: Path, own_state_dir: Path) -> Any:
+    """A project of its own name (so its pool is its own) with a pool of one."""
+    proj = make_user_project(tmp_path / "shop", own_state_dir, POOL_PROGRAM)
+    name = f"pool{uuid.uuid4().hex[:6]}"
+    (proj.root / "Pulumi.yaml").write_text(f"name: {name}\nruntime: python\n")
+    with (proj.root / "branchenv.toml").open("a") as fh:
+        fh.write("pool_size = 1\n")
+    try:
+        yield proj
+    finally:
+        proj.run("pool", "drain", "--yes")
+
+
+def _race(
+    project: UserProject, *branches: str, **env: str
+) -> list[subprocess.CompletedProcess[str]]:
+    """Start `up --pool` for each branch at once (real processes), wait for all."""
+    procs = [
+        subprocess.Popen(
+            [str(EXE), "up", "--pool", "--branch", b, "--json"],
+            cwd=project.root,
+            env=subprocess_env(BRANCHENV_STATE_DIR=str(project.state_dir), **env),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for b in branches
+    ]
+    done = []
+    for b, p in zip(branches, procs, strict=True):
+        out, err = p.communicate(timeout=240)
+        done.append(subprocess.CompletedProcess([b], p.returncode, out, err))
+    return done
+
+
+def test_two_concurrent_claims_on_a_pool_of_one(project: UserProject) -> None:
+    fill = project.json("pool", "fill")
+    assert len(fill["created"]) == 1
+    pool_stack = fill["created"][0]
+    a, b = f"feature/a-{uuid.uuid4().hex[:6]}", f"feature/b-{uuid.uuid4().hex[:6]}"
+    try:
+        results = _race(project, a, b)
+        won = [r for r in results if r.returncode == 0]
+        lost = [r for r in results if r.returncode != 0]
+        assert len(won) == 1 and len(lost) == 1, [(r.returncode, r.stderr) for r in results]
+        assert json.loads(won[0].stdout)["stack"] == pool_stack
+        assert lost[0].returncode == 1
+        error_lines = [line for line in lost[0].stderr.splitlines() if "error:" in line]
+        assert len(error_lines) == 1, lost[0].stderr
+        assert "pool" in error_lines[0] and "is empty" in error_lines[0]
+        assert "Traceback" not in lost[0].stderr
+        status = project.json("pool", "status")
+        assert [s["claimed_by"] for s in status["stacks"]] == [won[0].args[0]]
+        project.ok("down", "--branch", won[0].args[0])
+        assert project.json("pool", "status")["stacks"][0]["state"] == "free"
+
+        # With pool_fallback = cold, the loser gets a cold stack of its own instead.
+        c, d = f"feature/c-{uuid.uuid4().hex[:6]}", f"feature/d-{uuid.uuid4().hex[:6]}"
+        cold = _race(project, c, d, BRANCHENV_POOL_FALLBACK="cold")
+        assert [r.returncode for r in cold] == [0, 0], [r.stderr for r in cold]
+        stacks = sorted(json.loads(r.stdout)["stack"] for r in cold)
+        assert pool_stack in stacks
+        other = next(s for s in stacks if s != pool_stack)
+        loser = next(r for r in cold if json.loads(r.stdout)["stack"] == other)
+        assert "is empty" in loser.stderr and "cold" in loser.stderr
+        for r in cold:
+            project.ok("down", "--branch", r.args[0])
+    finally:
+        for br in (a, b):
+            project.run("down", "--branch", br)
+
+
+def test_a_released_stack_holds_nothing_of_its_previous_claimant(project: UserProject) -> None:
+    project.ok("pool", "fill")
+    a, b = f"feature/a-{uuid.uuid4().hex[:6]}", f"feature/b-{uuid.uuid4().hex[:6]}"
+    try:
+        first = project.json("up", "--pool", "--branch", a)
+        out = first["outputs"]
+        target = project.target()
+        s3, ddb, sqs, logs = (target.client(n) for n in ("s3", "dynamodb", "sqs", "logs"))
+        # Claimant A's data: object versions and a delete marker, items, messages (one left in
+        # flight), a log stream with events.
+        for body in (b"v1", b"v2"):
+            s3.put_object(Bucket=out["bucket"], Key="a/secret.txt", Body=body)
+        s3.put_object(Bucket=out["bucket"], Key="a/deleted.txt", Body=b"x")
+        s3.delete_object(Bucket=out["bucket"], Key="a/deleted.txt")
+        for i in range(30):
+            ddb.put_item(TableName=out["table"], Item={"pk": {"S": f"a#{i}"}, "sk": {"N": str(i)}})
+        for i in range(5):
+            sqs.send_message(QueueUrl=out["queue_url"], MessageBody=f"a-{i}")
+        sqs.receive_message(QueueUrl=out["queue_url"], VisibilityTimeout=600)
+        logs.create_log_stream(logGroupName=out["log_group"], logStreamName="a-run")
+        logs.put_log_events(
+            logGroupName=out["log_group"],
+            logStreamName="a-run",
+            logEvents=[{"timestamp": int(time.time() * 1000), "message": "a was here"}],
+        )
+        versions = s3.list_object_versions(Bucket=out["bucket"])
+        assert len(versions.get("Versions", [])) == 3 and versions.get("DeleteMarkers")
+
+        down = project.ok("down", "--branch", a, "--json")
+        assert json.loads(down.stdout)["released"] is True
+
+        second = project.json("up", "--pool", "--branch", b)
+        assert second["stack"] == first["stack"]  # the same stack, claimed again
+        assert second["outputs"] == out
+        versions = s3.list_object_versions(Bucket=out["bucket"])
+        assert not versions.get("Versions") and not versions.get("DeleteMarkers")
+        assert s3.list_objects_v2(Bucket=out["bucket"])["KeyCount"] == 0
+        assert ddb.scan(TableName=out["table"], ConsistentRead=True)["Count"] == 0
+        attrs = sqs.get_queue_attributes(QueueUrl=out["queue_url"], AttributeNames=["All"])
+        for key in (
+            "ApproximateNumberOfMessages",
+            "ApproximateNumberOfMessagesNotVisible",
+            "ApproximateNumberOfMessagesDelayed",
+        ):
+            assert attrs["Attributes"][key] == "0", attrs
+        assert not sqs.receive_message(QueueUrl=out["queue_url"]).get("Messages")
+        assert logs.describe_log_streams(logGroupName=out["log_group"])["logStreams"] == []
+        project.ok("down", "--branch", b)
+
+        # A claimant whose program changes the resource graph gets the stack destroyed on
+        # release, never returned; the next fill replaces it.
+        project.write_program(POOL_PROGRAM + 'aws.sqs.Queue("extra", name=f"{prefix}-extra")\n')
+        project.json("up", "--pool", "--branch", a)
+        gone = json.loads(project.ok("down", "--branch", a, "--json").stdout)
+        assert gone["released"] is False and gone["removed"] is True
+        assert project.json("pool", "status")["stacks"] == []
+        names = {q.rsplit("/", 1)[-1] for q in sqs.list_queues().get("QueueUrls", [])}
+        assert not any(n.startswith(first["stack"]) for n in names)
+    finally:
+        for br in (a, b):
+            project.run("down", "--branch", br)
