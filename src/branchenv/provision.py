@@ -400,10 +400,7 @@ def preview(
 
 
 def outputs(ctx: StackContext) -> dict[str, Any]:
-    """The branch stack's outputs (a warm-pool stack's, when the branch holds one)."""
-    from branchenv.pool import redirect
-
-    ctx = redirect(ctx)
+    """The branch stack's outputs."""
     return ctx.engine.outputs(stack=ctx.names.stack, program=ctx.program)
 
 
@@ -422,10 +419,6 @@ def down(
     from branchenv.harness.teardown import INTERACTIVE, destroy_stack
 
     existing = check_may_manage(ctx)
-    if existing is None:
-        released = _release_claim(ctx, on_output)
-        if released is not None:
-            return released
     done = destroy_stack(
         ctx.engine,
         stack=ctx.names.stack,
@@ -469,37 +462,6 @@ def down(
         else ctx.notes,
         leaked=done.leaked,
         leak_check=done.leak_check,
-    )
-
-
-def _release_claim(ctx: StackContext, on_output: OutputSink | None) -> DownOutcome | None:
-    """`down` for a branch holding a warm-pool stack: release it (None: it holds none)."""
-    from branchenv.pool import release_held
-
-    outcome = release_held(ctx, say=on_output or (lambda _line: None))
-    if outcome is None:
-        return None
-    if outcome.status == "failed":
-        raise OperationFailed(
-            f"down: releasing pool stack {outcome.stack} failed: {outcome.reason}; it stays "
-            f"claimed by {ctx.branch.name} until `branchenv reap` handles it"
-        )
-    note = (
-        f"pool stack {outcome.stack} wiped, verified empty and returned to its pool"
-        if outcome.status == "returned"
-        else f"pool stack {outcome.stack} destroyed: {outcome.reason}"
-    )
-    return DownOutcome(
-        stack=outcome.stack,
-        branch=ctx.branch.name,
-        target=ctx.target.name,
-        engine=ctx.engine.name,
-        deleted=0,
-        removed=outcome.status == "destroyed",
-        already_absent=False,
-        duration_s=outcome.duration_s,
-        notes=(*ctx.notes, note),
-        released=outcome.status == "returned",
     )
 
 

@@ -256,10 +256,10 @@ def outputs(
     as_json: bool = JsonOpt,
 ) -> None:
     """Print this branch's stack outputs (endpoint, names, ARNs)."""
-    from branchenv import provision
+    from branchenv import pool
 
     ctx = _context(branch, target, engine, program, start_local_cloud=False)
-    values = provision.outputs(ctx)
+    values = pool.outputs(ctx)
     render.emit(values, as_json=as_json, human=lambda: _outputs_table(values))
 
 
@@ -334,7 +334,7 @@ def down(
 
     SIGINT/SIGTERM do not stop a teardown: it finishes, then `down` exits 130/143.
     """
-    from branchenv import provision
+    from branchenv import pool
     from branchenv.harness.signals import SignalGuard
 
     # SIGINT/SIGTERM: the teardown is shielded (it finishes), then `down` exits 128 + signal.
@@ -345,7 +345,7 @@ def down(
         guard.checkpoint()
         _notes(ctx.notes)
         with progress(f"down {ctx.names.stack} ({ctx.engine.name} engine)") as sink:
-            outcome = guard.shielded(lambda: provision.down(ctx, on_output=sink), what="`down`")
+            outcome = guard.shielded(lambda: pool.down(ctx, on_output=sink), what="`down`")
 
     def human() -> None:
         leaked = "unknown" if outcome.leak_check is not None else str(len(outcome.leaked))

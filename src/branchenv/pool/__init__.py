@@ -25,15 +25,16 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from branchenv.errors import OperationFailed, StackNotFound, UsageError
 from branchenv.pool.claims import Claim, ClaimStore, new_token
 
 if TYPE_CHECKING:
+    from branchenv.harness.teardown import RetryPolicy
     from branchenv.metadata import StackMetadata
     from branchenv.pool.wipe import Wiped
-    from branchenv.provision import StackContext, UpOutcome
+    from branchenv.provision import DownOutcome, StackContext, UpOutcome
 
 Say = Callable[[str], None]
 
@@ -647,3 +648,50 @@ def release_held(ctx: StackContext, *, say: Say) -> ReleaseOutcome | None:
     if mine is None:
         return None
     return release(mine[0], mine[1], say=say)
+
+
+def outputs(ctx: StackContext) -> dict[str, Any]:
+    """`outputs`: the branch's stack's, or those of the pool stack it holds."""
+    from branchenv import provision
+
+    return provision.outputs(redirect(ctx))
+
+
+def down(
+    ctx: StackContext,
+    *,
+    on_output: Say | None = None,
+    retry: RetryPolicy | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> DownOutcome:
+    """`down`: a branch holding a warm-pool stack (and no stack of its own) releases it;
+    otherwise its own stack is destroyed as ever (:func:`branchenv.provision.down`)."""
+    from branchenv import provision
+
+    if provision.check_may_manage(ctx) is not None:
+        return provision.down(ctx, on_output=on_output, retry=retry, sleep=sleep)
+    outcome = release_held(ctx, say=on_output or (lambda _line: None))
+    if outcome is None:
+        return provision.down(ctx, on_output=on_output, retry=retry, sleep=sleep)
+    if outcome.status == "failed":
+        raise OperationFailed(
+            f"down: releasing pool stack {outcome.stack} failed: {outcome.reason}; it stays "
+            f"claimed by {ctx.branch.name} until `branchenv reap` handles it"
+        )
+    note = (
+        f"pool stack {outcome.stack} wiped, verified empty and returned to its pool"
+        if outcome.status == "returned"
+        else f"pool stack {outcome.stack} destroyed: {outcome.reason}"
+    )
+    return provision.DownOutcome(
+        stack=outcome.stack,
+        branch=ctx.branch.name,
+        target=ctx.target.name,
+        engine=ctx.engine.name,
+        deleted=0,
+        removed=outcome.status == "destroyed",
+        already_absent=False,
+        duration_s=outcome.duration_s,
+        notes=(*ctx.notes, note),
+        released=outcome.status == "returned",
+    )
