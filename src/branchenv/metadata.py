@@ -67,6 +67,8 @@ POOL_KEYS = (KEY_POOL, KEY_CLAIMED_BY, KEY_CLAIMED_OWNER)
 """Written only for a warm-pool stack (:mod:`branchenv.pool`): the pool it belongs to and, while
 a branch holds it, the claiming branch and owner (the claim's expiry is ``expires-at``). Never
 identity tags: a claim must not retag the stack's resources."""
+KEY_REGION = "branchenv:region"
+KEY_ACCOUNT = "branchenv:account"
 TAG_KEYS = (
     MANAGED_BY_KEY,
     KEY_STACK,
@@ -79,9 +81,15 @@ TAG_KEYS = (
     KEY_ENGINE,
     KEY_REAP_PENDING,
     KEY_PROJECT,
+    KEY_REGION,
+    KEY_ACCOUNT,
 )
-"""Every key :meth:`StackMetadata.to_tags` writes for a branch stack (a pool stack adds
-:data:`POOL_KEYS`)."""
+"""Every key :meth:`StackMetadata.to_tags` writes for a branch stack (region and account
+when known; a pool stack adds :data:`POOL_KEYS`)."""
+
+
+REGION_PATTERN = re.compile(r"[a-z]{2}(-[a-z]+)+-[0-9]{1,2}")
+ACCOUNT_PATTERN = re.compile(r"[0-9]{12}")
 
 IDENTITY_KEYS = (
     MANAGED_BY_KEY,
@@ -277,6 +285,11 @@ class StackMetadata:
     """The branch holding this pool stack (None: free in its pool)."""
     claimed_owner: str | None = None
     """Who claimed it (the claim's owner; ``owner`` stays whoever filled the pool)."""
+    region: str | None = None
+    """The region the stack's resources live in; None for stacks made before it was kept."""
+    account: str | None = None
+    """The AWS account the stack lives in (the local cloud's default or assumed account);
+    None when unknown (made before it was kept, or STS did not answer)."""
 
     def __post_init__(self) -> None:
         for field in ("created_at", "expires_at"):
@@ -290,6 +303,10 @@ class StackMetadata:
             raise ValueError(f"engine {self.engine!r} is not an engine name")
         if not self.stack:
             raise ValueError("stack must not be empty")
+        if self.region is not None and REGION_PATTERN.fullmatch(self.region) is None:
+            raise ValueError(f"region {self.region!r} is not an AWS region name")
+        if self.account is not None and ACCOUNT_PATTERN.fullmatch(self.account) is None:
+            raise ValueError(f"account {self.account!r} is not a 12-digit AWS account id")
 
     @classmethod
     def create(
@@ -304,6 +321,8 @@ class StackMetadata:
         target: Target,
         engine: str,
         project: str = "branchenv",
+        region: str | None = None,
+        account: str | None = None,
     ) -> StackMetadata:
         """Metadata of a stack created at ``now`` (cut to whole seconds) that lives ``ttl``."""
         if ttl <= dt.timedelta(0):
@@ -319,6 +338,8 @@ class StackMetadata:
             target=target,
             engine=engine,
             project=project,
+            region=region,
+            account=account,
         )
 
     def expired(self, now: dt.datetime) -> bool:
@@ -361,6 +382,10 @@ class StackMetadata:
             if self.claimed_by is not None:
                 tags[KEY_CLAIMED_BY] = self.claimed_by
                 tags[KEY_CLAIMED_OWNER] = self.claimed_owner or "unknown"
+        if self.region is not None:
+            tags[KEY_REGION] = self.region
+        if self.account is not None:
+            tags[KEY_ACCOUNT] = self.account
         encoded = {key: encode_tag_value(value) for key, value in tags.items()}
         if self.managed:
             encoded = {MANAGED_BY_KEY: MANAGED_BY_VALUE, **encoded}
@@ -406,6 +431,12 @@ class StackMetadata:
         stack = text(KEY_STACK)
         if not stack:
             raise MetadataFormatError(f"tag {KEY_STACK!r} is empty")
+        region = text(KEY_REGION) if KEY_REGION in tags else None
+        account = text(KEY_ACCOUNT) if KEY_ACCOUNT in tags else None
+        if region is not None and REGION_PATTERN.fullmatch(region) is None:
+            raise MetadataFormatError(f"tag {KEY_REGION!r} is not a region name: {region!r}")
+        if account is not None and ACCOUNT_PATTERN.fullmatch(account) is None:
+            raise MetadataFormatError(f"tag {KEY_ACCOUNT!r} is not an account id: {account!r}")
         return cls(
             stack=stack,
             branch=text(KEY_BRANCH),
@@ -425,4 +456,6 @@ class StackMetadata:
             claimed_owner=text(KEY_CLAIMED_OWNER, "unknown")
             if KEY_POOL in tags and KEY_CLAIMED_BY in tags
             else None,
+            region=region,
+            account=account,
         )

@@ -288,12 +288,28 @@ def build_metadata(
         target=ctx.target.name,  # type: ignore[arg-type]
         engine=ctx.engine.name,
         project=ctx.program.project,
+        region=ctx.target.region,
+        account=_account_of(ctx.target),
     )
     # An update keeps the stack's birth date (age, max-age and cost so far count from it); the
     # TTL runs from now, and a successful `up` clears an earlier reap-pending mark.
     if existing is not None and existing.created_at < fresh.created_at:
         return dataclasses.replace(fresh, created_at=existing.created_at)
     return fresh
+
+
+def _account_of(target: Target) -> str | None:
+    """The account a stack made on ``target`` lives in, for its metadata (the org-wide reaper
+    reaches it there). STS is asked only on AWS with the caller's own credentials; an
+    unanswered call leaves it unknown (the stack is then reaped only by a single-account run)
+    rather than failing the `up`."""
+    known = target.known_account()
+    if known is not None:
+        return known
+    try:
+        return target.account_id()
+    except Exception:
+        return None
 
 
 def check_may_manage(ctx: StackContext) -> StackMetadata | None:

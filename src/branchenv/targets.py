@@ -2,6 +2,12 @@
 
 ``aws`` is a real account reached through the standard credential chain. ``local`` is the local
 cloud (a moto server on loopback plus the local function runner), started by branchenv.
+
+A target may carry an :class:`AssumeRole`: its sessions then hold that role's credentials
+(assumed through the region's STS endpoint with the base credentials, refreshed before they
+expire), so every request is made in the role's account. That is how one reaper reaches every
+account of an organisation; the local cloud attributes assumed-role requests to the role's
+account the same way (moto's multi-account support).
 """
 
 from __future__ import annotations
@@ -10,7 +16,7 @@ import dataclasses
 import threading
 from typing import TYPE_CHECKING, Any
 
-from branchenv.errors import UsageError
+from branchenv.errors import BranchenvError, UsageError
 
 if TYPE_CHECKING:
     import boto3
@@ -27,6 +33,26 @@ LOCAL_ACCOUNT_ID = "123456789012"
 
 
 @dataclasses.dataclass(frozen=True)
+class AssumeRole:
+    """A role to act as: its ARN, the session name (CloudTrail shows it) and an optional
+    external id (some trust policies require one; it is never logged or reported)."""
+
+    role_arn: str
+    session_name: str = "branchenv-reaper"
+    external_id: str | None = dataclasses.field(default=None, repr=False)
+
+    @property
+    def account(self) -> str:
+        """The account the role lives in (the ARN's fifth field)."""
+        return self.role_arn.split(":")[4]
+
+
+class RoleNotAssumed(BranchenvError):
+    """Assuming a target's role failed (denied, no such role, no base credentials). The
+    message names the role and the region, never the credentials or the external id."""
+
+
+@dataclasses.dataclass(frozen=True)
 class Target:
     """Where resources live. For ``local``, ``endpoint_url`` is the moto server's base URL and
     ``functions_url`` the local function runner's."""
@@ -35,10 +61,26 @@ class Target:
     region: str
     endpoint_url: str | None = None
     functions_url: str | None = None
+    role: AssumeRole | None = None
 
     @property
     def is_local(self) -> bool:
         return self.name == "local"
+
+    def with_role(self, role: AssumeRole | None, *, region: str | None = None) -> Target:
+        """This target in another account (``role``) and/or region."""
+        return dataclasses.replace(self, role=role, region=region or self.region)
+
+    def known_account(self) -> str | None:
+        """The account this target acts in when known without a call: the role's, or the
+        local cloud's default; None for ``aws`` with the caller's own credentials."""
+        if self.role is not None:
+            return self.role.account
+        return LOCAL_ACCOUNT_ID if self.is_local else None
+
+    def account_id(self) -> str:
+        """The account these credentials act in, as STS reports it."""
+        return str(self.client("sts").get_caller_identity()["Account"])
 
     def session(self) -> boto3.Session:
         """A boto3 session bound to this target (dummy credentials on the local cloud).
@@ -54,6 +96,8 @@ class Target:
     def _new_session(self) -> boto3.Session:
         import boto3
 
+        if self.role is not None:
+            return self._assumed_session(self.role)
         if self.is_local:
             return boto3.Session(
                 aws_access_key_id=LOCAL_ACCESS_KEY,
@@ -61,6 +105,49 @@ class Target:
                 region_name=self.region,
             )
         return boto3.Session(region_name=self.region)
+
+    def _assumed_session(self, role: AssumeRole) -> boto3.Session:
+        """A session holding ``role``'s credentials, assumed now (a denied role fails here,
+        before anything is done in its account) and refreshed by botocore before expiry."""
+        import boto3
+        from botocore.credentials import RefreshableCredentials
+
+        base = dataclasses.replace(self, role=None)
+
+        def fetch() -> dict[str, str]:
+            kwargs: dict[str, Any] = {
+                "RoleArn": role.role_arn,
+                "RoleSessionName": role.session_name,
+            }
+            if role.external_id:
+                kwargs["ExternalId"] = role.external_id
+            try:
+                creds = base.client("sts").assume_role(**kwargs)["Credentials"]
+            except Exception as exc:
+                code = getattr(exc, "response", {}).get("Error", {}).get("Code", "")
+                text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+                raise RoleNotAssumed(
+                    f"cannot assume role {role.role_arn} in {self.region}: "
+                    f"{code or type(exc).__name__}: {text}"
+                    + (
+                        "; check the role exists, its trust policy lets these credentials "
+                        "assume it (and the external id, if it requires one)"
+                    )
+                ) from None
+            return {
+                "access_key": creds["AccessKeyId"],
+                "secret_key": creds["SecretAccessKey"],
+                "token": creds["SessionToken"],
+                "expiry_time": creds["Expiration"].isoformat(),
+            }
+
+        credentials = RefreshableCredentials.create_from_metadata(
+            metadata=fetch(), refresh_using=fetch, method="assume-role"
+        )
+        core: Any = boto3.Session(region_name=self.region)._session
+        # botocore has no public setter for refreshable credentials; this is the usual way.
+        core._credentials = credentials
+        return boto3.Session(botocore_session=core, region_name=self.region)
 
     def client(self, service: str) -> Any:
         """A boto3 client for ``service`` on this target (the local cloud over HTTP if local)."""
@@ -111,6 +198,16 @@ class Target:
                 AWS_ACCESS_KEY_ID=LOCAL_ACCESS_KEY,
                 AWS_SECRET_ACCESS_KEY=LOCAL_SECRET_KEY,
                 AWS_ENDPOINT_URL=self.endpoint_url,
+            )
+        if self.role is not None:
+            # The subprocess acts in the role's account: hand it the assumed credentials
+            # (short-lived), never the base ones.
+            credentials: Any = self.session().get_credentials()
+            frozen = credentials.get_frozen_credentials()
+            env.update(
+                AWS_ACCESS_KEY_ID=str(frozen.access_key),
+                AWS_SECRET_ACCESS_KEY=str(frozen.secret_key),
+                AWS_SESSION_TOKEN=str(frozen.token or ""),
             )
         return env
 

@@ -10,12 +10,13 @@ import subprocess
 import uuid
 from pathlib import Path
 
+from branchenv.config import Settings
 from branchenv.engines.base import Engine, Program
 from branchenv.inventory import find_tagged
 from branchenv.metadata import StackMetadata, format_timestamp
 from branchenv.naming import names_for
-from branchenv.programs import read_template
-from branchenv.targets import LOCAL_ACCOUNT_ID, Target
+from branchenv.programs import default_program, read_template
+from branchenv.targets import LOCAL_ACCOUNT_ID, AssumeRole, Target
 from tests.conftest import inputs_for
 
 GIT_ENV = {
@@ -160,3 +161,122 @@ def inventory(target: Target, engine: Engine, program: Program) -> tuple[dict[st
     }
     stacks = {s.stack for s in engine.list_stacks(program=program)}
     return resources, stacks
+
+
+# --- several accounts on the local cloud ------------------------------------------------------
+
+ROLE_NAME = "branchenv-reaper"
+ROLE_TEMPLATE = "arn:aws:iam::{account}:role/" + ROLE_NAME
+
+
+def trust_policy(*, deny_regions: tuple[str, ...] = (), external_id: str | None = None) -> str:
+    """A trust policy letting anyone on the local cloud assume the role (with ``external_id``
+    when given), denied through the STS endpoints of ``deny_regions``."""
+    import json
+
+    allow: dict[str, object] = {"Effect": "Allow", "Principal": {"AWS": "*"}}
+    allow["Action"] = "sts:AssumeRole"
+    if external_id:
+        allow["Condition"] = {"StringEquals": {"sts:ExternalId": external_id}}
+    statements: list[dict[str, object]] = [allow]
+    if deny_regions:
+        statements.append(
+            {
+                "Effect": "Deny",
+                "Principal": {"AWS": "*"},
+                "Action": "sts:AssumeRole",
+                "Condition": {"StringEquals": {"aws:RequestedRegion": list(deny_regions)}},
+            }
+        )
+    return json.dumps({"Version": "2012-10-17", "Statement": statements})
+
+
+def admin_client(target: Target, service: str, account: str) -> object:
+    """A client acting in ``account`` through moto's server-mode account header: how a test
+    sets up an account's roles before anything could assume them."""
+    client = target.client(service)
+
+    def add_header(request: object, **_kwargs: object) -> None:
+        request.headers["x-moto-account-id"] = account  # type: ignore[attr-defined]
+
+    client.meta.events.register("before-sign.*.*", add_header)
+    return client
+
+
+def put_role(
+    target: Target,
+    account: str,
+    *,
+    deny_regions: tuple[str, ...] = (),
+    external_id: str | None = None,
+) -> str:
+    """Create (or re-write the trust policy of) the reaper's role in ``account``."""
+    iam = admin_client(target, "iam", account)
+    policy = trust_policy(deny_regions=deny_regions, external_id=external_id)
+    try:
+        arn = iam.create_role(  # type: ignore[attr-defined]
+            RoleName=ROLE_NAME, AssumeRolePolicyDocument=policy
+        )["Role"]["Arn"]
+    except Exception as exc:
+        if "EntityAlreadyExists" not in str(exc):
+            raise
+        iam.update_assume_role_policy(  # type: ignore[attr-defined]
+            RoleName=ROLE_NAME, PolicyDocument=policy
+        )
+        arn = ROLE_TEMPLATE.format(account=account)
+    return str(arn)
+
+
+ORG_PROGRAM = """
+import pulumi
+import pulumi_aws as aws
+
+prefix = pulumi.Config("branchenv").require("prefix")
+queue = aws.sqs.Queue("q", name=f"{prefix}-q")
+pulumi.export("url", queue.url)
+"""
+
+
+def pair_target(base: Target, account: str, region: str) -> Target:
+    """``base`` acting in ``account`` (through the reaper's role) and ``region``."""
+    role = AssumeRole(ROLE_TEMPLATE.format(account=account), "org-seed")
+    return base.with_role(role, region=region)
+
+
+def org_stack(
+    org_engine: Engine, settings: Settings, target: Target, branch: str, **kw: object
+) -> str:
+    """A real stack of ``settings``' program on ``target`` (its account and region recorded),
+    created ``age`` ago (default 3h) with ``ttl`` (default 1h: expired)."""
+    names = names_for(f"{branch}-{uuid.uuid4().hex[:6]}")
+    now = dt.datetime.now(dt.UTC)
+    md = StackMetadata.create(
+        stack=names.stack,
+        branch=names.stack,
+        owner="dev@example.com",
+        commit="abc1234",
+        ttl=kw.get("ttl", dt.timedelta(hours=1)),  # type: ignore[arg-type]
+        now=now - kw.get("age", dt.timedelta(hours=3)),  # type: ignore[operator]
+        target="local",
+        engine="inprocess",
+        region=target.region,
+        account=target.known_account(),
+    )
+    org_engine.up(
+        stack=names.stack,
+        program=default_program(settings),
+        target=target,
+        metadata=md,
+        inputs=inputs_for(md, {"branchenv:prefix": names.prefix}, target=target),
+    )
+    return names.stack
+
+
+def orphan_queue(target: Target, *, managed: bool) -> str:
+    """A queue tagged for a stack no engine knows (with the managed marker or not)."""
+    name = f"orph-{uuid.uuid4().hex[:8]}"
+    tags = {"branchenv:stack": f"ghost-{uuid.uuid4().hex[:6]}"}
+    if managed:
+        tags["branchenv:managed-by"] = "branchenv"
+    target.client("sqs").create_queue(QueueName=name, tags=tags)
+    return f"arn:aws:sqs:{target.region}:{target.known_account()}:{name}"

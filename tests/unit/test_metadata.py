@@ -43,6 +43,8 @@ def make(**changes: object) -> StackMetadata:
         now=NOW,
         target="local",
         engine="inprocess",
+        region="eu-west-1",
+        account="111111111111",
     )
     return dataclasses.replace(meta, **changes)  # type: ignore[arg-type]
 
@@ -309,6 +311,8 @@ def test_to_tags_table() -> None:
         "branchenv:engine": "inprocess",
         "branchenv:reap-pending": "true",
         "branchenv:project": "branchenv",
+        "branchenv:region": "eu-west-1",
+        "branchenv:account": "111111111111",
     }
 
 
@@ -423,3 +427,34 @@ def test_a_very_long_branch_is_stored_truncated_and_the_stack_stays_the_identity
     assert back.branch == branch[: MAX_TAG_VALUE_LEN - len(TRUNCATION_MARK)] + "…"
     assert back.stack == meta.stack
     assert dataclasses.replace(back, branch=branch) == meta
+
+
+# --- region and account (issue 18) ----------------------------------------------------------
+
+
+def test_region_and_account_round_trip_and_are_optional() -> None:
+    meta = make()
+    tags = meta.to_tags()
+    assert tags["branchenv:region"] == "eu-west-1"
+    assert tags["branchenv:account"] == "111111111111"
+    assert StackMetadata.from_tags(tags) == meta
+    old = make(region=None, account=None)
+    assert "branchenv:region" not in old.to_tags()
+    assert "branchenv:account" not in old.to_tags()
+    back = StackMetadata.from_tags(old.to_tags())
+    assert back is not None and back.region is None and back.account is None
+    # Not resource tags: the identity set is unchanged, so no resource is retagged.
+    assert "branchenv:region" not in meta.identity_tags()
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("branchenv:region", "Europe"),
+        ("branchenv:account", "12345"),
+        ("branchenv:account", "x" * 12),
+    ],
+)
+def test_malformed_region_or_account_needs_attention(key: str, value: str) -> None:
+    with pytest.raises(MetadataFormatError):
+        StackMetadata.from_tags({**make().to_tags(), key: value})

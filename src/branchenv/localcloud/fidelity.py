@@ -44,6 +44,7 @@ def apply() -> None:
         _fix_dynamodb_tag_pages()
         _fix_sqs_redrive_echo()
         _notify_function_deletes()
+        _check_assume_role_trust()
         _APPLIED = True
 
 
@@ -106,3 +107,79 @@ def _notify_function_deletes() -> None:
             listener()
 
     backend.delete_function = delete_function
+
+
+def _check_assume_role_trust() -> None:
+    """AssumeRole as AWS answers it, where moto grants any role ARN: the role must exist in
+    its account and its trust policy must allow the call, else ``AccessDenied``. That is what
+    lets a multi-account run be tested on the local cloud, including a denied role.
+
+    The trust policy is read for a subset of IAM: statements whose Action covers
+    ``sts:AssumeRole`` (``sts:AssumeRole``, ``sts:*``, ``*``); conditions ``StringEquals`` on
+    ``sts:ExternalId`` and ``aws:RequestedRegion`` (the STS endpoint's region). Access = some
+    Allow statement matches and no Deny statement does. Principals are not checked (every
+    caller on the local cloud is the same developer). A condition outside the subset never
+    matches, so an Allow with one grants nothing (denied, as an unknown condition would be
+    safest) and a Deny with one denies nothing."""
+    from moto.iam.models import iam_backends
+    from moto.sts import responses
+    from moto.sts.exceptions import STSClientError
+    from moto.utilities.utils import get_partition
+
+    handler: Any = responses.TokenResponse
+    original = handler.assume_role
+
+    def assume_role(self: Any) -> Any:
+        role_arn = str(self._get_param("RoleArn") or "")
+        external_id = self._get_param("ExternalId")
+        parts = role_arn.split(":")
+        denied = STSClientError(
+            "AccessDenied",
+            f"User is not authorized to perform: sts:AssumeRole on resource: {role_arn}",
+        )
+        if len(parts) < 6 or not parts[4]:
+            raise denied
+        try:
+            role = iam_backends[parts[4]][get_partition(self.region)].get_role_by_arn(role_arn)
+        except Exception:
+            raise denied from None
+        context = {"sts:externalid": external_id, "aws:requestedregion": self.region}
+        if not _trust_allows(role.assume_role_policy_document, context):
+            raise denied
+        return original(self)
+
+    handler.assume_role = assume_role
+
+
+def _trust_allows(document: Any, context: dict[str, Any]) -> bool:
+    import json
+    import urllib.parse
+
+    if isinstance(document, str):
+        try:
+            document = json.loads(urllib.parse.unquote(document))
+        except ValueError:
+            return False
+    statements = document.get("Statement", []) if isinstance(document, dict) else []
+    if isinstance(statements, dict):
+        statements = [statements]
+
+    def covers(statement: dict[str, Any]) -> bool:
+        actions = statement.get("Action", [])
+        actions = [actions] if isinstance(actions, str) else actions
+        return any(a.lower() in ("sts:assumerole", "sts:*", "*") for a in actions)
+
+    def matches(statement: dict[str, Any]) -> bool:
+        for operator, checks in (statement.get("Condition") or {}).items():
+            if operator != "StringEquals" or not isinstance(checks, dict):
+                return False
+            for key, wanted in checks.items():
+                values = [wanted] if isinstance(wanted, str) else list(wanted)
+                if context.get(key.lower()) not in values:
+                    return False
+        return True
+
+    relevant = [s for s in statements if isinstance(s, dict) and covers(s)]
+    if any(s.get("Effect") == "Deny" and matches(s) for s in relevant):
+        return False
+    return any(s.get("Effect") == "Allow" and matches(s) for s in relevant)

@@ -22,6 +22,7 @@ from branchenv.harness.teardown import RetryPolicy
 if TYPE_CHECKING:
     from branchenv.engines.base import Engine, OutputSink, Program
     from branchenv.metadata import StackMetadata
+    from branchenv.reaper.org import AccountGates
     from branchenv.targets import Target
 
 
@@ -43,6 +44,10 @@ class ReapJob:
     engine: Engine
     metadata: StackMetadata | None
     program: Program
+    target: Target | None = None
+    """Where to destroy it (its account and region); None: the run's target."""
+    account: str | None = None
+    """The account whose concurrency gate the destroy holds (organisation-wide runs)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -153,8 +158,10 @@ def destroy_all(
     retry: RetryPolicy | None = None,
     sleep: Callable[[float], None] = time.sleep,
     on_output: OutputSink | None = None,
+    gates: AccountGates | None = None,
 ) -> list[Outcome]:
-    """Destroy every job's stack, ``concurrency`` at a time; outcomes in the jobs' order."""
+    """Destroy every job's stack, ``concurrency`` at a time (and, with ``gates``, at most the
+    gate's limit per job account); outcomes in the jobs' order."""
     if not jobs:
         return []
     lock = threading.Lock()
@@ -165,16 +172,18 @@ def destroy_all(
                 on_output(line)
 
     policy = retry or RetryPolicy()
-    with ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="reap") as pool:
-        futures = [
-            pool.submit(
-                destroy_one,
-                job,
-                target=target,
-                retry=policy,
-                sleep=sleep,
-                on_output=say,
+
+    def run(job: ReapJob) -> Outcome:
+        def go() -> Outcome:
+            return destroy_one(
+                job, target=job.target or target, retry=policy, sleep=sleep, on_output=say
             )
-            for job in jobs
-        ]
+
+        if gates is None or job.account is None:
+            return go()
+        with gates.hold(job.account):
+            return go()
+
+    with ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="reap") as pool:
+        futures = [pool.submit(run, job) for job in jobs]
         return [f.result() for f in futures]

@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
 from branchenv.metadata import (
@@ -511,9 +512,12 @@ def sweep(
     deadline_s: float = 120.0,
     sleep: Callable[[float], None] = time.sleep,
     on_output: OutputSink | None = None,
+    gate: Callable[[], AbstractContextManager[None]] | None = None,
 ) -> list[SweepOutcome]:
-    """Delete each orphan through its type's deleter, ``concurrency`` at a time, retrying
-    transient errors; outcomes in the orphans' order. Failures never stop the others."""
+    """Delete each orphan through its type's deleter, ``concurrency`` at a time (each delete
+    inside ``gate``, when given: an account's concurrency bound shared by its regions),
+    retrying transient errors; outcomes in the orphans' order. Failures never stop the
+    others."""
     from tenacity import (
         Retrying,
         retry_if_exception,
@@ -548,7 +552,11 @@ def sweep(
 
         def delete() -> None:
             try:
-                deleter(clients, Arn.parse(orphan.arn))
+                if gate is None:
+                    deleter(clients, Arn.parse(orphan.arn))
+                else:
+                    with gate():
+                        deleter(clients, Arn.parse(orphan.arn))
             except Exception as exc:
                 # Typed at the boundary: throttling and dropped connections become
                 # TransientError (retried), anything else an EngineError (not).

@@ -40,6 +40,8 @@ class KeepReason(enum.StrEnum):
     ATTENTION = "needs-attention"
     PROTECTED = "protected"
     OTHER_TARGET = "other-target"
+    OUT_OF_SCOPE = "out-of-scope"
+    """Lives in an (account, region) this run does not reap (organisation-wide runs)."""
     FRESH = "fresh"
 
 
@@ -90,6 +92,9 @@ class Decision:
     resource_count: int | None
     engine: str = ""
     program: str = "default"
+    account: str | None = None
+    """The account the stack lives in (organisation-wide runs; None: unknown or one pair)."""
+    region: str | None = None
 
     @property
     def reap(self) -> bool:
