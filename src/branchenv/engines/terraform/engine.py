@@ -10,7 +10,9 @@ provider start.
 Provider starts are the cost (each loads the aws provider's schema), so:
 - ``up`` with a plan check: one ``plan -out``, its ``show -json`` (the check reads the planned
   physical names), then ``apply`` of that saved plan (no second refresh); a plan that changes
-  nothing is not applied at all. Without a check: ``apply`` alone.
+  nothing is not applied at all. Without a check: ``apply`` alone. The plan reads the
+  resources back (refresh) only when the state holds some that this engine did not write
+  within :data:`FRESH_STATE_S`: a new stack has none, a just-written one is trusted.
 - ``destroy``: ``destroy`` alone (it plans for itself), without a refresh when this engine
   wrote the state within :data:`FRESH_STATE_S` (``ci``'s teardown); a stack with no resources
   left runs no terraform at all.
@@ -66,8 +68,9 @@ STALE_LOCK_AFTER_S = 7200.0
 by a run that died; it is force-unlocked once. A younger one is a run in progress."""
 
 FRESH_STATE_S = 3600.0
-"""A state this engine wrote less than this ago is "just written": destroy trusts it and skips
-the refresh (reading every resource first costs about as much as deleting them)."""
+"""A state this engine wrote less than this ago is "just written": destroy and the plan of an
+update trust it and skip the refresh (reading every resource first costs about as much as
+deleting them). `branchenv refresh` and `preview` always read them."""
 
 SUPPORTED_STATE_VERSION = 4
 _APPLY_SUMMARY = re.compile(r"Resources: (\d+) added, (\d+) changed, (\d+) destroyed")
@@ -354,10 +357,12 @@ class TerraformEngine:
         )
         store = self._require_store(target, stack, program)
         store.ensure()
-        existed = (
-            store.read_state(program.project, stack) is not None
-            or store.read_sidecar(program.project, stack) is not None
-        )
+        state = store.read_state(program.project, stack)
+        sidecar = store.read_sidecar(program.project, stack)
+        existed = state is not None or sidecar is not None
+        # Nothing to read back (a new stack), or a state this engine wrote within the hour (an
+        # update right after `up`, a pool claim): plan without reading every resource first.
+        refresh = bool(_instances(state)) and not self._written_recently(sidecar)
 
         def run() -> dict[str, int]:
             workspace.init(ws, on_output=on_output)
@@ -365,9 +370,9 @@ class TerraformEngine:
                 store.write_sidecar(
                     program.project, stack, metadata.to_tags(), dict(ws.options.vars)
                 )
-                result = workspace.apply(ws, on_output=on_output)
+                result = workspace.apply(ws, on_output=on_output, refresh=refresh)
                 return _counts_from_summary(result.stdout)
-            plan = workspace.plan_to_file(ws, on_output=on_output)
+            plan = workspace.plan_to_file(ws, on_output=on_output, refresh=refresh)
             steps = steps_from_plan(plan)
             try:
                 plan_check(steps)

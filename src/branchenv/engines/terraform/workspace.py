@@ -140,11 +140,19 @@ def init(ws: Workspace, *, on_output: OutputSink | None = None) -> bool:
 
 
 def plan_to_file(
-    ws: Workspace, *, on_output: OutputSink | None = None, destroy: bool = False
+    ws: Workspace,
+    *,
+    on_output: OutputSink | None = None,
+    destroy: bool = False,
+    refresh: bool = True,
 ) -> dict[str, Any]:
     """``plan -out`` then ``show -json`` of that plan: the plan document (terraform's JSON
-    plan representation)."""
-    args = ["plan", f"-out={PLAN_FILE}"] + (["-destroy"] if destroy else [])
+    plan representation). ``refresh=False`` plans from the state as written."""
+    args = (
+        ["plan", f"-out={PLAN_FILE}"]
+        + (["-destroy"] if destroy else [])
+        + ([] if refresh else ["-refresh=false"])
+    )
     cmd.run(ws.options, args, on_output=on_output)
     shown = cmd.run(ws.options, ["show", "-json", PLAN_FILE], stream_stdout=False)
     doc: dict[str, Any] = json.loads(shown.stdout)
