@@ -359,17 +359,24 @@ class InProcessEngine:
             out.append(dataclasses.replace(summary, missing=missing.get(s.stack)))
         return out
 
+    def _running_target(self) -> Target | None:
+        """The local cloud to check existence against, when it is known and running."""
+        try:
+            target = self._listing_target()
+            if target is None:
+                return None
+            self._require_local(target)
+        except BranchenvError:
+            return None
+        return target
+
     def _missing_counts(self, states: list[StackState]) -> dict[str, int]:
         """How many resources of each stack are gone from the local cloud (none when the
         cloud is not known here or not running: unknown is not zero)."""
         if not states:
             return {}
-        try:
-            target = self._listing_target()
-            if target is None:
-                return {}
-            self._require_local(target)
-        except BranchenvError:
+        target = self._running_target()
+        if target is None:
             return {}
         run = self._run(target, None)
         entries = [e for s in states for e in s.resources]
@@ -389,8 +396,18 @@ class InProcessEngine:
             self.store.save(state)
 
     def resources(self, *, stack: str, program: Program) -> list[ResourceSummary]:
-        """The stack's resources as the state records them (secrets masked before storing)."""
-        return [_summary(e) for e in self._load(program.project, stack).resources]
+        """The stack's resources as the state records them (secrets masked before storing),
+        less those known gone from the running local cloud (a wipe): what is gone costs
+        nothing. Nothing is forgotten here (``refresh`` and ``up`` do that)."""
+        entries = self._load(program.project, stack).resources
+        target = self._running_target()
+        if target is not None and entries:
+            try:
+                gone = {id(e) for e in self._run(target, None).missing(entries)}
+            except Exception:
+                gone = set()  # the cloud did not answer: report what the state records
+            entries = [e for e in entries if id(e) not in gone]
+        return [_summary(e) for e in entries]
 
 
 def _summary(entry: ResourceEntry) -> ResourceSummary:
