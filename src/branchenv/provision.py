@@ -238,6 +238,19 @@ def check_profile(profile: str) -> str:
     return profile
 
 
+def check_allow_shared(names: Iterable[str]) -> frozenset[str]:
+    """The ``--allow-shared`` names, else UsageError for an empty or blank one (it could
+    never match a physical name, so it would only look like an exemption)."""
+    checked = frozenset(names)
+    for name in checked:
+        if not name.strip() or name != name.strip():
+            raise UsageError(
+                f"--allow-shared {name!r} is not a physical name: pass the exact fixed name "
+                "of the shared resource, e.g. `--allow-shared team-uploads`"
+            )
+    return checked
+
+
 def program_inputs(
     ctx: StackContext,
     *,
@@ -354,13 +367,12 @@ def up(
     from branchenv.safety import check_isolation
 
     check_profile(profile)
+    shared = check_allow_shared(allow_shared)
     if not checked:
         existing = check_may_manage(ctx)
     if metadata is None:
         metadata = build_metadata(ctx, ttl=ttl, existing=existing)
-    inputs = program_inputs(
-        ctx, profile=profile, metadata=metadata, allow_shared=frozenset(allow_shared)
-    )
+    inputs = program_inputs(ctx, profile=profile, metadata=metadata, allow_shared=shared)
     result = ctx.engine.up(
         stack=ctx.names.stack,
         program=ctx.program,

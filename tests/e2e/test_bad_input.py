@@ -27,6 +27,10 @@ def test_bad_input_to_ci_never_destroys_the_existing_stack(project: Project) -> 
             (("--profile", "foo"), "--profile"),
             (("--ttl", "3000000d"), "--ttl"),
             (("--ready-timeout", "inf"), "--ready-timeout"),
+            (("--allow-shared", ""), "--allow-shared"),
+            # Arguments for pytest are input too: checked (pytest --collect-only) before `up`.
+            (("--", "--no-such-pytest-flag"), "--no-such-pytest-flag"),
+            (("--", "-k", "a and"), "-k"),
         ):
             proc = project.run("ci", "--branch", "feature/keep-me", *bad)
             assert proc.returncode == 2, (bad, proc.stderr)

@@ -8,7 +8,8 @@ from __future__ import annotations
 import pytest
 
 from branchenv.engines.base import PlannedStep, ProgramInputs
-from branchenv.errors import EXIT_REFUSED, SafetyRefusal
+from branchenv.errors import EXIT_REFUSED, SafetyRefusal, UsageError
+from branchenv.provision import check_allow_shared
 from branchenv.safety import check_isolation, derived_from_prefix
 
 PREFIX = "feature-x-1a2b3c4d"
@@ -88,3 +89,13 @@ def test_the_prefix_rule_can_be_replaced() -> None:
         inputs(),
         project_prefix_rule=lambda n, _p: n.startswith("team-"),
     )
+
+
+@pytest.mark.parametrize("bad", ["", " ", " team-uploads", "team-uploads\n"])
+def test_an_allow_shared_name_that_cannot_be_a_physical_name_is_bad_input(bad: str) -> None:
+    with pytest.raises(UsageError, match="--allow-shared"):
+        check_allow_shared(["team-uploads", bad])
+
+
+def test_allow_shared_names_are_kept_exactly() -> None:
+    assert check_allow_shared(["team-uploads", "shared-logs"]) == {"team-uploads", "shared-logs"}

@@ -39,7 +39,7 @@ AllowSharedOpt = typer.Option(
 ProgramOpt = typer.Option(
     None,
     "--program",
-    help="Which configured program (its name under [tool.branchenv.programs]; default: the "
+    help="Which configured program: the NAME of a `programs.NAME` settings table (default: the "
     "`program` setting's, or the only one).",
 )
 
@@ -111,6 +111,7 @@ def up(
     from branchenv.metadata import format_duration, parse_ttl
 
     provision.check_profile(profile)  # bad input fails before anything starts
+    provision.check_allow_shared(allow_shared)
     if ttl is not None:
         parse_ttl(ttl)
     if preview_only:

@@ -41,7 +41,7 @@ AllowSharedOpt = typer.Option(
 ProgramOpt = typer.Option(
     None,
     "--program",
-    help="Which configured program (its name under [tool.branchenv.programs]; default: the "
+    help="Which configured program: the NAME of a `programs.NAME` settings table (default: the "
     "`program` setting's, or the only one).",
 )
 

@@ -48,7 +48,7 @@ from branchenv.harness.publish import (
     suite_status,
 )
 from branchenv.harness.signals import Interrupted, SignalGuard
-from branchenv.harness.suite import ReportPaths, SuiteRun
+from branchenv.harness.suite import ReportPaths, SuiteRun, check_pytest_args
 
 if TYPE_CHECKING:
     from branchenv.config import Settings
@@ -159,10 +159,12 @@ def run_ci(
     env = dict(os.environ if env is None else env)
     say = on_output or stderr_line
     provision.check_profile(profile)
+    provision.check_allow_shared(allow_shared)
     if ttl is not None:
         parse_ttl(ttl)
     check_ready_timeout(ready_timeout_s)
     suite_path = resolve_suite(settings, suite, program)
+    check_pytest_args(suite_path, pytest_args, cwd=settings.project_dir, env=env)
     paths = ReportPaths.under(resolve_report_dir(settings, report_dir))
     paths.clear()
     started = time.monotonic()

@@ -14,6 +14,8 @@ import contextlib
 import dataclasses
 import json
 import os
+import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -21,6 +23,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+from branchenv.errors import UsageError
 from branchenv.harness.latency import LatencyStats
 from branchenv.harness.signals import CHILD_GRACE_S, SignalGuard
 
@@ -114,6 +117,46 @@ def suite_env(env: Mapping[str, str]) -> dict[str, str]:
         del child["PYTHONDONTWRITEBYTECODE"]
         child["PYTHONPYCACHEPREFIX"] = str(bytecode_cache_dir(env))
     return child
+
+
+_PYTEST_ERROR = re.compile(r"(?:^ERROR: (?!usage:)|: error: )(?P<why>.+)$")
+PYTEST_ARGS_CHECK_TIMEOUT_S = 120.0
+
+
+def check_pytest_args(
+    suite: Path, args: Sequence[str], *, cwd: Path, env: Mapping[str, str]
+) -> None:
+    """Refuse (UsageError, exit 2) the arguments for pytest that pytest itself rejects, before
+    anything is created: `ci` tears its stack down after a failed run, so a typo after `--`
+    must not cost the branch's existing stack (issue 15 item 4).
+
+    Asks pytest (``--collect-only``: options, ``-k``/``-m`` expressions and paths parsed the
+    way the run will, the suite's conftest options included); only when there are arguments,
+    so a plain run pays nothing. Anything but a usage error (exit 4) is left to the run."""
+    if not args:
+        return
+    cmd = [sys.executable, "-m", "pytest", str(suite), "--collect-only", "-q", *args]
+    try:
+        proc = subprocess.run(
+            cmd,
+            cwd=cwd,
+            env=suite_env(env),
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=PYTEST_ARGS_CHECK_TIMEOUT_S,
+        )
+    except subprocess.TimeoutExpired:
+        return  # collection this slow says nothing about the arguments; the run will tell
+    if proc.returncode != PYTEST_USAGE_ERROR:
+        return
+    lines = [line.strip() for line in (proc.stderr + "\n" + proc.stdout).splitlines()]
+    reasons = [m["why"] for m in map(_PYTEST_ERROR.search, lines) if m is not None]
+    why = reasons[0] if reasons else "it exits with a usage error"
+    raise UsageError(
+        f"pytest rejects the arguments after `--` ({shlex.join(args)}): {why}; fix them "
+        "(nothing was created or changed)"
+    )
 
 
 def _plugin_report(path: Path) -> tuple[tuple[LatencyStats, ...], float | None]:
