@@ -124,20 +124,25 @@ def orphan_sweep_refusal(
     stack that could own resources in the target. On the local cloud, this machine's state is
     all there is. On AWS, only an engine whose listing is shared (the registry's
     ``shared_state``: a shared backend such as s3:// or Pulumi Cloud) sees everyone's stacks:
-    with state on this machine, every other machine's live stacks would look orphaned."""
+    with state on this machine, every other machine's live stacks would look orphaned. So every
+    listed engine must share its state: one shared listing beside a local one would still take
+    the local one's stacks on other machines for orphans."""
     from branchenv.engines import ENGINES, engine_spec
 
     if target_name != "aws":
         return None
-    if any(engine_spec(e.name).shares_state(settings) for e in engines):
+    unshared = [e.name for e in engines if not engine_spec(e.name).shares_state(settings)]
+    if engines and not unshared:
         return None
+    listed = ", ".join(unshared) or "no engine"
     shared = [s.name for s in ENGINES.values() if not s.local_only and s.shared_state is not False]
+    others = " or ".join(f"`--engine {e.name}`" for e in engines if e.name not in unshared)
     return (
-        "refusing to sweep orphans on AWS: stacks are listed "
-        f"({', '.join(e.name for e in engines) or 'no engine'}) from state on this machine only, "
-        "so other machines' live stacks would look orphaned; set `backend_url` "
+        f"refusing to sweep orphans on AWS: stacks are listed ({listed}) from state on this "
+        "machine only, so other machines' live stacks would look orphaned; set `backend_url` "
         "(BRANCHENV_BACKEND_URL) to the team's shared backend (s3://... or Pulumi Cloud)"
         + (f" and use {' or '.join(f'`--engine {n}`' for n in shared)}" if shared else "")
+        + (f"; or sweep only what a shared listing sees: {others}" if others else "")
     )
 
 

@@ -216,7 +216,9 @@ def plan(
             orphan_target,
             known_stacks=known,
             protected_patterns=settings.protected_patterns,
-            project=frozenset(p.project for p in programs.values()),
+            # Only the projects this run listed: a configured program no listing engine reads
+            # has stacks nobody here can see, so its resources can never be judged orphans.
+            project=frozenset(p.project for p, _engine in pairs),
             now=now,
             grace=orphan_grace,
         )
