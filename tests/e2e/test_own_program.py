@@ -214,6 +214,9 @@ def test_down_continues_past_a_resource_it_cannot_delete(project: UserProject) -
         # cause and re-running finishes the job.
         rows = {r["stack"]: r for r in project.json("ls")}
         assert rows[names_for(b).stack]["resource_count"] == 2
+        # ... and the stack is due for the reaper, said so (issue 15 item 9).
+        assert rows[names_for(b).stack]["reap_pending"] is True
+        assert "marked reap-pending" in failed.stderr
     finally:
         ddb.update_table(TableName=out["outputs"]["table"], DeletionProtectionEnabled=False)
         project.run("down", "--branch", b)
