@@ -4,7 +4,7 @@ during its tests. Afterwards `ci`'s watchdog has torn the stack down: 0 resource
 stack's tag on the local cloud (counted there by tag, never from branchenv's state), the suite's
 pytest process gone, and what it did written to the run's report dir. Before the watchdog,
 both tests failed waiting for that report (the killed run's stack stayed up to its TTL).
-Cost: about 1 min for the 10 offsets on an idle 2-core machine (each killed run's teardown
+Cost: 3 min for the 10 offsets on the shared 2-core machine (each killed run's teardown
 overlaps the next run's provisioning), 30 s for each of the other two."""
 
 from __future__ import annotations

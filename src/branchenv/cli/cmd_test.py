@@ -174,8 +174,8 @@ def ci(
 ) -> None:
     """Up -> wait ready -> test -> down in one command; teardown is guaranteed.
 
-    Teardown runs on test failure, on errors, on SIGINT and SIGTERM. Arguments after `--` go
-    to pytest. Exit 0 green, 1 failed, 2 bad input, 130/143 when stopped by a signal.
+    Teardown runs on test failure, on errors, on SIGINT and SIGTERM, and (by a watchdog
+    process) when `ci` itself is killed. Arguments after `--` go to pytest. Exit 0 green, 1 failed, 2 bad input, 130/143 when stopped by a signal.
     """
     from branchenv.harness.ci import run_ci
     from branchenv.harness.signals import Interrupted

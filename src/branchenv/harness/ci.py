@@ -3,10 +3,13 @@
 Teardown runs when the tests fail, when a step raises, and on SIGINT/SIGTERM in any phase (see
 :mod:`branchenv.harness.signals`: readiness stops at once, the pytest child gets the signal and
 its grace, a signal during `up` takes effect once `up` has recorded every resource it created,
-and teardown itself is shielded). ``keep=True`` keeps the stack
-when the run failed (its TTL still applies). Teardown goes through the one teardown path
-(:mod:`branchenv.harness.teardown`: marked reap-pending, destroyed, transient failures
-retried); if it still fails, the outcome names what remains.
+and teardown itself is shielded). ``keep=True`` keeps the stack when the run failed (its TTL
+still applies). Teardown goes through the one teardown path (:mod:`branchenv.harness.teardown`:
+marked reap-pending, destroyed, transient failures retried, then the leak check); if it still
+fails, the outcome names what remains. Against what no handler sees (SIGKILL, the OOM killer, a
+runner's kill after its cancel grace) a watchdog process is armed before provisioning
+(:mod:`branchenv.harness.watchdog`): if this process dies without disarming it, the watchdog
+kills the suite's process group and tears the stack down.
 
 Returns a :class:`~branchenv.harness.publish.RunOutcome` whose ``exit_code`` is the command's:
 0 green, 1 tests or an operation failed, 2 bad input, 128 + signal number when stopped by a
@@ -54,6 +57,7 @@ if TYPE_CHECKING:
     from branchenv.config import Settings
     from branchenv.cost.estimate import StackCost
     from branchenv.harness.teardown import RetryPolicy
+    from branchenv.harness.watchdog import Watchdog
     from branchenv.metadata import StackMetadata
     from branchenv.provision import StackContext, UpOutcome
 
@@ -124,6 +128,38 @@ def release_claim(ctx: StackContext, metadata: StackMetadata, *, say: Say) -> Te
         attempts=1,
         duration_s=done.duration_s,
     )
+
+
+def arm_watchdog(
+    ctx: StackContext,
+    paths: ReportPaths,
+    *,
+    keep: bool,
+    pooled: bool,
+    program: str | None,
+    env: Mapping[str, str],
+    say: Say,
+) -> Watchdog | None:
+    """Start this run's dead-man's switch (None, said, when it cannot start: the run goes on
+    without that guarantee). ``pooled``: the stack is a claimed pool stack, which the watchdog
+    leaves to its pool (it stops the suite only)."""
+    from branchenv.harness.watchdog import Watchdog, WatchdogSpec, start_time
+
+    me = os.getpid()
+    spec = WatchdogSpec(
+        ci_pid=me,
+        ci_start=start_time(me),
+        settings=ctx.settings,
+        branch=ctx.branch.name,
+        stack=ctx.names.stack,
+        target=ctx.target.name,
+        engine=ctx.engine.name,
+        program=program,
+        report_dir=str(paths.report_dir),
+        keep=keep,
+        pooled=pooled,
+    )
+    return Watchdog.arm(spec, env=env, say=say)
 
 
 def run_ci(
@@ -206,10 +242,19 @@ def run_ci(
         guard.checkpoint()
         up_started = False
         up: UpOutcome | None = None
+        # The dead-man's switch, from here to the end of teardown: a SIGKILL in between leaves
+        # the stack (and the suite) to it. Disarmed below, once teardown is done or skipped.
+        watchdog = arm_watchdog(
+            ctx, paths, keep=keep, pooled=claimed is not None, program=program, env=env, say=say
+        )
+        if watchdog is not None:
+            guard.on_child = watchdog.suite
         try:
             banner = f"provision: {ctx.names.stack} ({ctx.engine.name} engine, {ctx.target.name})"
             with phases.run("provision", banner):
                 up_started = True
+                if watchdog is not None:
+                    watchdog.tell("provision")
                 up = guard.finish(
                     lambda: provision.up(
                         ctx,
@@ -279,9 +324,13 @@ def run_ci(
             else:
                 with phases.run("teardown", f"teardown: {ctx.names.stack}"):
                     md = up.metadata if up is not None else None
+                    if watchdog is not None:
+                        watchdog.tell("teardown")
                     outcome_td = guard.shielded(
                         lambda: teardown(ctx, say=say, metadata=md, sleep=teardown_sleep)
                     )
+            if watchdog is not None:
+                watchdog.disarm(outcome_td.status if outcome_td is not None else "ended")
     return finish(
         command="ci",
         ctx=ctx,

@@ -73,6 +73,8 @@ class SignalGuard:
         child_grace_s: float = CHILD_GRACE_S,
     ) -> None:
         self.child: Any = None  # a subprocess.Popen while one runs (see start_child)
+        self.on_child: Callable[[int | None], None] | None = None
+        """Told the child's pid when it starts and None when it is done (`ci`'s watchdog)."""
         self.forwarded_to: int | None = None
         self.child_grace_s = child_grace_s
         self.cancelled = threading.Event()
@@ -140,11 +142,15 @@ class SignalGuard:
             if self.received is not None:
                 raise Interrupted(self.received)
             self.child = start()
+            if self.on_child is not None:
+                self.on_child(int(self.child.pid))
             return self.child
 
     def child_done(self) -> None:
         with self._child_lock:
             self.child = None
+            if self.on_child is not None:
+                self.on_child(None)
 
     def _signal_child(self, signum: int) -> int | None:
         with self._child_lock:
