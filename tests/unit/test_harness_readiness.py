@@ -90,3 +90,29 @@ def test_checks_follow_output_names() -> None:
         "sqs queue q",
         "sqs queue q-dlq",
     ]
+
+
+def test_the_probes_of_a_round_run_side_by_side() -> None:
+    """The first probe waits for the second to have started: run one after the other, the
+    first would give up (its wait runs out) and the round could not pass in one attempt."""
+    import threading
+
+    second_started = threading.Event()
+    waited: list[bool] = []
+
+    def first() -> None:
+        waited.append(second_started.wait(timeout=10))
+        if not waited[-1]:
+            raise NotYet("the second probe never ran alongside")
+
+    def second() -> None:
+        second_started.set()
+
+    report = wait_ready(
+        [Check("endpoint GET /health", first), Check("s3 bucket b", second)],
+        sleep=lambda _s: None,
+        max_attempts=1,
+        raise_on_timeout=False,
+    )
+    assert report.ready and report.attempts == 1
+    assert waited == [True]

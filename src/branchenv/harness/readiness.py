@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -115,21 +116,41 @@ def wait_ready(
     ready_at: dict[str, float] = {}
     rounds = 0
 
-    def attempt() -> list[str]:
-        nonlocal rounds
-        rounds += 1
-        for check in checks:
-            if check.name in ready_at:
-                continue
-            attempts[check.name] += 1
-            try:
-                check.probe()
-            except Exception as exc:  # any failure of a probe means "not ready yet"
+    lock = threading.Lock()
+
+    def run_probe(check: Check) -> None:
+        try:
+            check.probe()
+        except Exception as exc:  # any failure of a probe means "not ready yet"
+            with lock:
                 errors[check.name] = one_line(exc, limit=200)
-            else:
+        else:
+            with lock:
                 ready_at[check.name] = clock() - started
                 errors[check.name] = None
                 say(f"ready: {check.name} ({ready_at[check.name]:.2f} s)")
+
+    def attempt() -> list[str]:
+        nonlocal rounds
+        rounds += 1
+        pending = [c for c in checks if c.name not in ready_at]
+        for check in pending:
+            attempts[check.name] += 1
+        # The probes of a round run side by side: the endpoint's first answer (a function's
+        # cold start, in the local cloud's process) no longer waits behind the AWS API probes
+        # (each of whose first call loads a botocore service model, in this one).
+        # Daemon threads, joined here: a probe bounded by its own timeout can never keep the
+        # process from exiting on a signal.
+        threads = [
+            threading.Thread(target=run_probe, args=(c,), name="branchenv-ready", daemon=True)
+            for c in pending[1:]
+        ]
+        for thread in threads:
+            thread.start()
+        if pending:
+            run_probe(pending[0])
+        for thread in threads:
+            thread.join()
         return [c.name for c in checks if c.name not in ready_at]
 
     if max_attempts is None:
@@ -182,8 +203,15 @@ def checks_for_stack(
     checks: list[Check] = []
     clients: dict[str, Any] = {}
     sessions: list[Any] = []
+    made = threading.Lock()
 
     def client(service: str) -> Any:
+        # Probes run side by side (wait_ready): a boto3 session is not thread-safe, its clients
+        # are, so clients are made one at a time.
+        with made:
+            return _client(service)
+
+    def _client(service: str) -> Any:
         if service not in clients:
             from botocore.config import Config
 
