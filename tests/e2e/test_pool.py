@@ -187,3 +187,43 @@ def test_a_released_stack_holds_nothing_of_its_previous_claimant(project: UserPr
     finally:
         for br in (a, b):
             project.run("down", "--branch", br)
+
+
+CI_SUITE = """
+def test_writes_as_this_claimant(branchenv_outputs, branchenv_boto3_session):
+    s3 = branchenv_boto3_session.client("s3")
+    s3.put_object(Bucket=branchenv_outputs["bucket"], Key="ci/left.txt", Body=b"mine")
+    sqs = branchenv_boto3_session.client("sqs")
+    sqs.send_message(QueueUrl=branchenv_outputs["queue_url"], MessageBody="mine")
+"""
+
+
+def test_ci_with_the_pool_claims_and_releases_the_stack_wiped(project: UserProject) -> None:
+    fill = project.json("pool", "fill")
+    pool_stack = fill["created"][0]
+    suite = project.root / "suite"
+    suite.mkdir()
+    (suite / "test_write.py").write_text(CI_SUITE)
+    br = f"feature/ci-{uuid.uuid4().hex[:6]}"
+    try:
+        proc = project.run(
+            "ci", "--pool", "--branch", br, "--suite", str(suite), "--json",
+            BRANCHENV_LATENCY_P95_MS="2000",
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        result = json.loads(proc.stdout)
+        assert result["stack"] == pool_stack
+        assert result["teardown"]["status"] == "released", result["teardown"]
+        assert result["timings"]["provision_s"] > 0
+        [member] = project.json("pool", "status")["stacks"]
+        assert member["state"] == "free" and member["claimed_by"] is None
+        target = project.target()
+        bucket = f"{pool_stack}-data"
+        assert not target.client("s3").list_object_versions(Bucket=bucket).get("Versions")
+        url = target.client("sqs").get_queue_url(QueueName=f"{pool_stack}-jobs")["QueueUrl"]
+        attrs = target.client("sqs").get_queue_attributes(
+            QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"]
+        )
+        assert attrs["Attributes"]["ApproximateNumberOfMessages"] == "0"
+    finally:
+        project.run("down", "--branch", br)

@@ -229,17 +229,7 @@ def run_ci(
         existing = provision.check_may_manage(ctx)
         guard.checkpoint()
         claimed: StackMetadata | None = None
-        if pool.use_pool(ctx, use_pool):
-            got = guard.finish(
-                lambda: pool.acquire(ctx, ttl=ttl, say=say, existing=existing),
-                what="the pool claim is recorded",
-            )
-            if got.note:
-                say(f"note: {got.note}")
-            if got.metadata is not None:
-                ctx, claimed = got.ctx, got.metadata
-                existing = provision.check_may_manage(ctx)
-        guard.checkpoint()
+        pooled = pool.use_pool(ctx, use_pool)
         up_started = False
         up: UpOutcome | None = None
         # The dead-man's switch, from here to the end of teardown: a SIGKILL in between leaves
@@ -251,7 +241,23 @@ def run_ci(
             guard.on_child = watchdog.suite
         try:
             banner = f"provision: {ctx.names.stack} ({ctx.engine.name} engine, {ctx.target.name})"
+            if pooled:
+                banner = (
+                    f"provision from the warm pool ({ctx.engine.name} engine, {ctx.target.name})"
+                )
             with phases.run("provision", banner):
+                if pooled:
+                    # The claim counts in the time to ready: it is part of getting a stack.
+                    got = guard.finish(
+                        lambda: pool.acquire(ctx, ttl=ttl, say=say, existing=existing),
+                        what="the pool claim is recorded",
+                    )
+                    if got.note:
+                        say(f"note: {got.note}")
+                    if got.metadata is not None:
+                        ctx, claimed = got.ctx, got.metadata
+                        existing = provision.check_may_manage(ctx)
+                    guard.checkpoint()
                 up_started = True
                 if watchdog is not None:
                     watchdog.tell("provision")

@@ -35,7 +35,8 @@ class TeardownOutcome:
     ``attempts`` tries; then ``reap_pending`` tells whether the stack was marked for the reaper
     and ``remaining`` lists what is left) | ``leaked`` (destroyed, but the leak check found
     resources still carrying the stack's tag: ``leaked``). ``leak_check`` says why the leak
-    check could not run (None when it ran).
+    check could not run (None when it ran). ``released``: a claimed warm-pool stack went back
+    to its pool, wiped and verified empty (:mod:`branchenv.pool`).
     """
 
     status: str
@@ -52,6 +53,8 @@ class TeardownOutcome:
         """One cell for the run summary: what happened, and the leak count."""
         if self.status in ("kept", "skipped"):
             return self.status
+        if self.status == "released":  # a warm-pool stack: nothing destroyed, nothing to leak
+            return "released to its warm pool (wiped, verified empty)"
         count = "unknown" if self.leak_check is not None else str(len(self.remaining))
         text = (
             f"{self.status} ({self.deleted} deleted, {self.attempts} attempt(s)), leaked: {count}"
