@@ -234,3 +234,20 @@ def test_the_reaper_judges_a_pool_stack_by_its_claim(
         config=policy,
     )
     assert tuple(str(c.value) for c in decision.codes) == codes, decision
+
+
+def test_the_program_fingerprint_reads_linked_code_and_skips_caches(tmp_path: Path) -> None:
+    from branchenv.pool import _program_files
+
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "handler.py").write_text("x = 1\n")
+    module = tmp_path / "module"
+    (module / ".terraform").mkdir(parents=True)
+    (module / ".terraform" / "plugin").write_text("binary")
+    (module / "__pycache__").mkdir()
+    (module / "__pycache__" / "m.pyc").write_text("cache")
+    (module / "main.tf").write_text("# a module\n")
+    (module / "service").symlink_to(shared, target_is_directory=True)
+    files = [p.relative_to(module).as_posix() for p in _program_files(module)]
+    assert files == ["main.tf", "service/handler.py"]

@@ -262,15 +262,26 @@ def run_ci(
                 if watchdog is not None:
                     watchdog.tell("provision")
                 up = guard.finish(
-                    lambda: provision.up(
-                        ctx,
-                        ttl=ttl,
-                        profile=profile,
-                        on_output=say,
-                        existing=existing,
-                        checked=True,
-                        allow_shared=allow_shared,
-                        metadata=claimed,
+                    lambda: (
+                        provision.up(
+                            ctx,
+                            ttl=ttl,
+                            profile=profile,
+                            on_output=say,
+                            existing=existing,
+                            checked=True,
+                            allow_shared=allow_shared,
+                        )
+                        if claimed is None
+                        else pool.apply(
+                            ctx,
+                            claimed,
+                            profile=profile,
+                            on_output=say,
+                            say=say,
+                            existing=existing,
+                            allow_shared=allow_shared,
+                        )
                     ),
                     what="provisioning has recorded every resource it created",
                 )

@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from branchenv.errors import OperationFailed, StackNotFound, UsageError
@@ -265,6 +266,7 @@ def fill(
         )
         addresses = [r.address for r in ctx.engine.resources(stack=stack, program=ctx.program)]
         store.write_baseline(stack, addresses)
+        store.write_applied(stack, fingerprint(member, md, profile=profile))
         store.release(stack)
         return stack
 
@@ -606,28 +608,145 @@ def up(
     stack with the branch's program applied on top."""
     from branchenv import provision
 
-    if not use_pool(ctx, flag):
-        return provision.up(
-            ctx, ttl=ttl, profile=profile, on_output=on_output, allow_shared=allow_shared
-        )
     provision.check_profile(profile)
-    got = acquire(ctx, ttl=ttl, say=say, existing=provision.check_may_manage(ctx))
+    existing = provision.check_may_manage(ctx)
+    if not use_pool(ctx, flag) and (existing is not None or held(ctx) is None):
+        return provision.up(
+            ctx,
+            ttl=ttl,
+            profile=profile,
+            on_output=on_output,
+            allow_shared=allow_shared,
+            existing=existing,
+            checked=True,
+        )
+    # With the pool, or without it for a branch that holds a pool stack (and has none of its
+    # own): that stack is the branch's.
+    got = acquire(ctx, ttl=ttl, say=say, existing=existing)
     if got.note:
         say(f"note: {got.note}")
     if got.metadata is None:  # own stack, or cold
         return provision.up(
             got.ctx, ttl=ttl, profile=profile, on_output=on_output, allow_shared=allow_shared
         )
-    existing = provision.check_may_manage(got.ctx)
-    return provision.up(
+    return apply(
         got.ctx,
+        got.metadata,
+        profile=profile,
+        on_output=on_output,
+        say=say,
+        existing=provision.check_may_manage(got.ctx),
+        allow_shared=allow_shared,
+    )
+
+
+def fingerprint(
+    ctx: StackContext,
+    metadata: StackMetadata,
+    *,
+    profile: str,
+    allow_shared: Iterable[str] = (),
+) -> str:
+    """What an update of the pool stack would apply, as one hash: every file of the program
+    (and its project file) plus the neutral inputs, the stack's mutable metadata left out
+    (claims change it, and it is written with ``set_metadata`` anyway)."""
+    import hashlib
+    import json
+
+    from branchenv import provision
+
+    inputs = provision.program_inputs(
+        ctx, profile=profile, metadata=metadata, allow_shared=frozenset(allow_shared)
+    )
+    digest = hashlib.sha256()
+    digest.update(
+        json.dumps(
+            {
+                "engine": ctx.engine.name,
+                "prefix": inputs.prefix,
+                "profile": inputs.profile,
+                "tags": dict(inputs.tags),
+                "region": inputs.region,
+                "functions_url": inputs.functions_url,
+                "template": dict(inputs.template),
+                "allow_shared": sorted(inputs.allow_shared),
+            },
+            sort_keys=True,
+        ).encode()
+    )
+    roots = [ctx.program.path]
+    if ctx.program.project_dir != ctx.program.path:
+        roots.append(ctx.program.project_dir)
+    for root in roots:
+        deep = root == ctx.program.path
+        for path in _program_files(root) if deep else sorted(root.glob("*")):
+            if not path.is_file():
+                continue
+            rel = path.relative_to(root)
+            digest.update(f"{root.name}/{rel}\0".encode())
+            digest.update(path.read_bytes())
+            digest.update(b"\0")
+    return digest.hexdigest()
+
+
+def _program_files(root: Path) -> list[Path]:
+    """Every file of a program, linked directories followed (a Terraform module may link its
+    function code), caches and dot-directories (``.terraform``, state) left out."""
+    found: list[Path] = []
+    for here, dirs, files in os.walk(root, followlinks=True):
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d != "__pycache__")
+        found.extend(Path(here) / f for f in sorted(files) if not f.startswith("."))
+    return found
+
+
+def apply(
+    ctx: StackContext,
+    metadata: StackMetadata,
+    *,
+    profile: str,
+    on_output: Say | None,
+    say: Say,
+    existing: StackMetadata | None,
+    allow_shared: Iterable[str] = (),
+) -> UpOutcome:
+    """Apply the branch's program to the pool stack it claimed: an update, or nothing when the
+    program and inputs are exactly what the stack last had applied (the claim's metadata is
+    already written); either way the outcome holds the stack's outputs and resources."""
+    from branchenv import provision
+
+    started = time.monotonic()
+    store = store_for(ctx)
+    wanted = fingerprint(ctx, metadata, profile=profile, allow_shared=allow_shared)
+    if store.applied(ctx.names.stack) == wanted:
+        ctx.engine.set_metadata(stack=ctx.names.stack, program=ctx.program, metadata=metadata)
+        resources = ctx.engine.resources(stack=ctx.names.stack, program=ctx.program)
+        say(f"{ctx.names.stack}: the program and inputs are what it runs already: nothing to apply")
+        return provision.UpOutcome(
+            stack=ctx.names.stack,
+            branch=ctx.branch.name,
+            target=ctx.target.name,
+            engine=ctx.engine.name,
+            outputs=ctx.engine.outputs(stack=ctx.names.stack, program=ctx.program),
+            changes={"create": 0, "update": 0, "replace": 0, "delete": 0, "same": len(resources)},
+            resource_count=len(resources),
+            metadata=metadata,
+            duration_s=time.monotonic() - started,
+            notes=ctx.notes,
+        )
+    # Until the update succeeds the stack runs neither version for sure: a later claim must
+    # apply its program whatever it is.
+    store.write_applied(ctx.names.stack, "(updating)")
+    outcome = provision.up(
+        ctx,
         profile=profile,
         on_output=on_output,
         existing=existing,
         checked=True,
-        metadata=got.metadata,
+        metadata=metadata,
         allow_shared=allow_shared,
     )
+    store.write_applied(ctx.names.stack, wanted)
+    return outcome
 
 
 def redirect(ctx: StackContext) -> StackContext:

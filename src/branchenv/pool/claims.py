@@ -197,7 +197,27 @@ class ClaimStore:
         except (ValueError, KeyError, TypeError):
             return None
 
+    def write_applied(self, stack: str, fingerprint: str) -> None:
+        """Record the fingerprint of the program and inputs last applied to the stack."""
+        body = json.dumps({"fingerprint": fingerprint}).encode()
+        self.s3.put_object(Bucket=self.bucket, Key=self._key("applied", stack), Body=body)
+
+    def applied(self, stack: str) -> str | None:
+        """What :meth:`write_applied` recorded; None when nothing is (or it is unreadable)."""
+        from botocore.exceptions import ClientError
+
+        try:
+            body = self.s3.get_object(Bucket=self.bucket, Key=self._key("applied", stack))
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                return None
+            raise
+        try:
+            return str(json.loads(body["Body"].read())["fingerprint"])
+        except (ValueError, KeyError, TypeError):
+            return None
+
     def forget(self, stack: str) -> None:
         """Drop everything kept for a stack that left the pool (destroyed)."""
-        for kind in ("claims", "baselines"):
+        for kind in ("claims", "baselines", "applied"):
             self.s3.delete_object(Bucket=self.bucket, Key=self._key(kind, stack))

@@ -1,0 +1,208 @@
+"""Time to ready with a warm pool vs cold, per engine, in one run (issue 17 item 1).
+
+Usage: python benchmarks/pool.py [--engines inprocess,terraform] [--mirror DIR] [--runs 1]
+
+In a temporary copy of the demo project (its own local cloud), for each engine (the Pulumi
+program infra/aws on the inprocess engine, the Terraform module infra/terraform/aws on the
+terraform engine) it:
+
+1. runs `branchenv ci` cold on a fresh branch (the stack is created, tested, destroyed);
+2. fills a pool of one (`branchenv pool fill --size 1`, timed but not counted: it happens ahead
+   of time), then runs `branchenv ci --pool` on another fresh branch (a stack is claimed, the
+   branch's program applied on top, tested, released: wiped and verified empty);
+3. changes the function's code (as a typical branch does) and runs `branchenv ci --pool` again:
+   the claim applies an update on top;
+4. prints, per run, time to ready (`ci`'s provision + ready phases; with the pool the claim is
+   inside provision) for cold, warm with the pool's own program (nothing to apply) and warm
+   with changed code, the whole loop, and the release against the cold teardown.
+
+Goals: with a pool, time to ready < 5 s inprocess and < 25 s terraform, both < 25 % of cold.
+The terraform engine needs terraform on PATH and a provider mirror (--mirror, else
+BRANCHENV_TERRAFORM_PLUGIN_MIRROR, else found under /opt, /usr/local, /usr/share or /srv);
+without them only inprocess runs, and the output says so. Figures only: nothing asserts (on a
+busy 2-core machine the numbers grow; the load average is printed first and last).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+BRANCHENV = Path(sys.executable).parent / "branchenv"
+GOALS_S = {"inprocess": 5.0, "terraform": 25.0}
+GOAL_RATIO = 0.25
+PROGRAMS = {"inprocess": "infra/aws", "terraform": "infra/terraform/aws"}
+SERVICE = Path("infra/aws/service/orders.py")
+"""The demo's function code (the Terraform module links the same directory)."""
+
+
+def find_mirror(explicit: str | None) -> Path | None:
+    if explicit or os.environ.get("BRANCHENV_TERRAFORM_PLUGIN_MIRROR"):
+        return Path(explicit or os.environ["BRANCHENV_TERRAFORM_PLUGIN_MIRROR"])
+    for root in (Path("/opt"), Path("/usr/local"), Path("/usr/share"), Path("/srv")):
+        for pattern in ("*/registry.terraform.io", "*/*/registry.terraform.io"):
+            for found in sorted(root.glob(pattern)):
+                if (found / "hashicorp" / "aws").is_dir():
+                    return found.parent
+    return None
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("AWS_", "PULUMI_", "BRANCHENV_", "GITHUB_"))
+    }
+    env.update(
+        AWS_CONFIG_FILE=os.devnull,
+        AWS_SHARED_CREDENTIALS_FILE=os.devnull,
+        BRANCHENV_LATENCY_P95_MS="2000",
+        **extra,
+    )
+    return env
+
+
+def make_project(root: Path, mirror: Path | None) -> None:
+    shutil.copy(REPO / "Pulumi.yaml", root / "Pulumi.yaml")
+    shutil.copytree(
+        REPO / "infra",
+        root / "infra",
+        symlinks=True,
+        ignore=shutil.ignore_patterns("__pycache__", ".build", ".terraform*"),
+    )
+    shutil.copytree(REPO / "stacks", root / "stacks")
+    settings = 'program = "infra/aws"\ndefault_target = "local"\ndefault_ttl = "1h"\n'
+    if mirror is not None:
+        settings += f'terraform_plugin_mirror = "{mirror}"\n'
+    (root / "branchenv.toml").write_text(settings)
+    for cmd in (
+        ["git", "init", "-q", "-b", "main"],
+        ["git", "add", "-A"],
+        [
+            "git",
+            "-c",
+            "user.email=bench@example.com",
+            "-c",
+            "user.name=bench",
+            "commit",
+            "-qm",
+            "x",
+        ],
+    ):
+        subprocess.run(cmd, cwd=root, check=True, capture_output=True)
+
+
+def run(root: Path, engine: str, *args: str) -> tuple[float, dict[str, object]]:
+    start = time.perf_counter()
+    proc = subprocess.run(
+        [str(BRANCHENV), *args, "--engine", engine, "--json"],
+        cwd=root,
+        env=_env(BRANCHENV_PROGRAM=PROGRAMS[engine]),
+        capture_output=True,
+        text=True,
+    )
+    seconds = time.perf_counter() - start
+    if proc.returncode != 0:
+        sys.exit(f"branchenv {' '.join(args)} --engine {engine} exited {proc.returncode}:\n"
+                 f"{proc.stderr[-4000:]}")  # fmt: skip
+    result: dict[str, object] = json.loads(proc.stdout)
+    return seconds, result
+
+
+def ci(root: Path, engine: str, branch: str, *extra: str) -> dict[str, float]:
+    wall, result = run(
+        root, engine, "ci", "--branch", branch, "--report-dir", str(root / "reports"), *extra
+    )
+    t = result["timings"]
+    assert isinstance(t, dict)
+    teardown = result.get("teardown") or {}
+    assert isinstance(teardown, dict)
+    return {
+        "wall": wall,
+        "ready": float(t["provision_s"]) + float(t["ready_s"]),
+        "provision": float(t["provision_s"]),
+        "teardown": float(t["teardown_s"] or 0.0),
+        "released": 1.0 if teardown.get("status") == "released" else 0.0,
+    }
+
+
+def line(
+    label: str, t: dict[str, float], cold: dict[str, float], *, goal: float | None = None
+) -> str:
+    text = (
+        f"  {label:<20} to ready {t['ready']:5.1f} s (provision {t['provision']:4.1f})  "
+        f"loop {t['wall']:5.1f} s  "
+        + (
+            f"release {t['teardown']:4.1f} s"
+            + (" (returned to the pool)" if t["released"] else " (NOT returned)")
+            if goal is not None
+            else f"teardown {t['teardown']:4.1f} s"
+        )
+    )
+    if goal is not None:
+        ratio = t["ready"] / cold["ready"] if cold["ready"] else float("nan")
+        met = t["ready"] < goal and ratio < GOAL_RATIO
+        text += (
+            f"  = {ratio:.0%} of cold (goal < {goal:.0f} s and < {GOAL_RATIO:.0%}: "
+            f"{'met' if met else 'MISSED'})"
+        )
+    return text
+
+
+def load() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"load average {one:.2f} {five:.2f} {fifteen:.2f} ({os.cpu_count()} cpus)"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--engines", default="inprocess,terraform")
+    parser.add_argument("--mirror", help="the terraform provider mirror directory")
+    parser.add_argument("--runs", type=int, default=1, help="warm/cold pairs per engine")
+    args = parser.parse_args()
+    engines = [e.strip() for e in args.engines.split(",") if e.strip()]
+    mirror = find_mirror(args.mirror)
+    if "terraform" in engines and (shutil.which("terraform") is None or mirror is None):
+        print("terraform: skipped (needs terraform on PATH and a provider mirror, --mirror DIR)")
+        engines.remove("terraform")
+
+    root = Path(tempfile.mkdtemp(prefix="branchenv-bench-pool-"))
+    make_project(root, mirror)
+    print(f"project: {root} (own local cloud); {load()}")
+    try:
+        subprocess.run([str(BRANCHENV), "cloud", "start"], cwd=root, env=_env(), check=True,
+                       capture_output=True)  # fmt: skip
+        for engine in engines:
+            for i in range(args.runs):
+                cold = ci(root, engine, f"bench-cold-{engine}-{i}", "--no-pool")
+                fill_s, _ = run(root, engine, "pool", "fill", "--size", "1")
+                same = ci(root, engine, f"bench-warm-{engine}-{i}", "--pool")
+                # The typical branch: its function code differs from what the pool runs, so
+                # the claim applies an update on top.
+                original = (root / SERVICE).read_bytes()
+                (root / SERVICE).write_bytes(original + f"\n# bench change {i}\n".encode())
+                try:
+                    changed = ci(root, engine, f"bench-code-{engine}-{i}", "--pool")
+                finally:
+                    (root / SERVICE).write_bytes(original)
+                print(f"{engine}: pool fill (ahead of time, not counted) {fill_s:.1f} s")
+                print(line("cold", cold, cold))
+                for label, warm in (("warm, same program", same), ("warm, code changed", changed)):
+                    print(line(label, warm, cold, goal=GOALS_S[engine]))
+            run(root, engine, "pool", "drain", "--yes")
+        print(load())
+    finally:
+        subprocess.run([str(BRANCHENV), "cloud", "stop"], cwd=root, env=_env(), capture_output=True)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
