@@ -227,3 +227,21 @@ def test_ci_with_the_pool_claims_and_releases_the_stack_wiped(project: UserProje
         assert attrs["Attributes"]["ApproximateNumberOfMessages"] == "0"
     finally:
         project.run("down", "--branch", br)
+
+
+def test_the_reaper_releases_an_expired_claim_back_to_the_pool(project: UserProject) -> None:
+    pool_stack = project.json("pool", "fill")["created"][0]
+    br = f"feature/gone-{uuid.uuid4().hex[:6]}"
+    try:
+        out = project.json("up", "--pool", "--branch", br, "--ttl", "1s")["outputs"]
+        s3 = project.target().client("s3")
+        s3.put_object(Bucket=out["bucket"], Key="left-behind.txt", Body=b"x")
+        time.sleep(1.5)
+        reap = project.json("reap", "--yes")
+        [row] = [r for r in reap["reaped"] if r["stack"] == pool_stack]
+        assert row["status"] == "released", row
+        [member] = project.json("pool", "status")["stacks"]
+        assert member["state"] == "free"
+        assert not s3.list_object_versions(Bucket=out["bucket"]).get("Versions")
+    finally:
+        project.run("down", "--branch", br)

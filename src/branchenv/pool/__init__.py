@@ -32,10 +32,12 @@ from branchenv.errors import OperationFailed, StackNotFound, UsageError
 from branchenv.pool.claims import Claim, ClaimStore, new_token
 
 if TYPE_CHECKING:
+    from branchenv.engines.base import Engine, Program
     from branchenv.harness.teardown import RetryPolicy
     from branchenv.metadata import StackMetadata
     from branchenv.pool.wipe import Wiped
     from branchenv.provision import DownOutcome, StackContext, UpOutcome
+    from branchenv.targets import Target
 
 Say = Callable[[str], None]
 
@@ -43,6 +45,9 @@ POOL_BRANCH_PREFIX = "pool/"
 """The branch an unclaimed pool stack carries (``pool/<pool name>``)."""
 
 FALLBACKS = ("fail", "cold")
+
+DEFAULT_POOL_TTL = "7d"
+"""A free pool stack's lifetime when the settings are not at hand (the reaper's release)."""
 
 MAX_POOL_SIZE = 20
 
@@ -513,12 +518,35 @@ def release(
 ) -> ReleaseOutcome:
     """Wipe the claimed stack ``ctx`` points at, verify it empty, and return it to the pool;
     destroy it instead when its resource graph changed or a type cannot be wiped."""
+    return release_stack(
+        ctx.engine,
+        program=ctx.program,
+        target=ctx.target,
+        stack=ctx.names.stack,
+        metadata=metadata,
+        pool_ttl=ctx.settings.pool_ttl,
+        say=say,
+        sleep=sleep,
+    )
+
+
+def release_stack(
+    engine: Engine,
+    *,
+    program: Program,
+    target: Target,
+    stack: str,
+    metadata: StackMetadata,
+    pool_ttl: str = DEFAULT_POOL_TTL,
+    say: Say,
+    sleep: Callable[[float], None] = time.sleep,
+) -> ReleaseOutcome:
+    """:func:`release` for a stack known by engine, program and target (the reaper's view)."""
     from branchenv.pool.wipe import plan_wipe, wipe_all
 
     started = time.monotonic()
-    stack = ctx.names.stack
-    store = store_for(ctx)
-    resources = ctx.engine.resources(stack=stack, program=ctx.program)
+    store = ClaimStore(target, engine=engine.name, project=program.project)
+    resources = engine.resources(stack=stack, program=program)
     baseline = store.baseline(stack)
     addresses = frozenset(r.address for r in resources)
     reason: str | None = None
@@ -534,7 +562,7 @@ def release(
             reason = f"no wiper for {', '.join(plan.unknown)}, which may hold the claimant's data"
         else:
             try:
-                wiped = wipe_all(ctx.target, plan.wipe, sleep=sleep)
+                wiped = wipe_all(target, plan.wipe, sleep=sleep)
             except Exception as exc:  # any failure to wipe: not returned, destroyed
                 from branchenv.errors import one_line
 
@@ -552,10 +580,10 @@ def release(
             metadata,
             claimed_by=None,
             claimed_owner=None,
-            expires_at=_now() + parse_ttl(ctx.settings.pool_ttl),
+            expires_at=_now() + parse_ttl(pool_ttl),
             reap_pending=False,
         )
-        ctx.engine.set_metadata(stack=stack, program=ctx.program, metadata=free)
+        engine.set_metadata(stack=stack, program=program, metadata=free)
         store.release(stack)  # last: only now can another branch claim it
         items = sum(w.deleted for w in wiped)
         say(
@@ -569,10 +597,10 @@ def release(
     from branchenv.harness.teardown import INTERACTIVE, destroy_stack
 
     done = destroy_stack(
-        ctx.engine,
+        engine,
         stack=stack,
-        program=ctx.program,
-        target=ctx.target,
+        program=program,
+        target=target,
         metadata=metadata,
         retry=INTERACTIVE,
         sleep=sleep,

@@ -34,6 +34,8 @@ class Status(enum.StrEnum):
     FAILED = "failed"
     LEAKED = "leaked"
     """Destroyed, but the leak check found resources still carrying the stack's tag."""
+    RELEASED = "released"
+    """A warm-pool stack whose claim expired: wiped, verified empty, back in its pool."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,6 +116,26 @@ def destroy_one(
         if current != job.metadata:
             say(f"[{job.stack}] changed since the plan (re-deployed?); left alone")
             return outcome(Status.CHANGED, error="metadata changed since the plan; left alone")
+    md = job.metadata
+    if md is not None and md.pool is not None and md.claimed_by is not None and not md.reap_pending:
+        # A claimed warm-pool stack goes back to its pool (wiped and verified empty), or is
+        # destroyed when it cannot be (branchenv.pool.release_stack).
+        from branchenv.pool import release_stack
+
+        back = release_stack(
+            job.engine,
+            program=job.program,
+            target=target,
+            stack=job.stack,
+            metadata=md,
+            say=lambda line: say(f"[{job.stack}] {line}"),
+            sleep=sleep,
+        )
+        if back.status == "returned":
+            return outcome(Status.RELEASED, attempts=1)
+        if back.status == "destroyed":
+            return outcome(Status.DESTROYED, attempts=1)
+        return outcome(Status.FAILED, attempts=1, error=back.reason)
     done = destroy_stack(
         job.engine,
         stack=job.stack,

@@ -384,7 +384,7 @@ def orphan_columns(report: ReapReport) -> tuple[list[str], list[list[object]]]:
 def summary_line(report: ReapReport) -> str:
     """One line: counts of reaped, kept and orphans."""
     verb = "to reap" if report.dry_run else "reaped"
-    done = sum(1 for r in report.reaped if r.status in ("destroyed", "already-gone"))
+    done = sum(1 for r in report.reaped if r.status in ("destroyed", "already-gone", "released"))
     count = len(report.reaped) if report.dry_run else done
     text = f"{count} stack(s) {verb}, {len(report.kept)} kept"
     if report.orphans_checked:
