@@ -129,6 +129,10 @@ class StackRow:
     """Where the engine keeps the stack's state, when it says (``StackSummary.backend``)."""
     program: str = "default"
     """The configured program the stack belongs to."""
+    region: str | None = None
+    """The region the stack lives in (its metadata; None for stacks made before it was kept)."""
+    account: str | None = None
+    """The AWS account the stack lives in (None: unknown)."""
 
 
 def choose_engine(
@@ -564,6 +568,8 @@ def list_stacks(
                     missing=summary.missing,
                     backend=summary.backend,
                     program=program.name,
+                    region=md.region if md else None,
+                    account=md.account if md else None,
                 )
             )
     rows.sort(key=lambda r: r.created_at or dt.datetime.min.replace(tzinfo=dt.UTC), reverse=True)

@@ -78,6 +78,24 @@ def test_org_wide_reap_cli(tmp_path: Path) -> None:
             }
 
         before = stacks(), resources()
+        # Stacks remember where they live; ls and cost show it.
+        listed = subprocess.run(
+            [str(EXE), "ls", "--json"], cwd=tmp_path, env=subprocess_env(),
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert listed.returncode == 0, listed.stderr
+        where = {r["stack"]: (r["account"], r["region"]) for r in json.loads(listed.stdout)}
+        assert all(where[stale[p]] == p for p in PAIRS)
+        assert "account/region" in subprocess.run(
+            [str(EXE), "ls"], cwd=tmp_path, env=subprocess_env(),
+            capture_output=True, text=True, timeout=120,
+        ).stdout  # fmt: skip
+        costs = subprocess.run(
+            [str(EXE), "cost", "--all", "--by", "account", "--json"], cwd=tmp_path,
+            env=subprocess_env(), capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert costs.returncode == 0, costs.stderr
+        assert {r["account"] for r in json.loads(costs.stdout)["rows"]} == {A, B}
         refused = reap("--yes", "--orphans", "--accounts", f"{A},{B},{C}")
         assert refused.returncode == 3, refused.stderr
         assert C in refused.stderr and "allowed_account_ids" in refused.stderr

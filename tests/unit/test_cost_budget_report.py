@@ -197,3 +197,27 @@ def test_a_stack_without_cost_explorer_figures_is_na_not_zero() -> None:
     assert "n/a" in [cell for row in table_rows(report) for cell in row]
     nothing = build_report(costs, by="stack", actuals={})
     assert nothing.totals.actual is None
+
+
+def test_grouping_by_account_and_region() -> None:
+    import dataclasses
+
+    costs = [
+        dataclasses.replace(cost("a1", "0.5"), account="111111111111", region="us-east-1"),
+        dataclasses.replace(cost("a2", "0.25"), account="111111111111", region="eu-west-1"),
+        dataclasses.replace(cost("b1", "1"), account="222222222222", region="us-east-1"),
+        cost("old", "0.125"),  # made before stacks recorded where they live
+    ]
+    by_account = build_report(costs, by="account")
+    assert [(r.key, r.stacks, r.hourly) for r in by_account.rows] == [
+        ("222222222222", 1, Decimal("1")),
+        ("111111111111", 2, Decimal("0.75")),
+        ("(unknown)", 1, Decimal("0.125")),
+    ]
+    by_region = build_report(costs, by="region")
+    assert [r.key for r in by_region.rows] == [
+        "222222222222/us-east-1",
+        "111111111111/us-east-1",
+        "111111111111/eu-west-1",
+        "(unknown)/(unknown)",
+    ]

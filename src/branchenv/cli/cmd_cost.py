@@ -75,7 +75,11 @@ def cost(
         None, "--branch", "-b", help="Only this branch's stack (default: the current branch)."
     ),
     all_stacks: bool = typer.Option(False, "--all", help="Every stack the engines know."),
-    by: str = typer.Option("stack", "--by", help="Group by: stack | branch | owner."),
+    by: str = typer.Option(
+        "stack",
+        "--by",
+        help="Group by: stack | branch | owner | account | region (account/region).",
+    ),
     fmt: str = typer.Option("table", "--format", "-f", help="table | json | csv | markdown."),
     as_json: bool = typer.Option(False, "--json", help="Same as --format json."),
     actual: bool = typer.Option(

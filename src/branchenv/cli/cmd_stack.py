@@ -269,7 +269,8 @@ def ls(
     engine: str | None = EngineOpt,
     as_json: bool = JsonOpt,
 ) -> None:
-    """List stacks: branch, owner, age, expires-in, resources, engine, target."""
+    """List stacks: branch, owner, age, expires-in, resources, engine, target, account and
+    region."""
     from branchenv import provision
     from branchenv.metadata import format_duration
 
@@ -298,6 +299,7 @@ def ls(
                 "cost so far",
                 "engine",
                 "target",
+                "account/region",
                 *(["program"] if several else []),
             ],
             [
@@ -311,6 +313,7 @@ def ls(
                     _money(r.cost_so_far, r.cost_unpriced),
                     f"{r.engine} ({r.backend})" if r.backend else r.engine,
                     r.target,
+                    _where(r.account, r.region),
                     *([r.program] if several else []),
                 )
                 for r in rows
@@ -321,6 +324,13 @@ def ls(
                 typer.echo(f"needs attention: {r.stack}: {r.attention}")
 
     render.emit(rows, as_json=as_json, human=human)
+
+
+def _where(account: str | None, region: str | None) -> str:
+    """``account/region`` as recorded by the stack (``?`` for what it did not record)."""
+    if account is None and region is None:
+        return ""
+    return f"{account or '?'}/{region or '?'}"
 
 
 @app.command("down")

@@ -62,6 +62,9 @@ class StackInventory:
     engine: str | None = None
     available: bool = True
     note: str | None = None
+    account: str | None = None
+    """The account the stack lives in (its metadata); None: unknown."""
+    region: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,6 +101,9 @@ class StackCost:
     resource_count: int
     inventory_available: bool = True
     note: str | None = None
+    account: str | None = None
+    """The account the stack lives in (``cost --by account``); None: unknown."""
+    region: str | None = None
 
     @property
     def complete(self) -> bool:
@@ -158,6 +164,8 @@ def estimate_stack(inventory: StackInventory, prices: PriceTable, *, now: dt.dat
             resource_count=0,
             inventory_available=False,
             note=inventory.note,
+            account=inventory.account,
+            region=inventory.region,
         )
     lines, unpriced = price_lines(inventory.items, prices)
     with decimal.localcontext(prec=PRECISION):
@@ -182,6 +190,8 @@ def estimate_stack(inventory: StackInventory, prices: PriceTable, *, now: dt.dat
         ),
         resource_count=len(inventory.items),
         note=inventory.note,
+        account=inventory.account,
+        region=inventory.region,
     )
 
 
@@ -216,11 +226,15 @@ def inventory_from_engine(
         "created_at": metadata.created_at if metadata else None,
         "expires_at": metadata.expires_at if metadata else None,
         "engine": engine.name,
+        "account": metadata.account if metadata else None,
+        "region": metadata.region if metadata else None,
     }
+    # A resource without a region of its own lives in the stack's region (when recorded).
+    home = (metadata.region if metadata else None) or default_region
     items = tuple(
         InventoryItem(
             type=entry.type,
-            region=entry.region or default_region,
+            region=entry.region or home,
             name=entry.name,
             outputs=dict(entry.outputs),
         )

@@ -19,7 +19,7 @@ from branchenv.cost.budget import money
 from branchenv.cost.estimate import StackCost
 from branchenv.cost.prices import plain
 
-GROUPINGS = ("stack", "branch", "owner")
+GROUPINGS = ("stack", "branch", "owner", "account", "region")
 FORMATS = ("table", "json", "csv", "markdown")
 _UNKNOWN = "(unknown)"
 
@@ -53,6 +53,11 @@ def _key(cost: StackCost, by: str) -> str:
         return cost.stack
     if by == "branch":
         return cost.branch or _UNKNOWN
+    if by == "account":
+        return cost.account or _UNKNOWN
+    if by == "region":
+        # Grouped per account too: the same region of two accounts is two bills.
+        return f"{cost.account or _UNKNOWN}/{cost.region or _UNKNOWN}"
     return cost.owner or _UNKNOWN
 
 
@@ -86,7 +91,8 @@ def build_report(
     now: dt.datetime | None = None,
     notes: Sequence[str] = (),
 ) -> CostReport:
-    """Group ``costs`` by ``by`` (stack | branch | owner), most expensive burn first (pure)."""
+    """Group ``costs`` by ``by`` (stack | branch | owner | account | region: account/region),
+    most expensive burn first (pure)."""
     if by not in GROUPINGS:
         from branchenv.errors import UsageError
 
