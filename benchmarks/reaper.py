@@ -3,6 +3,7 @@
 Usage: python benchmarks/reaper.py [--stacks 1000] [--resources 20000] [--sweep 2000]
                                    [--sweep-types sns,dynamodb,logs,s3] [--concurrency 16]
                                    [--skip-c7n] [--plan-only]
+       python benchmarks/reaper.py --org 5000 [--org-types sns,logs] [--concurrency 16]
 
 1. The plan (pure): the policy over ``--stacks`` stack summaries plus the orphan
    classification of ``--resources`` tagged resources (goal < 5 s, < 300 MB; measured with
@@ -32,6 +33,12 @@ Usage: python benchmarks/reaper.py [--stacks 1000] [--resources 20000] [--sweep 
    ``SQS.get_client``), which overrides ``AWS_ENDPOINT_URL``, so c7n cannot be pointed at the
    local cloud for SQS. c7n is optional: ``pip install c7n`` into the venv (it is not a
    dependency of branchenv); without it the comparison is skipped and says so.
+3. ``--org N`` (only this part): the organisation-wide run (issue 18). The reaper's role is
+   made in two accounts of a private local cloud; N tagged orphans (``--org-types``) are
+   seeded in one (account, region) pair and reaped by one real ``reap --yes --orphans``
+   run (run.plan + run.execute: AssumeRole per pair, allowlist, sweep), then N in each of
+   2 accounts x 2 regions, reaped by one run over all four pairs; the two wall times and
+   their ratio are printed (``--concurrency`` is the per-account bound).
 """
 
 from __future__ import annotations
@@ -448,6 +455,149 @@ def bench_sweep(
             cloud.stop()
 
 
+# --- the organisation-wide sweep (issue 18) ------------------------------------------------
+
+ORG_ACCOUNTS = ("111111111111", "222222222222")
+ORG_REGIONS = ("us-east-1", "eu-west-1")
+ORG_ROLE = "arn:aws:iam::{account}:role/branchenv-reaper"
+
+
+def _org_setup(target: Any, root: Path) -> Any:
+    """A project dir allowing both accounts, and the reaper's role in each account (made
+    through moto's account header, as an organisation's bootstrap would)."""
+    import json
+
+    from branchenv.config import load_settings
+
+    (root / "Pulumi.yaml").write_text("name: orgbench\nruntime: python\n")
+    (root / "__main__.py").write_text("import pulumi\n")
+    allowed = ", ".join(f'"{a}"' for a in ORG_ACCOUNTS)
+    (root / "branchenv.toml").write_text(
+        f'default_target = "local"\nallowed_account_ids = [{allowed}]\n'
+    )
+    trust = json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {"Effect": "Allow", "Principal": {"AWS": "*"}, "Action": "sts:AssumeRole"}
+            ],
+        }
+    )
+    for account in ORG_ACCOUNTS:
+        iam = target.client("iam")
+
+        def header(request: Any, account: str = account, **_: Any) -> None:
+            request.headers["x-moto-account-id"] = account
+
+        iam.meta.events.register("before-sign.*.*", header)
+        iam.create_role(RoleName="branchenv-reaper", AssumeRolePolicyDocument=trust)
+    return load_settings(cwd=root, env={})
+
+
+def _org_target(target: Any, account: str, region: str) -> Any:
+    from branchenv.targets import AssumeRole
+
+    return target.with_role(
+        AssumeRole(ORG_ROLE.format(account=account), "bench-seed"), region=region
+    )
+
+
+def _org_run(
+    settings: Any, target: Any, pairs: Sequence[tuple[str, str]], concurrency: int
+) -> tuple[float, float, int, int]:
+    """One real `reap --yes --orphans --accounts ... --regions ...` through run.plan/execute:
+    (plan seconds, total seconds, deleted, failed)."""
+    from branchenv.engines import get_engine
+    from branchenv.reaper import run
+    from branchenv.reaper.org import parse_scope
+    from branchenv.reaper.orphans import SweepStatus
+
+    accounts = ",".join(dict.fromkeys(a for a, _ in pairs))
+    regions = ",".join(dict.fromkeys(r for _, r in pairs))
+    scope = parse_scope(
+        accounts=accounts,
+        regions=regions,
+        assume_role=ORG_ROLE,
+        session_name=f"bench-{len(pairs)}",
+        account_concurrency=concurrency,
+    )
+    engine = get_engine("inprocess", settings=settings, target=target)
+    started = time.perf_counter()
+    plan = run.plan(
+        settings,
+        engines=[engine],
+        target_name="local",
+        target=target,
+        scope=scope,
+        orphans=True,
+        max_orphans=10**7,
+        orphan_grace=dt.timedelta(seconds=1),
+    )
+    planned = time.perf_counter() - started
+    result = run.execute(plan, settings=settings, engines=[engine], target=target)
+    elapsed = time.perf_counter() - started
+    deleted = sum(1 for s in result.swept if s.status is SweepStatus.DELETED)
+    failed = sum(1 for s in result.swept if s.status is SweepStatus.FAILED)
+    return planned, elapsed, deleted, failed
+
+
+def bench_org(per_pair: int, kinds: Sequence[Kind], concurrency: int, workers: int) -> None:
+    """The org-wide sweep: ``per_pair`` tagged orphans in each of 2 accounts x 2 regions, reaped
+    by one run, against the same count in one pair reaped by one run."""
+    from branchenv.localcloud import LocalCloud
+
+    seeded = _split(per_pair, kinds)
+    all_pairs = [(a, r) for a in ORG_ACCOUNTS for r in ORG_REGIONS]
+    with tempfile.TemporaryDirectory(prefix="branchenv-bench-org-") as tmp:
+        for key in list(os.environ):
+            if key.startswith("AWS_"):
+                del os.environ[key]
+        os.environ["AWS_CONFIG_FILE"] = os.devnull
+        os.environ["AWS_SHARED_CREDENTIALS_FILE"] = os.devnull
+        root = Path(tmp) / "project"
+        root.mkdir()
+        cloud = LocalCloud(Path(tmp) / "state")
+        target = cloud.ensure("us-east-1")
+        try:
+            settings = _org_setup(target, root)
+            print(
+                f"org-wide sweep: {per_pair} tagged orphans per pair ({_by_kind(seeded)}), "
+                f"one run; per-account concurrency {concurrency}; local moto server"
+            )
+            seed_s = _seed(_org_target(target, *all_pairs[0]), "one", seeded, workers)
+            one_plan, one_s, one_deleted, one_failed = _org_run(
+                settings, target, all_pairs[:1], concurrency
+            )
+            print(
+                f"  1 pair  ({all_pairs[0][0]}/{all_pairs[0][1]}): seeded in {seed_s:.1f} s; "
+                f"planned in {one_plan:.1f} s, planned+reaped {one_deleted} in {one_s:.1f} s, "
+                f"{one_failed} failed"
+            )
+            seed_s = 0.0
+            for pair in all_pairs:
+                seed_s += _seed(_org_target(target, *pair), "org", seeded, workers)
+            org_plan, org_s, org_deleted, org_failed = _org_run(
+                settings, target, all_pairs, concurrency
+            )
+            left = sum(
+                sum(_left(_org_target(target, *p), "org", kinds).values()) for p in all_pairs
+            )
+            print(
+                f"  4 pairs (2 accounts x 2 regions): seeded in {seed_s:.1f} s; planned in "
+                f"{org_plan:.1f} s, planned+reaped {org_deleted} in {org_s:.1f} s, "
+                f"{org_failed} failed, {left} left"
+            )
+            per = org_s / one_s if one_s else float("inf")
+            print(
+                f"  wall time 4 pairs / 1 pair: {per:.2f}x for 4x the resources "
+                f"({org_deleted / org_s:.0f}/s vs {one_deleted / one_s:.0f}/s); pairs run in "
+                "parallel, bounded per account, on one machine's moto server (one process: the "
+                "server, not the accounts, is the shared limit here)"
+            )
+        finally:
+            cloud.stop()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--stacks", type=int, default=1000)
@@ -467,7 +617,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed-workers", type=int, default=16, help="threads creating orphans")
     parser.add_argument("--skip-c7n", action="store_true")
     parser.add_argument("--plan-only", action="store_true")
+    parser.add_argument(
+        "--org",
+        type=int,
+        default=0,
+        metavar="N",
+        help="run only the org-wide sweep: N tagged orphans in each of 2 accounts x 2 regions, "
+        "against N in one pair (issue 18's figure: --org 5000)",
+    )
+    parser.add_argument(
+        "--org-types", default="sns,logs", help="resource types of the org-wide sweep"
+    )
     args = parser.parse_args(argv)
+    if args.org:
+        org_kinds = [KINDS[n.strip()] for n in args.org_types.split(",") if n.strip() in KINDS]
+        if not org_kinds:
+            parser.error(f"--org-types: use some of {', '.join(KINDS)}")
+        bench_org(args.org, org_kinds, args.concurrency, args.seed_workers)
+        return 0
     names = [n.strip() for n in args.sweep_types.split(",") if n.strip()]
     unknown = [n for n in names if n not in KINDS]
     if unknown or not names:

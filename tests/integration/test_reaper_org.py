@@ -54,6 +54,8 @@ class Org:
     orphans: dict[tuple[str, str], str]
     unmanaged: dict[tuple[str, str], str]
     outsider: str
+    west: str
+    """A stale stack of the base credentials' own account, brought up in eu-west-1."""
 
 
 def everything(base: Target) -> set[str]:
@@ -92,7 +94,8 @@ def org(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Org]:
             unmanaged[(account, region)] = orphan_queue(t, managed=False)
         kept[(A, R2)].add(org_stack(engine, settings, pair_target(base, A, R2), "staging"))
         outsider = org_stack(engine, settings, pair_target(base, C, R1), "feature/elsewhere")
-        yield Org(settings, engine, base, stale, kept, orphans, unmanaged, outsider)
+        west = org_stack(engine, settings, base.with_role(None, region=R2), "feature/west")
+        yield Org(settings, engine, base, stale, kept, orphans, unmanaged, outsider, west)
     finally:
         cloud.stop()
 
@@ -211,12 +214,29 @@ def check_allowed_again_reaps_the_last_pair(org: Org) -> None:
     assert Pair(B, R2) in {pp.pair for pp in p.pairs}
 
 
+def check_one_account_run_reaps_its_stacks_in_their_own_region(org: Org) -> None:
+    # Without --accounts/--regions: the base credentials' account only, each stack destroyed in
+    # the region it was brought up in (it used to be looked for in the settings' region).
+    p = run.plan(org.settings, engines=[org.engine], target_name="local", target=org.base)
+    assert [d.stack for d in p.candidates] == [org.west]
+    kept = {d.stack: d for d in p.kept}
+    assert kept[org.outsider].codes == ("out-of-scope",)
+    assert f"--accounts {C}" in kept[org.outsider].reason_text()
+    result = run.execute(p, settings=org.settings, engines=[org.engine], target=org.base)
+    assert result.failed == 0, result.outcomes
+    assert org.west not in stacks(org)
+    west = org.base.with_role(None, region=R2)
+    assert not [r for r in find_tagged(west, key="branchenv:stack") if org.west in r.arn]
+    assert org.outsider in stacks(org)
+
+
 def test_org_wide_reap(org: Org) -> None:
     check_dry_run_lists_every_pair(org)
     check_unlisted_account_refuses_before_anything(org)
     check_max_counts_across_pairs(org)
     check_denied_pair_fails_alone(org)
     check_allowed_again_reaps_the_last_pair(org)
+    check_one_account_run_reaps_its_stacks_in_their_own_region(org)
 
 
 def test_unknown_flags_values_are_usage_errors(tmp_path: Path) -> None:

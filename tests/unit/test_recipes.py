@@ -295,3 +295,50 @@ def test_a_bad_invocation_is_caught(line: str) -> None:
 def test_pyyaml_would_misread_on_so_it_is_not_used() -> None:
     # Guards the choice of loader above: with YAML 1.1 the trigger key silently becomes True.
     assert True in yaml.safe_load("on: push") and "on" in load_yaml("on: push")
+
+
+# --- the organisation-wide reaper (issue 18) ------------------------------------------------
+
+
+def _filled(text: str) -> str:
+    """A recipe's shell words with its variables filled in as a run would."""
+    values = {
+        "$ACCOUNTS": "111111111111,222222222222",
+        '"$BRANCHENV_REAP_ACCOUNTS"': "111111111111,222222222222",
+        "$ROLE": "branchenv-reaper",
+        "$BRANCHENV_REAPER_ROLE": "branchenv-reaper",
+        "${GITHUB_RUN_ID}": "42",
+        "$CI_JOB_ID": "42",
+    }
+    for name, value in values.items():
+        text = text.replace(name, value)
+    return text
+
+
+def test_org_reap_github_signs_in_to_a_hub_role_and_reaps_every_account_and_region() -> None:
+    import re
+
+    wf = github("branchenv-reap-org.yml")
+    assert wf["on"]["schedule"][0]["cron"].count(" ") == 4
+    assert wf["on"]["workflow_dispatch"]["inputs"]["dry_run"]["default"] is True
+    creds = uses(wf, "aws-actions/configure-aws-credentials")
+    assert creds[0]["with"]["role-to-assume"] == "${{ vars.BRANCHENV_HUB_ROLE_ARN }}"
+    assert wf["env"]["BRANCHENV_REAP_EXTERNAL_ID"].startswith("${{ secrets.")
+    script = runs(wf)
+    found = re.search(r"args=\((.*?)\)\n", script, re.S)
+    assert found is not None
+    line = "branchenv reap --yes " + _filled(found.group(1)).replace("\n", " ")
+    assert "--regions all" in line and "arn:aws:iam::{account}:role/branchenv-reaper" in line
+    cli_accepts(line)
+    assert 'branchenv reap "${args[@]}"' in script
+
+
+def test_org_reap_gitlab_job() -> None:
+    job = gitlab()["branchenv:reap-org"]
+    assert '$CI_PIPELINE_SOURCE == "schedule"' in job["rules"][0]["if"]
+    assert job["extends"] == ".branchenv"  # the project's OIDC token, into the hub role
+    [line] = job["script"]
+    line = _filled(line)
+    assert line.startswith("branchenv reap --yes") and "--accounts 111111111111" in line
+    assert "--assume-role" in line and "{account}" in line and "--regions all" in line
+    cli_accepts(line)

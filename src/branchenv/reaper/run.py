@@ -206,9 +206,22 @@ def plan(
             known.add(summary.stack)
             metadata[(engine.name, program.name, summary.stack)] = summary.metadata
         for decision in decide(summaries, now=now, remote_branches=remote_branches, config=policy):
+            md = metadata.get((engine.name, program.name, decision.stack))
             decisions.append(
-                dataclasses.replace(decision, engine=engine.name, program=program.name)
+                dataclasses.replace(
+                    decision,
+                    engine=engine.name,
+                    program=program.name,
+                    account=md.account if md else None,
+                    region=md.region if md else None,
+                )
             )
+    # One account's credentials: a stack recorded in another account is not this run's to
+    # destroy (its engine would act with the wrong credentials); the org-wide run reaches it.
+    reached = target or orphan_target
+    here = account or (reached.known_account() if reached is not None else None)
+    if here is not None:
+        decisions = [_elsewhere(d, here) for d in decisions]
     hourly_cost = _candidate_costs(settings, pairs, decisions, metadata, now)
     orphan_plan = None
     if orphan_target is not None:
@@ -235,6 +248,21 @@ def plan(
         metadata=metadata,
         hourly_cost=hourly_cost,
         programs=programs,
+    )
+
+
+def _elsewhere(d: Decision, here: str) -> Decision:
+    """``d``, kept when its stack lives in another account than ``here``."""
+    from branchenv.reaper.policy import Action, Because, KeepReason
+
+    if not d.reap or d.account is None or d.account == here:
+        return d
+    why = (
+        f"lives in account {d.account}, this run acts in {here}: reap it with "
+        f"`--accounts {d.account} --assume-role ...`"
+    )
+    return dataclasses.replace(
+        d, action=Action.KEEP, reasons=(Because(KeepReason.OUT_OF_SCOPE, why),)
     )
 
 
@@ -499,12 +527,17 @@ def execute(
             )
     by_name = {e.name: e for e in engines}
     programs = reap_plan.programs or {p.name: p for p in configured_programs(settings)}
+    # A stack brought up in another region (`up --region`) is destroyed there, not in the
+    # settings' region: its engine's clients must reach where its resources are.
     jobs = [
         ReapJob(
             stack=d.stack,
             engine=by_name[d.engine],
             metadata=reap_plan.metadata.get(d.key),
             program=programs[d.program],
+            target=dataclasses.replace(target, region=d.region)
+            if d.region and d.region != target.region
+            else None,
         )
         for d in reap_plan.candidates
     ]
