@@ -12,7 +12,9 @@ In a temporary copy of the demo project (its own local cloud) it prints:
    suite file's summed test time and the slowest tests (`--durations`), with the suite child's
    bytecode going to the cache (what `ci` does when PYTHONDONTWRITEBYTECODE is set, see
    harness/suite.py) and, for comparison, compiled anew as the bare environment would;
-3. the overhead of `branchenv test` over plain pytest on the same suite and stack (goal
+3. the ready phase after a cold start (the function's environment changed, as a new stack's
+   or the fault proxy's): the probes side by side (what `ci` does) against one after another;
+4. the overhead of `branchenv test` over plain pytest on the same suite and stack (goal
    < 0.5 s + 10 % of the plain run), unless --skip-overhead.
 
 The machine's load average is printed first and last: on a shared 2-core box, wall times
@@ -169,6 +171,50 @@ def test_phase(root: Path, suite: str, stack_file: Path) -> None:
         print(f"    {seconds:5.2f} s  {when:<8} {nodeid}")
 
 
+def ready_phase(root: Path, runs: int = 4) -> None:
+    """Time to ready after a cold start, probes side by side vs one after another."""
+    from branchenv.harness.readiness import checks_for_stack, wait_ready
+    from branchenv.localcloud import LocalCloud
+
+    target = LocalCloud(root / ".branchenv").status().target("us-east-1")
+    _, _, proc = timed([str(BRANCHENV), "outputs", "--branch", "bench", "--json"], root)
+    must(proc, "branchenv outputs")
+    data = json.loads(proc.stdout)
+    outputs = data.get("outputs", data)
+    lam = target.client("lambda")
+    name = outputs["function_name"]
+
+    def cold(tag: str) -> None:
+        # A changed environment retires the function's warm workers: the next call starts one.
+        config = lam.get_function_configuration(FunctionName=name)
+        env = dict((config.get("Environment") or {}).get("Variables") or {})
+        lam.update_function_configuration(
+            FunctionName=name, Environment={"Variables": {**env, "BENCH_COLD": tag}}
+        )
+
+    def one_after_another() -> float:
+        started = time.monotonic()
+        for check in checks_for_stack(outputs, target):
+            while True:
+                try:
+                    check.probe()
+                    break
+                except Exception:
+                    time.sleep(0.05)
+        return time.monotonic() - started
+
+    side, seq = [], []
+    for i in range(runs):
+        cold(f"side-{i}")
+        side.append(wait_ready(checks_for_stack(outputs, target)).seconds)
+        cold(f"seq-{i}")
+        seq.append(one_after_another())
+    print(
+        f"time to ready after a cold start: side by side median {statistics.median(side):.2f} s, "
+        f"one after another {statistics.median(seq):.2f} s ({runs} runs each)"
+    )
+
+
 def overhead(root: Path, suite: str, stack_file: Path, n: int) -> None:
     plain_cmd = [
         sys.executable, "-m", "pytest", suite, "-q", "-p", "no:cacheprovider",
@@ -203,7 +249,7 @@ def main() -> None:
     parser.add_argument("--ci-runs", type=int, default=3, help="`ci` loops to time (default 3)")
     parser.add_argument("-n", type=int, default=3, help="runs of each overhead variant")
     parser.add_argument("--suite", default="infra/aws/tests", help="suite, relative to project")
-    parser.add_argument("--skip-overhead", action="store_true", help="skip part 3")
+    parser.add_argument("--skip-overhead", action="store_true", help="skip part 4")
     args = parser.parse_args()
 
     root = Path(tempfile.mkdtemp(prefix="branchenv-bench-"))
@@ -225,8 +271,10 @@ def main() -> None:
         )  # fmt: skip
         must(proc, "branchenv test (writes the stack file)")
         test_phase(root, args.suite, reports / "stack.json")
+        print("== 3. the ready phase")
+        ready_phase(root)
         if not args.skip_overhead:
-            print("== 3. branchenv test over plain pytest")
+            print("== 4. branchenv test over plain pytest")
             overhead(root, args.suite, reports / "stack.json", args.n)
         _, _, proc = timed([str(BRANCHENV), "down", "--branch", "bench"], root)
         must(proc, "branchenv down")
