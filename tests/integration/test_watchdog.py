@@ -6,6 +6,7 @@ stack) are tests/e2e/test_watchdog.py."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -47,6 +48,13 @@ wd = Watchdog.arm(spec, env=os.environ, say=lambda line: print(line, flush=True)
 suite = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"], process_group=0)
 wd.tell("suite", pgid=suite.pid, start=start_time(suite.pid))
 print(f"suite {suite.pid}", flush=True)
+if sys.argv[2] == "fork":
+    # A child forked without exec (as multiprocessing's fork does) holds every fd ci holds,
+    # the watchdog's pipe too: ci's death then closes no pipe.
+    if os.fork() == 0:
+        time.sleep(300)
+        os._exit(0)
+    print("forked", flush=True)
 if sys.argv[2] == "disarm":
     suite.kill()
     suite.wait()
@@ -89,7 +97,8 @@ def _stand_in(tmp_path: Path, mode: str) -> tuple[subprocess.Popen[str], int, in
             watchdog = int(line.split()[1])
         if line.startswith("suite "):
             suite = int(line.split()[1])
-        if suite and (mode != "disarm" or line.startswith("disarmed")):
+        wanted = {"disarm": "disarmed", "fork": "forked"}.get(mode, "suite ")
+        if suite and line.startswith(wanted):
             break
     if not (watchdog and suite):
         proc.kill()
@@ -115,6 +124,31 @@ def test_sigkill_of_ci_makes_the_watchdog_stop_the_suite_and_report(tmp_path: Pa
     assert report["suite"] == f"process group {suite}: terminated"
     assert report["teardown"] is None  # the stand-in never provisioned
     assert "killed" in (tmp_path / "summary.md").read_text()
+
+
+def test_the_watchdog_acts_when_ci_dies_while_a_forked_child_holds_its_pipe(
+    tmp_path: Path,
+) -> None:
+    proc, watchdog, suite = _stand_in(tmp_path, "fork")
+    wd_start, suite_start = start_time(watchdog), start_time(suite)
+    try:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+        assert _wait_gone(watchdog, wd_start), "ci died, its pipe stayed open: no watchdog"
+        assert not alive(suite, suite_start)
+    finally:
+        for pid, started in ((suite, suite_start), (watchdog, wd_start)):
+            if alive(pid, started):
+                os.kill(pid, signal.SIGKILL)
+        # the forked child: the only other process whose parent was the stand-in
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                with contextlib.suppress(OSError, IndexError):
+                    cmd = (entry / "cmdline").read_bytes()
+                    if STAND_IN.encode()[:40] in cmd and int(entry.name) != proc.pid:
+                        os.kill(int(entry.name), signal.SIGKILL)
+    report = json.loads((tmp_path / REPORT_JSON).read_text())
+    assert report["phase"] == "suite" and report["suite"].endswith("terminated")
 
 
 def test_a_disarmed_watchdog_exits_without_acting(tmp_path: Path) -> None:

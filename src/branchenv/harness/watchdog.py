@@ -38,7 +38,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -276,11 +276,47 @@ class Seen:
     suite_start: int | None = None
 
 
-def listen(stream: IO[str]) -> tuple[Seen, str | None]:
-    """Read `ci`'s messages until it disarms (its reason) or the pipe closes (None). A line
-    that is not a message is skipped: only a disarm stands the watchdog down."""
+POLL_S = 1.0
+"""How often the watchdog looks whether `ci` still runs while its pipe stays open (a child
+that `ci` forked without exec holds the pipe too, so `ci`'s death alone may close nothing)."""
+
+
+def read_line(fd: int) -> str:
+    """One line from ``fd``, read a byte at a time so nothing after it is taken from the pipe
+    (the rest is read by :func:`messages`)."""
+    data = bytearray()
+    while not data.endswith(b"\n"):
+        chunk = os.read(fd, 1)
+        if not chunk:
+            break
+        data += chunk
+    return data.decode("utf-8", errors="replace")
+
+
+def messages(fd: int, still_there: Callable[[], bool]) -> Iterator[str]:
+    """The lines `ci` writes to ``fd``, until the pipe closes or ``still_there()`` says `ci` is
+    gone (looked at every :data:`POLL_S` while nothing comes)."""
+    pending = b""
+    while True:
+        ready, _, _ = select.select([fd], [], [], POLL_S)
+        if not ready:
+            if not still_there():
+                return
+            continue
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            return
+        pending += chunk
+        *lines, pending = pending.split(b"\n")
+        for line in lines:
+            yield line.decode("utf-8", errors="replace")
+
+
+def listen(lines: Iterable[str]) -> tuple[Seen, str | None]:
+    """Read `ci`'s messages until it disarms (its reason) or they end (None). A line that is
+    not a message is skipped: only a disarm stands the watchdog down."""
     seen = Seen()
-    for raw in stream:
+    for raw in lines:
         try:
             message = json.loads(raw)
         except ValueError:
@@ -415,10 +451,10 @@ def act(spec: WatchdogSpec, seen: Seen) -> dict[str, Any]:
     return report
 
 
-def watch(spec: WatchdogSpec, stream: IO[str]) -> dict[str, Any] | None:
+def watch(spec: WatchdogSpec, fd: int) -> dict[str, Any] | None:
     """Wait for `ci`; when it dies without disarming, act and return the report (None when
     it disarmed)."""
-    seen, disarmed = listen(stream)
+    seen, disarmed = listen(messages(fd, lambda: alive(spec.ci_pid, spec.ci_start)))
     if disarmed is not None:
         _log(f"disarmed ({disarmed})")
         return None
@@ -429,7 +465,7 @@ def watch(spec: WatchdogSpec, stream: IO[str]) -> dict[str, Any] | None:
 
 def main() -> int:
     """The watchdog process: read the spec, detach, say ``armed <pid>``, watch stdin."""
-    spec = WatchdogSpec.decode(sys.stdin.readline())
+    spec = WatchdogSpec.decode(read_line(0))
     # A second fork: the process `ci` started exits at once, so this one is nobody's child in
     # `ci`'s process tree (a runner that kills that tree does not reach it).
     if os.fork() > 0:
@@ -440,7 +476,7 @@ def main() -> int:
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 1)
     os.close(devnull)
-    watch(spec, sys.stdin)
+    watch(spec, 0)
     return 0
 
 
