@@ -306,16 +306,6 @@ def test_two_concurrent_updates_never_corrupt_the_stack(
 ) -> None:
     """Each update either completes or is refused with StackLocked (a TransientError); after
     both, the stack holds each resource once."""
-    if standin(case):
-        # Found by this test (about 3 runs in 4): the second `up` of a new stack sees the stack
-        # the first has just created, before its managed-by tags are written, and refuses it
-        # as unmanaged (SafetyRefusal). The pulumi engine's to fix; not strict, since the race
-        # is sometimes won.
-        request.applymarker(
-            pytest.mark.xfail(
-                reason="pulumi engine: concurrent first `up` reads a stack without its tags yet"
-            )
-        )
     metadata = metadata_for(case, names)
     errors: list[BaseException] = []
 

@@ -19,6 +19,7 @@ import datetime as dt
 import hashlib
 import json
 import stat
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -523,7 +524,7 @@ def test_a_stack_with_unreadable_tags_is_listed_needing_attention(rig: Rig, clon
 
 
 def test_up_on_an_unmanaged_stack_is_refused(rig: Rig, clone: Clone) -> None:
-    engine = rig.engine(clone)
+    engine = rig.engine(clone, unmarked_settle_s=0.5)
     stack = stack_name()
     do_up(engine, clone, stack)
     engine.set_metadata(
@@ -535,6 +536,30 @@ def test_up_on_an_unmanaged_stack_is_refused(rig: Rig, clone: Clone) -> None:
     with pytest.raises(SafetyRefusal, match="managed-by marker"):
         do_up(engine, clone, stack)
     assert rig.commands("up") == []
+    assert len(rig.commands("stack", "tag", "ls")) >= 2, "looked again within the window"
+
+
+def test_a_stack_marked_within_the_settle_window_is_updated_not_refused(
+    rig: Rig, clone: Clone
+) -> None:
+    """A concurrent first `up` creates the stack (`stack init`) and tags it in a second step;
+    another run reading in between must wait for the marker, not refuse the stack."""
+    engine = rig.engine(clone, unmarked_settle_s=30)
+    stack = stack_name()
+    do_up(engine, clone, stack)
+    marked = make_metadata(stack)
+    engine.set_metadata(
+        stack=stack, program=clone.program, metadata=dataclasses.replace(marked, managed=False)
+    )
+    timer = threading.Timer(
+        1.0, lambda: engine.set_metadata(stack=stack, program=clone.program, metadata=marked)
+    )
+    timer.start()
+    try:
+        do_up(engine, clone, stack)
+    finally:
+        timer.cancel()
+    assert engine.metadata(stack=stack, program=clone.program) == marked
 
 
 def test_set_metadata_rewrites_the_tags_in_one_write_under_the_stack_lock(

@@ -133,6 +133,10 @@ class _LockState:
     last_error: str = ""
 
 
+class _StackExists(EngineError):
+    """`stack init` of a stack that exists (automation's StackAlreadyExistsError)."""
+
+
 class PulumiEngine:
     """The Engine protocol on the real Pulumi engine, through ``pulumi.automation``."""
 
@@ -147,6 +151,7 @@ class PulumiEngine:
         lock_stale_after_s: float = 7200,
         retry_deadline_s: float = 120,
         max_attempts: int = 8,
+        unmarked_settle_s: float = 10,
         pulumi_command: auto.PulumiCommand | str | os.PathLike[str] | None = None,
         sleep: Callable[[float], None] = time.sleep,
         now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
@@ -157,6 +162,7 @@ class PulumiEngine:
         self.lock_stale_after_s = lock_stale_after_s
         self.retry_deadline_s = retry_deadline_s
         self.max_attempts = max(1, max_attempts)
+        self.unmarked_settle_s = unmarked_settle_s
         self._sleep = sleep
         self._now = now
         self._command_spec = pulumi_command
@@ -557,6 +563,19 @@ class PulumiEngine:
         except StackNotFound:
             return None
         existing = metadata_or_none(tags)
+        # `stack init` and the tag write are two CLI steps (the CLI's CreateStack takes the
+        # stack's DIY lock itself, so branchenv cannot hold it across both): another run's
+        # brand-new stack is briefly unmarked. Look again for a few seconds before refusing.
+        deadline = time.monotonic() + self.unmarked_settle_s
+        delay = 0.25
+        while existing is None and time.monotonic() < deadline:
+            self._sleep(delay)
+            delay = min(delay * 2, 2.0)
+            try:
+                tags = self._read_tags(stack, program)
+            except StackNotFound:
+                return None
+            existing = metadata_or_none(tags)
         if existing is None:
             raise SafetyRefusal(
                 f"stack {stack!r} exists in {diy.redact_url(self.backend_url)} but carries no "
@@ -591,11 +610,18 @@ class PulumiEngine:
         self._pulumi_command()
         self._check_passphrase(stack, settings)
         before = self._check_existing(stack, program, target)
-        created = before is None
-        if created:
-            self._create(stack, program)
-            if metadata is not None:
-                self._write_tags(stack, program, metadata.to_tags(), replace=False, current={})
+        if before is None:
+            try:
+                self._create(stack, program)
+            except _StackExists:
+                # A concurrent first `up` created it after we looked: it is that run's stack
+                # now (marked within the settle window, or refused as unmarked).
+                before = self._check_existing(stack, program, target)
+                if before is None:
+                    raise
+            else:
+                if metadata is not None:
+                    self._write_tags(stack, program, metadata.to_tags(), replace=False, current={})
         self._record_passphrase(stack, settings)
         self._write_config(stack, program, target, self._desired_config(inputs, target))
         return self._run_stack(stack, program, target), before
@@ -956,6 +982,8 @@ class PulumiEngine:
             )
         if isinstance(exc, auto_errors.ConcurrentUpdateError):
             return self._locked_error(stack, _LockState(last_error=text))
+        if isinstance(exc, auto_errors.StackAlreadyExistsError):
+            return _StackExists(f"pulumi {op} failed for stack {stack!r}: {stderr_tail(text)}")
         return EngineError(f"pulumi {op} failed for stack {stack!r}: {stderr_tail(text)}")
 
     def _locked_error(self, stack: str | None, state: _LockState) -> StackLocked:
