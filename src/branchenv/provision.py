@@ -550,8 +550,9 @@ def list_stacks(
             rows.append(
                 StackRow(
                     stack=summary.stack,
-                    branch=md.branch if md else None,
-                    owner=md.owner if md else None,
+                    # a claimed warm-pool stack is listed under the branch holding it
+                    branch=(md.claimed_by or md.branch) if md else None,
+                    owner=(md.claimed_owner or md.owner) if md else None,
                     target=md.target if md else None,
                     engine=engine.name,
                     managed=md is not None,

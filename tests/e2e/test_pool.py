@@ -234,6 +234,8 @@ def test_the_reaper_releases_an_expired_claim_back_to_the_pool(project: UserProj
     br = f"feature/gone-{uuid.uuid4().hex[:6]}"
     try:
         out = project.json("up", "--pool", "--branch", br, "--ttl", "1s")["outputs"]
+        [listed] = [r for r in project.json("ls") if r["stack"] == pool_stack]
+        assert listed["branch"] == br  # ls names the branch holding the pool stack
         s3 = project.target().client("s3")
         s3.put_object(Bucket=out["bucket"], Key="left-behind.txt", Body=b"x")
         time.sleep(1.5)
