@@ -60,6 +60,12 @@ class Claim:
             return None
 
 
+_BUCKETS: dict[Target, str] = {}
+_S3: dict[Target, Any] = {}
+"""The claim bucket per target, once made or found in this process (a claim asks several
+times; each create_bucket and STS call costs a round trip)."""
+
+
 def new_token() -> str:
     return secrets.token_hex(16)
 
@@ -87,16 +93,19 @@ class ClaimStore:
     @property
     def s3(self) -> Any:
         if self._s3 is None:
-            self._s3 = self.target.client("s3")
+            self._s3 = _S3.get(self.target) or self.target.client("s3")
+            _S3[self.target] = self._s3
         return self._s3
 
     @property
     def bucket(self) -> str:
         """The shared bucket, created on first use (an existing one is reused)."""
+        if self._bucket is None and self.target in _BUCKETS:
+            self._bucket = _BUCKETS[self.target]
         if self._bucket is None:
             from botocore.exceptions import ClientError
 
-            account = self.target.client("sts").get_caller_identity()["Account"]
+            account = self.target.known_account() or self.target.account_id()
             name = f"branchenv-pool-{account}-{self.target.region}"
             try:
                 if self.target.region == "us-east-1":
@@ -113,7 +122,7 @@ class ClaimStore:
                         f"the pool's claim bucket {name} could not be created: {code}; check "
                         "the target's credentials allow s3:CreateBucket"
                     ) from None
-            self._bucket = name
+            self._bucket = _BUCKETS[self.target] = name
         return self._bucket
 
     def _key(self, kind: str, stack: str) -> str:
