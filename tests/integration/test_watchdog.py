@@ -187,6 +187,12 @@ def test_the_suite_group_kill_refuses_what_it_cannot_prove_is_the_suite() -> Non
     assert kill_suite_group(other.pid, started) == "gone"
 
 
+def test_a_pool_claim_is_heard() -> None:
+    seen, reason = listen(['{"event": "provision"}', '{"event": "claimed", "stack": "p-1"}'])
+    assert seen.claimed and seen.provisioning and reason is None
+    assert not listen(['{"event": "provision"}'])[0].claimed
+
+
 @pytest.mark.parametrize(
     ("lines", "phase", "provisioning", "pgid", "disarmed"),
     [

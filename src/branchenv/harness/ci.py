@@ -135,14 +135,13 @@ def arm_watchdog(
     paths: ReportPaths,
     *,
     keep: bool,
-    pooled: bool,
     program: str | None,
     env: Mapping[str, str],
     say: Say,
 ) -> Watchdog | None:
     """Start this run's dead-man's switch (None, said, when it cannot start: the run goes on
-    without that guarantee). ``pooled``: the stack is a claimed pool stack, which the watchdog
-    leaves to its pool (it stops the suite only)."""
+    without that guarantee). A pool claim is told to it once made (``claimed``): a claimed
+    stack is left to its pool."""
     from branchenv.harness.watchdog import Watchdog, WatchdogSpec, start_time
 
     me = os.getpid()
@@ -157,7 +156,6 @@ def arm_watchdog(
         program=program,
         report_dir=str(paths.report_dir),
         keep=keep,
-        pooled=pooled,
     )
     return Watchdog.arm(spec, env=env, say=say)
 
@@ -234,9 +232,7 @@ def run_ci(
         up: UpOutcome | None = None
         # The dead-man's switch, from here to the end of teardown: a SIGKILL in between leaves
         # the stack (and the suite) to it. Disarmed below, once teardown is done or skipped.
-        watchdog = arm_watchdog(
-            ctx, paths, keep=keep, pooled=claimed is not None, program=program, env=env, say=say
-        )
+        watchdog = arm_watchdog(ctx, paths, keep=keep, program=program, env=env, say=say)
         if watchdog is not None:
             guard.on_child = watchdog.suite
         try:
@@ -256,6 +252,8 @@ def run_ci(
                         say(f"note: {got.note}")
                     if got.metadata is not None:
                         ctx, claimed = got.ctx, got.metadata
+                        if watchdog is not None:  # a claimed stack goes back to its pool
+                            watchdog.tell("claimed", stack=ctx.names.stack)
                         existing = provision.check_may_manage(ctx)
                     guard.checkpoint()
                 up_started = True

@@ -274,6 +274,8 @@ class Seen:
     provisioning: bool = False
     suite_pgid: int | None = None
     suite_start: int | None = None
+    claimed: bool = False
+    """The run claimed a pool stack (left to its pool, like ``WatchdogSpec.pooled``)."""
 
 
 POLL_S = 1.0
@@ -328,6 +330,8 @@ def listen(lines: Iterable[str]) -> tuple[Seen, str | None]:
             return seen, str(message.get("reason") or "disarmed")
         if event == "provision":
             seen.provisioning = True
+        elif event == "claimed":
+            seen.claimed = True
         elif event == "suite":
             with contextlib.suppress(TypeError, ValueError):
                 seen.suite_pgid = int(message["pgid"])
@@ -395,7 +399,7 @@ def _summary(spec: WatchdogSpec, report: Mapping[str, Any]) -> str:
     teardown = td.get("status", "not needed (nothing was provisioned)")
     if spec.keep and report.get("provisioning"):
         teardown = "kept (--keep): the stack stays until its TTL"
-    elif spec.pooled and report.get("provisioning"):
+    elif report.get("pooled") and report.get("provisioning"):
         teardown = (
             "left to its pool: `branchenv reap` releases a claimed stack once its claim expires"
         )
@@ -435,7 +439,9 @@ def act(spec: WatchdogSpec, seen: Seen) -> dict[str, Any]:
         what = kill_suite_group(seen.suite_pgid, seen.suite_start)
         report["suite"] = f"process group {seen.suite_pgid}: {what}"
         _log(report["suite"])
-    if seen.provisioning and not (spec.keep or spec.pooled):
+    pooled = spec.pooled or seen.claimed
+    report["pooled"] = pooled
+    if seen.provisioning and not (spec.keep or pooled):
         report["teardown"] = _teardown(spec)
         _log(f"teardown of {spec.stack}: {report['teardown'].get('status')}")
     report["finished_at"] = dt.datetime.now(dt.UTC).isoformat()
