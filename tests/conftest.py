@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from hypothesis import settings as hypothesis_settings
@@ -80,6 +80,9 @@ def subprocess_env(**extra: str) -> dict[str, str]:
     env["AWS_CONFIG_FILE"] = os.devnull
     env["AWS_SHARED_CREDENTIALS_FILE"] = os.devnull
     env["AWS_EC2_METADATA_DISABLED"] = "true"  # never probe the instance metadata address
+    # tables fit the terminal's COLUMNS: a test that wants a width says so (`COLUMNS="80"`)
+    env.pop("COLUMNS", None)
+    env.pop("LINES", None)
     env.update(extra)
     return env
 
@@ -115,3 +118,22 @@ def program_at(path: Path) -> Program:
     from branchenv.programs import detect_program
 
     return detect_program(path)
+
+
+def cli_envelope(stdout: str) -> Any:
+    """The one JSON envelope a `branchenv ... --json` run printed (validated against the
+    schema shipped in the package)."""
+    import json
+
+    from branchenv.cli.output import validate
+
+    doc = json.loads(stdout)
+    validate(doc)
+    return doc
+
+
+def cli_result(stdout: str) -> Any:
+    """The ``result`` of a successful `branchenv ... --json` run."""
+    doc = cli_envelope(stdout)
+    assert doc["ok"] is True, doc
+    return doc["result"]

@@ -85,6 +85,9 @@ class Settings:
     """The default program's project name when its kind has none of its own (a Terraform
     module: else the directory's name)."""
     default_ttl: str = "24h"
+    max_ttl: str = "30d"
+    """The longest TTL a stack may be given (``--ttl``, ``default_ttl``); with ``max_age`` set,
+    a TTL is capped by that too (the reaper takes a stack at its max age whatever its TTL)."""
     tag_prefix: str = "branchenv:"
     protected_patterns: tuple[str, ...] = ("prod*", "production*", "staging*", "main", "master")
     backend_url: str | None = None
@@ -216,10 +219,9 @@ def _ttl(value: object) -> str:
     from branchenv.metadata import parse_ttl
 
     try:
-        parse_ttl(text)
+        parse_ttl(text, flag=None)  # the value came from a setting, named by the caller
     except UsageError as exc:
-        # parse_ttl speaks of the --ttl flag; here the value came from a setting
-        raise _Invalid(str(exc).removeprefix("--ttl ")) from exc
+        raise _Invalid(str(exc)) from exc
     return text
 
 
@@ -465,6 +467,7 @@ _CHECKS: dict[str, Callable[[object], Any]] = {
     "programs": _programs,
     "project": _optional(_project_name),
     "default_ttl": _ttl,
+    "max_ttl": _ttl,
     "tag_prefix": _tag_prefix,
     "protected_patterns": _protected_patterns,
     "backend_url": _optional(_backend_url),
@@ -616,6 +619,7 @@ def load_settings(
             sources,
         )
 
+    _check_env_names(environ)
     for key in SETTING_NAMES:
         var = f"{ENV_PREFIX}{key.upper()}"
         if var in environ:
@@ -636,6 +640,7 @@ def load_settings(
 
     settings = Settings(project_dir=project_dir, sources=sources, **values)
     check_state_dir(settings)
+    _check_ttl_limits(settings)
     return settings
 
 
@@ -688,3 +693,88 @@ def ensure_state_dir(settings: Settings) -> Path:
     except OSError as exc:
         raise _bad_state_dir(settings, f"cannot be created ({exc.strerror})") from None
     return path
+
+
+NON_SETTING_VARIABLES = frozenset(
+    {
+        "BRANCHENV_STACK_FILE",  # the stack file the pytest plugin reads
+        "BRANCHENV_LOCAL_ENDPOINT",  # a placeholder in stack templates, never read from env
+    }
+)
+"""``BRANCHENV_*`` names branchenv reads that are not settings."""
+
+
+def _check_env_names(environ: Mapping[str, str]) -> None:
+    """A ``BRANCHENV_*`` variable that is no setting but close to one is a typo: refuse it as a
+    file's unknown key is refused. Others are left alone (a CI's own variables, such as the
+    recipes' BRANCHENV_AWS_ROLE_ARN, share the prefix)."""
+    known = {f"{ENV_PREFIX}{key.upper()}" for key in SETTING_NAMES} | NON_SETTING_VARIABLES
+    for var in sorted(environ):
+        if not var.startswith(ENV_PREFIX) or var in known:
+            continue
+        key = var[len(ENV_PREFIX) :].lower()
+        close = difflib.get_close_matches(key, SETTING_NAMES, n=1, cutoff=0.8)
+        if close:
+            meant = f"{ENV_PREFIX}{close[0].upper()}"
+            raise ConfigError(
+                f"env {var}: no such setting; did you mean {meant}?",
+                hint=f"rename it to {meant} (setting '{close[0]}'), or unset {var}",
+            )
+
+
+def ttl_limit(settings: Settings) -> tuple[Any, str]:
+    """The longest TTL allowed and the setting that sets it (``max_ttl``, or ``max_age`` when
+    that is shorter: the reaper takes a stack at its max age whatever its TTL)."""
+    from branchenv.metadata import parse_ttl
+
+    limit, key = parse_ttl(settings.max_ttl, flag=None), "max_ttl"
+    if settings.max_age is not None:
+        age = parse_ttl(settings.max_age, flag=None)
+        if age < limit:
+            limit, key = age, "max_age"
+    return limit, key
+
+
+def _limit_source(settings: Settings, key: str) -> str:
+    return settings.sources.get(key, SOURCE_DEFAULT)
+
+
+def stack_ttl(settings: Settings, ttl: str | None, *, flag: str = "--ttl") -> Any:
+    """The TTL a stack gets: ``ttl`` (from ``flag``) or ``default_ttl``, as a timedelta.
+
+    An explicit TTL past the limit (:func:`ttl_limit`) is bad input naming the flag and the
+    setting; ``default_ttl`` past ``max_age`` is capped at ``max_age`` (the stack would be
+    reaped then anyway, and its expiry should say so); past ``max_ttl`` it was refused when
+    the settings loaded."""
+    from branchenv.metadata import MAX_TTL, format_duration, is_duration, parse_ttl
+
+    limit, key = ttl_limit(settings)
+    if ttl is None:
+        return min(parse_ttl(settings.default_ttl, flag=None), limit)
+    try:
+        value = parse_ttl(ttl, flag=flag)
+    except UsageError:
+        # a duration past any date (parse_ttl's own bound) is past the limit too: say which
+        if not is_duration(ttl):
+            raise
+        value = MAX_TTL + MAX_TTL
+    if value > limit:
+        raise UsageError(
+            f"{flag} {ttl} is longer than {key} {format_duration(limit)} "
+            f"(from {_limit_source(settings, key)})",
+            hint=f"use a shorter {flag}, or raise {key} (e.g. BRANCHENV_{key.upper()})",
+        )
+    return value
+
+
+def _check_ttl_limits(settings: Settings) -> None:
+    from branchenv.metadata import format_duration, parse_ttl
+
+    limit = parse_ttl(settings.max_ttl, flag=None)
+    if parse_ttl(settings.default_ttl, flag=None) > limit:
+        raise ConfigError(
+            f"default_ttl {settings.default_ttl} (from {_limit_source(settings, 'default_ttl')}) "
+            f"is longer than max_ttl {format_duration(limit)} "
+            f"(from {_limit_source(settings, 'max_ttl')})",
+            hint="shorten default_ttl or raise max_ttl",
+        )

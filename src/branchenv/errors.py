@@ -20,7 +20,9 @@ with its ``exit_code``. Anything else escaping is a bug and keeps its traceback.
     ├── EngineError                      exit 1  the engine failed while running the program
     └── BudgetExceeded                   exit 1  a stack's cost is over --max-hourly/--max-total
 
-Messages say what to do next and name the flag or variable; they never contain secrets.
+Messages say what to do next and name the flag or variable; they never contain secrets. An
+error may carry its fix apart (``hint=``): ``str(exc)`` is then ``"<message>; <hint>"``, and the
+CLI's ``--json`` envelope gives the two as ``error.message`` and ``error.hint``.
 """
 
 from __future__ import annotations
@@ -44,6 +46,11 @@ class BranchenvError(Exception):
     """Base of every error branchenv reports to a user."""
 
     exit_code: int = EXIT_FAILED
+
+    def __init__(self, message: str = "", *, hint: str | None = None) -> None:
+        super().__init__(f"{message}; {hint}" if hint else message)
+        self.message = message
+        self.hint = hint
 
 
 class UsageError(BranchenvError):

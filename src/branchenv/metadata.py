@@ -197,22 +197,29 @@ MAX_TTL = dt.timedelta(days=36500)
 """The longest duration accepted (100 years): any expiry computed from it stays a date."""
 
 
-def parse_ttl(text: str, *, flag: str = "--ttl") -> dt.timedelta:
+def is_duration(text: str) -> bool:
+    """True when ``text`` is written as a duration (whatever its length)."""
+    return _TTL_PATTERN.fullmatch(text) is not None
+
+
+def parse_ttl(text: str, *, flag: str | None = "--ttl") -> dt.timedelta:
     """Parse a time-to-live such as ``90m``, ``24h``, ``7d``, ``2w``, ``30s`` or ``1h30m``.
 
-    Raises :class:`~branchenv.errors.UsageError` naming ``flag`` for anything else, zero and
-    anything longer than :data:`MAX_TTL` (an expiry past year 9999 is no date) included.
+    Raises :class:`~branchenv.errors.UsageError` naming ``flag`` (the flag or setting the value
+    came from; None: name nothing) for anything else, zero and anything longer than
+    :data:`MAX_TTL` (an expiry past year 9999 is no date) included.
     """
+    said = f"{flag} {text!r}" if flag else repr(text)
     if _TTL_PATTERN.fullmatch(text) is None:
-        raise UsageError(f"{flag} {text!r} is not a duration; use {_TTL_FORMS}")
+        raise UsageError(f"{said} is not a duration", hint=f"use {_TTL_FORMS}")
     seconds = sum(
         int(number) * _TTL_UNITS[unit.lower()] for number, unit in _TTL_PART.findall(text)
     )
     if seconds <= 0:
-        raise UsageError(f"{flag} {text!r} must be longer than zero; use {_TTL_FORMS}")
+        raise UsageError(f"{said} must be longer than zero", hint=f"use {_TTL_FORMS}")
     if seconds > MAX_TTL.total_seconds():
         raise UsageError(
-            f"{flag} {text!r} is too long: at most {MAX_TTL.days}d (100 years); use {_TTL_FORMS}"
+            f"{said} is too long: at most {MAX_TTL.days}d (100 years)", hint=f"use {_TTL_FORMS}"
         )
     return dt.timedelta(seconds=seconds)
 

@@ -54,17 +54,20 @@ def detect_program(
     looked up under ``stacks/`` of the project dir, then of each of ``template_dirs``).
     ``setting`` names the setting that gave the path, for the message when nothing is there."""
     path = path.resolve()
+    # A flag is fixed on the command line; a setting where settings live.
+    fix = (
+        f"pass `{setting}` the directory holding the program (relative to the project)"
+        if setting.startswith("-")
+        else f"set `{setting}` in [tool.branchenv] (or BRANCHENV_PROGRAM) to the directory "
+        "holding the program"
+    )
     if not path.is_dir():
-        raise UsageError(
-            f"program directory {path} does not exist; set `{setting}` in [tool.branchenv] "
-            "(or BRANCHENV_PROGRAM) to the directory holding the program"
-        )
+        raise UsageError(f"{setting}: program directory {path} does not exist", hint=fix)
     kind_name = detect_kind(path)
     if kind_name is None:
         kinds = "; ".join(f"{k.name}: {k.summary}" for k in PROGRAM_KINDS.values())
         raise UsageError(
-            f"no program found in {path}: expected one of {kinds}. Set `{setting}` in "
-            "[tool.branchenv] (or BRANCHENV_PROGRAM) to the program's directory"
+            f"{setting}: no program found in {path}: expected one of {kinds}", hint=fix
         )
     kind = PROGRAM_KINDS[kind_name]
     layout = kind.layout(path)

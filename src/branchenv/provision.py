@@ -290,8 +290,9 @@ def build_metadata(
     existing: StackMetadata | None = None,
 ) -> StackMetadata:
     """The metadata `up` gives the stack; ``existing`` is what the stack already carries."""
+    from branchenv.config import stack_ttl
     from branchenv.gitinfo import current_commit, detect_owner
-    from branchenv.metadata import StackMetadata, parse_ttl
+    from branchenv.metadata import StackMetadata
 
     env = os.environ if env is None else env
     cwd = ctx.settings.project_dir
@@ -300,7 +301,7 @@ def build_metadata(
         branch=ctx.branch.name,
         owner=detect_owner(env=env, cwd=cwd),
         commit=current_commit(cwd),
-        ttl=parse_ttl(ttl or ctx.settings.default_ttl),
+        ttl=stack_ttl(ctx.settings, ttl),  # capped by max_ttl and max_age
         now=now or dt.datetime.now(dt.UTC),
         target=ctx.target.name,  # type: ignore[arg-type]
         engine=ctx.engine.name,

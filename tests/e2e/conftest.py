@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 import sys
@@ -13,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import REPO_ROOT, subprocess_env
+from tests.conftest import REPO_ROOT, cli_result, subprocess_env
 
 EXE = Path(sys.executable).parent / "branchenv"
 
@@ -50,7 +49,7 @@ class Project:
 
     def json(self, *args: str, **env: str) -> Any:
         proc = self.run(*args, "--json", check=True, **env)
-        return json.loads(proc.stdout)
+        return cli_result(proc.stdout)
 
     def target(self) -> Any:
         from branchenv.localcloud import LocalCloud

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import subprocess_env
+from tests.conftest import cli_result, subprocess_env
 from tests.e2e.conftest import EXE
 
 PULUMI_YAML = "name: acme-shop\nruntime: python\n"
@@ -62,7 +62,7 @@ class UserProject:
         return proc
 
     def json(self, *args: str, **env: str) -> Any:
-        return json.loads(self.ok(*args, "--json", **env).stdout)
+        return cli_result(self.ok(*args, "--json", **env).stdout)
 
     def target(self) -> Any:
         from branchenv.localcloud import LocalCloud

@@ -4,7 +4,6 @@ is checked in the local cloud by tag, never in branchenv's own state."""
 
 from __future__ import annotations
 
-import json
 import signal
 import subprocess
 import time
@@ -15,7 +14,7 @@ import pytest
 
 from branchenv.inventory import TaggedResource, find_tagged
 from branchenv.naming import names_for
-from tests.conftest import subprocess_env
+from tests.conftest import cli_envelope, cli_result, subprocess_env
 from tests.e2e.conftest import EXE, Project
 
 FAILING_SUITE = """
@@ -70,7 +69,7 @@ def test_ci_green_on_the_demo_project(project: Project, tmp_path: Path) -> None:
         GITHUB_OUTPUT=str(gh_output),
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
-    out = json.loads(proc.stdout)
+    out = cli_result(proc.stdout)
     assert out["status"] == "passed" and out["teardown"]["status"] == "destroyed"
     counts = out["counts"]
     assert counts["failed"] == counts["errors"] == counts["skipped"] == 0
@@ -139,7 +138,9 @@ def test_budget_gate_fails_right_after_provisioning(project: Project, tmp_path: 
         "--json",
     )
     assert proc.returncode == 1, proc.stderr[-3000:]
-    message = json.loads(proc.stdout)["error"]
+    error = cli_envelope(proc.stdout)["error"]
+    assert error["code"] == "budget_exceeded" and error["exit"] == 1
+    message = error["message"]
     assert stack in message and "$0.0001/h" in message and "--max-hourly" in message
     assert not (tmp_path / "junit.xml").exists()  # the suite never ran
     assert tagged(project, "e2e/budget") == []
@@ -224,7 +225,7 @@ def test_test_runs_a_suite_against_an_existing_stack(project: Project, tmp_path:
             "--json",
         )
         assert proc.returncode == 0, proc.stderr[-3000:]
-        out = json.loads(proc.stdout)
+        out = cli_result(proc.stdout)
         assert out["status"] == "passed" and out["counts"]["passed"] == 1
         assert junit_cases(tmp_path / "reports" / "junit.xml") == {
             "test_reaches_the_stack": "passed"

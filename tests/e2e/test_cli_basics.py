@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -13,6 +12,7 @@ import typer
 
 from branchenv import __version__
 from branchenv.cli import build_app
+from tests.conftest import cli_envelope, cli_result
 
 BRANCHENV = Path(sys.executable).parent / "branchenv"
 
@@ -84,7 +84,7 @@ def test_config_show_json_reports_values_and_sources(project: Path) -> None:
         "config", "show", "--json", "--target", "aws", cwd=project, BRANCHENV_MAX_REAP="3"
     )
     assert result.returncode == 0, result.stderr
-    doc = json.loads(result.stdout)
+    doc = cli_result(result.stdout)
     assert doc["project_dir"] == str(project.resolve())
     got = {k: (v["value"], v["source"]) for k, v in doc["settings"].items()}
     assert got["region"] == ("eu-west-1", "branchenv.toml")
@@ -121,7 +121,9 @@ def test_bad_config_is_one_line_on_stderr_and_exit_2(
     (project / "branchenv.toml").write_text(content)
     result = _run("config", "show", "--json", cwd=project)
     assert result.returncode == 2
-    assert result.stdout == ""
+    # with --json the error is also the envelope on stdout (issue 16), the one line on stderr
+    error = cli_envelope(result.stdout)["error"]
+    assert error["code"] == "config_error" and error["exit"] == 2 and expected in error["message"]
     lines = result.stderr.splitlines()
     assert len(lines) == 1, result.stderr
     assert str(project.resolve() / "branchenv.toml") in lines[0]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from decimal import Decimal
 from fractions import Fraction
 
@@ -12,11 +11,12 @@ from branchenv.config import Settings
 from branchenv.cost.estimate import cost_of_tagged, stack_cost
 from branchenv.engines import get_engine
 from branchenv.inventory import find_tagged
-from tests.conftest import program_at
+from tests.conftest import cli_envelope, program_at
 from tests.e2e.conftest import Project
 from tests.unit.test_cost_estimate import US_HOURLY, q
 
 BRANCH = "feature/cost-e2e"
+MICRO = Decimal("0.000001")
 
 
 def test_cost_report_and_budget_gate_after_up(project: Project) -> None:
@@ -27,11 +27,13 @@ def test_cost_report_and_budget_gate_after_up(project: Project) -> None:
         [row] = report["rows"]
         assert row["stack"] == stack and row["stacks"] == 1
         # The real inventory of the 18 demo resources prices exactly as computed by hand.
-        assert Decimal(row["hourly"]) == q(US_HOURLY)
+        # money in JSON: a decimal string rounded to 6 places, with its currency
+        assert row["hourly"] == {"amount": str(q(US_HOURLY).quantize(MICRO)), "currency": "USD"}
         assert row["unpriced_types"] == [] and row["unavailable"] == 0
-        so_far, projected = Decimal(row["so_far"]), Decimal(row["projected_to_expiry"])
-        # ttl 2h (the project's default_ttl): projection = hourly x 2 h (up to the 1e-20 kept)
-        assert abs(projected - q(US_HOURLY) * 2) < Decimal("1e-18")
+        so_far = Decimal(row["so_far"]["amount"])
+        projected = Decimal(row["projected_to_expiry"]["amount"])
+        # ttl 2h (the project's default_ttl): projection = hourly x 2 h (to the 6 places shown)
+        assert abs(projected - q(US_HOURLY) * 2) <= MICRO
         assert 0 <= so_far <= projected
 
         # Over --max-hourly: the report still prints, then exit 1 naming stack, limit, value.
@@ -78,8 +80,9 @@ def test_cost_report_and_budget_gate_after_up(project: Project) -> None:
         assert by_tags.branch == BRANCH and by_tags.complete
     finally:
         project.run("down", "--branch", BRANCH, "--target", "local")
-    gone = json.loads(project.run("cost", "--branch", BRANCH, "--json", check=True).stdout)
-    assert gone["rows"] == [] and gone["totals"]["hourly"] == "0"
+    gone = project.run("cost", "--branch", BRANCH, "--json")
+    assert gone.returncode == 1  # no stack is an error, not an empty table (issue 16)
+    assert cli_envelope(gone.stdout)["error"]["code"] == "stack_not_found"
 
 
 def test_cost_usage_errors_exit_2(project: Project) -> None:

@@ -5,14 +5,13 @@ cloud. What is left is counted in the local cloud by tag, never from branchenv's
 
 from __future__ import annotations
 
-import json
 import signal
 import subprocess
 import time
 
 from branchenv.inventory import find_tagged
 from branchenv.naming import names_for
-from tests.conftest import subprocess_env
+from tests.conftest import cli_result, subprocess_env
 from tests.e2e.conftest import E2E_DEFAULTS, EXE, Project
 
 OFFSETS = 10
@@ -91,7 +90,7 @@ def test_sigkill_at_ten_offsets_of_up_leaves_nothing_after_reap(project: Project
         time.sleep(1.5)  # every killed stack's 1 s TTL has run out
         reaped = project.run("reap", "--yes", "--json", timeout=600)
         assert reaped.returncode == 0, reaped.stderr
-        report = json.loads(reaped.stdout)
+        report = cli_result(reaped.stdout)
         assert report["failed"] == 0, report
         assert report["orphans_checked"] is False  # no sweep: the journal alone did it
         left = {b: tagged_count(project, b) for b in branches}

@@ -4,13 +4,12 @@ program, files already there) write nothing."""
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from tests.conftest import subprocess_env
+from tests.conftest import cli_result, subprocess_env
 from tests.e2e.own_project import UserProject
 
 
@@ -86,6 +85,6 @@ def test_init_in_a_terraform_module(tmp_path: Path) -> None:
         text=True,
     )
     assert proc.returncode == 0, proc.stderr
-    out = json.loads(proc.stdout)
+    out = cli_result(proc.stdout)
     assert out["kind"] == "terraform" and out["program"] == "infra"
     assert 'program = "infra"' in (tmp_path / "branchenv.toml").read_text()

@@ -5,12 +5,12 @@ with the stack's tags, which no engine knows of."""
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
 
 from branchenv.naming import names_for
+from tests.conftest import cli_envelope
 
 LEAKY_SUITE = """
 def test_the_app_makes_a_queue_of_its_own(branchenv_stack, branchenv_target):
@@ -50,7 +50,7 @@ def test_ci_down_and_reap_exit_1_naming_what_teardown_left(
             "ci", "--branch", branch, "--suite", str(suite), "--report-dir", str(reports), "--json"
         )
         target = own_project.target()
-        out = json.loads(proc.stdout)
+        out = cli_envelope(proc.stdout)["result"]
         assert proc.returncode == 1, proc.stderr[-3000:]
         assert out["counts"]["passed"] == 1  # the suite was green; the leak fails the run
         leaked = out["teardown"]["leaked"]
@@ -80,7 +80,7 @@ def test_ci_down_and_reap_exit_1_naming_what_teardown_left(
         time.sleep(1.5)
         reaped = own_project.run("reap", "--yes", "--json")
         assert reaped.returncode == 1, reaped.stderr
-        report = json.loads(reaped.stdout)
+        report = cli_envelope(reaped.stdout)["result"]
         assert report["leaked"] == 1
         row = next(r for r in report["reaped"] if r["stack"] == names_for("leak/reap").stack)
         assert row["status"] == "leaked" and row["leaked"] == [_arn_of(target, url)]

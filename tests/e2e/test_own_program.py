@@ -11,6 +11,7 @@ from decimal import Decimal
 import pytest
 
 from branchenv.naming import names_for
+from tests.conftest import cli_result
 from tests.e2e.own_project import (
     MotoRecording,
     UserProject,
@@ -157,9 +158,7 @@ def test_after_a_local_cloud_wipe_nothing_is_claimed_that_did_not_happen(
         time.sleep(1.5)  # the second stack's TTL runs out
         reaped = project.run("reap", "--yes", "--json")
         assert reaped.returncode == 0, reaped.stderr
-        import json
-
-        report = json.loads(reaped.stdout)
+        report = cli_result(reaped.stdout)
         [row] = [r for r in report["reaped"] if r["stack"] == names_for(expiring).stack]
         assert row["status"] in ("destroyed", "already-gone"), row
         # Its two resources were already gone: nothing is claimed deleted.

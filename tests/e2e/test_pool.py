@@ -9,7 +9,6 @@ when branch B claims the same stack; every check reads the local cloud over HTTP
 
 from __future__ import annotations
 
-import json
 import subprocess
 import time
 import uuid
@@ -18,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import subprocess_env
+from tests.conftest import cli_result, subprocess_env
 from tests.e2e.conftest import EXE
 from tests.e2e.own_project import UserProject, make_user_project
 
@@ -99,7 +98,7 @@ def test_two_concurrent_claims_on_a_pool_of_one(project: UserProject) -> None:
         won = [r for r in results if r.returncode == 0]
         lost = [r for r in results if r.returncode != 0]
         assert len(won) == 1 and len(lost) == 1, [(r.returncode, r.stderr) for r in results]
-        assert json.loads(won[0].stdout)["stack"] == pool_stack
+        assert cli_result(won[0].stdout)["stack"] == pool_stack
         assert lost[0].returncode == 1
         error_lines = [line for line in lost[0].stderr.splitlines() if "error:" in line]
         assert len(error_lines) == 1, lost[0].stderr
@@ -114,10 +113,10 @@ def test_two_concurrent_claims_on_a_pool_of_one(project: UserProject) -> None:
         c, d = f"feature/c-{uuid.uuid4().hex[:6]}", f"feature/d-{uuid.uuid4().hex[:6]}"
         cold = _race(project, c, d, BRANCHENV_POOL_FALLBACK="cold")
         assert [r.returncode for r in cold] == [0, 0], [r.stderr for r in cold]
-        stacks = sorted(json.loads(r.stdout)["stack"] for r in cold)
+        stacks = sorted(cli_result(r.stdout)["stack"] for r in cold)
         assert pool_stack in stacks
         other = next(s for s in stacks if s != pool_stack)
-        loser = next(r for r in cold if json.loads(r.stdout)["stack"] == other)
+        loser = next(r for r in cold if cli_result(r.stdout)["stack"] == other)
         assert "is empty" in loser.stderr and "cold" in loser.stderr
         for r in cold:
             project.ok("down", "--branch", r.args[0])
@@ -155,7 +154,7 @@ def test_a_released_stack_holds_nothing_of_its_previous_claimant(project: UserPr
         assert len(versions.get("Versions", [])) == 3 and versions.get("DeleteMarkers")
 
         down = project.ok("down", "--branch", a, "--json")
-        assert json.loads(down.stdout)["released"] is True
+        assert cli_result(down.stdout)["released"] is True
 
         second = project.json("up", "--pool", "--branch", b)
         assert second["stack"] == first["stack"]  # the same stack, claimed again
@@ -179,7 +178,7 @@ def test_a_released_stack_holds_nothing_of_its_previous_claimant(project: UserPr
         # release, never returned; the next fill replaces it.
         project.write_program(POOL_PROGRAM + 'aws.sqs.Queue("extra", name=f"{prefix}-extra")\n')
         project.json("up", "--pool", "--branch", a)
-        gone = json.loads(project.ok("down", "--branch", a, "--json").stdout)
+        gone = cli_result(project.ok("down", "--branch", a, "--json").stdout)
         assert gone["released"] is False and gone["removed"] is True
         assert project.json("pool", "status")["stacks"] == []
         names = {q.rsplit("/", 1)[-1] for q in sqs.list_queues().get("QueueUrls", [])}
@@ -211,7 +210,7 @@ def test_ci_with_the_pool_claims_and_releases_the_stack_wiped(project: UserProje
             BRANCHENV_LATENCY_P95_MS="2000",
         )  # fmt: skip
         assert proc.returncode == 0, proc.stderr
-        result = json.loads(proc.stdout)
+        result = cli_result(proc.stdout)
         assert result["stack"] == pool_stack
         assert result["teardown"]["status"] == "released", result["teardown"]
         assert result["timings"]["provision_s"] > 0

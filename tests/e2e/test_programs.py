@@ -4,14 +4,13 @@ program, as a user runs them."""
 
 from __future__ import annotations
 
-import json
 import subprocess
 import textwrap
 import time
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import subprocess_env
+from tests.conftest import cli_result, subprocess_env
 from tests.e2e.conftest import E2E_DEFAULTS, EXE
 
 PROGRAM = """
@@ -37,7 +36,7 @@ def run(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
 def ok_json(root: Path, *args: str) -> Any:
     proc = run(root, *args, "--json")
     assert proc.returncode == 0, (args, proc.stderr)
-    return json.loads(proc.stdout)
+    return cli_result(proc.stdout)
 
 
 def test_ls_cost_and_reap_cover_every_configured_program(tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 import requests
 
 from branchenv.inventory import TaggedResource, find_tagged
-from tests.conftest import subprocess_env
+from tests.conftest import cli_result, subprocess_env
 from tests.e2e.conftest import EXE, Project
 
 # The program's physical resources, by tagging-API resource type.
@@ -116,7 +116,9 @@ def test_up_creates_everything_tagged_and_serving(project: Project) -> None:
         assert row["engine"] == "inprocess" and row["target"] == "local"
         assert 0 < row["expires_in_s"] <= 2 * 3600
         # ls carries the estimated cost (the demo stack's burn rate is small but not zero).
-        assert Decimal(row["cost_hourly"]) > 0 and Decimal(row["cost_so_far"]) >= 0
+        assert (
+            Decimal(row["cost_hourly"]["amount"]) > 0 and Decimal(row["cost_so_far"]["amount"]) >= 0
+        )
         assert row["cost_unpriced"] == []
         human = project.run("ls", check=True).stdout
         assert "cost so far" in human and "$0.00" in human
@@ -231,7 +233,7 @@ def test_progress_goes_to_stderr_and_json_to_stdout(project: Project, tmp_path: 
         GITHUB_STEP_SUMMARY=str(gh_summary),
     )
     try:
-        out = json.loads(proc.stdout)
+        out = cli_result(proc.stdout)
         assert "created" in proc.stderr and "aws:dynamodb/table:Table" in proc.stderr
         assert "no `pulumi` CLI on PATH" in proc.stderr  # the automatic engine choice is said
         # On GitHub Actions, `up` hands the stack and its endpoint to later steps.

@@ -12,7 +12,6 @@ cloud (moto over HTTP), where the stand-in keeps state, tags and locks as the DI
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -23,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import subprocess_env
+from tests.conftest import cli_result, subprocess_env
 from tests.e2e.conftest import E2E_DEFAULTS, EXE, make_project
 from tests.integration.pulumi_rig import PROJECT, STANDIN_SCRIPT, bucket_keys, s3_backend
 from tests.integration.reaper_seed import git
@@ -51,7 +50,7 @@ class Clone:
     def json(self, *args: str) -> Any:
         proc = self.run(*args, "--json")
         assert proc.returncode == 0, proc.stderr
-        return json.loads(proc.stdout)
+        return cli_result(proc.stdout)
 
 
 @pytest.fixture
@@ -116,7 +115,7 @@ def test_a_stacks_target_never_changes_under_it(
     dev, _ = clones
     up = dev.run("up", "--branch", "feature/login", "--target", "local", "--json")
     assert up.returncode == 0, up.stderr
-    stack = json.loads(up.stdout)["stack"]
+    stack = cli_result(up.stdout)["stack"]
     backend = standin_env["BRANCHENV_BACKEND_URL"]
     before = stack_objects(local_cloud, backend, stack)
     updates = len(bucket_keys(local_cloud, backend))
@@ -131,7 +130,7 @@ def test_a_stacks_target_never_changes_under_it(
     assert len(bucket_keys(local_cloud, backend)) == updates
     after = dev.run("up", "--branch", "feature/login", "--target", "local", "--json")
     assert after.returncode == 0, after.stderr
-    assert json.loads(after.stdout)["stack"] == stack
+    assert cli_result(after.stdout)["stack"] == stack
 
 
 def test_a_fresh_clone_sharing_only_the_backend_finds_manages_and_destroys(
@@ -142,7 +141,7 @@ def test_a_fresh_clone_sharing_only_the_backend_finds_manages_and_destroys(
     assert kept.returncode == 0, kept.stderr
     expiring = dev.run("up", "--branch", "feature/old", "--ttl", "1s", "--json")
     assert expiring.returncode == 0, expiring.stderr
-    login, old = json.loads(kept.stdout)["stack"], json.loads(expiring.stdout)["stack"]
+    login, old = cli_result(kept.stdout)["stack"], cli_result(expiring.stdout)["stack"]
     backend = standin_env["BRANCHENV_BACKEND_URL"]
     keys = bucket_keys(local_cloud, backend)
     assert f".pulumi/stacks/{PROJECT}/{login}.json" in keys
@@ -158,11 +157,11 @@ def test_a_fresh_clone_sharing_only_the_backend_finds_manages_and_destroys(
 
     down = ci.run("down", "--branch", "feature/login", "--json")
     assert down.returncode == 0, down.stderr
-    assert json.loads(down.stdout)["deleted"] == 4
+    assert cli_result(down.stdout)["deleted"] == 4
     time.sleep(1.5)  # feature/old's TTL runs out
     reaped = ci.run("reap", "--yes", "--json")
     assert reaped.returncode == 0, reaped.stderr
-    report = json.loads(reaped.stdout)
+    report = cli_result(reaped.stdout)
     assert [r["stack"] for r in report["reaped"]] == [old]
     assert report["reaped"][0]["status"] == "destroyed"
 

@@ -4,13 +4,12 @@ that destroys the expired stack and the orphans and keeps the rest."""
 from __future__ import annotations
 
 import datetime as dt
-import json
 from decimal import Decimal
 
 from branchenv.config import Settings
 from branchenv.engines import get_engine
 from branchenv.localcloud import LocalCloud
-from tests.conftest import program_at
+from tests.conftest import cli_result, program_at
 from tests.e2e.conftest import Project
 from tests.integration.reaper_seed import inventory, make_remote, seed_orphans, up_stack
 
@@ -43,7 +42,7 @@ def test_reap_dry_run_then_yes(project: Project) -> None:
     assert [(k["stack"], k["reasons"]) for k in plan["kept"]] == [(fresh, ["fresh"])]
     assert {o["arn"] for o in plan["orphans"] if o["status"] == "planned"} == orphans.doomed
     # The burn rate the reap reclaims, estimated from the stack's inventory before destroying.
-    assert all(Decimal(r["hourly_cost"]) > 0 for r in plan["reaped"])
+    assert all(Decimal(r["hourly_cost"]["amount"]) > 0 for r in plan["reaped"])
     assert inventory(target, engine, program) == before  # the dry runs changed nothing
 
     markdown = project.run("reap", "--format", "markdown")
@@ -59,7 +58,7 @@ def test_reap_dry_run_then_yes(project: Project) -> None:
 
     done = project.run("reap", "--yes", "--orphans", "--json")
     assert done.returncode == 0, done.stderr
-    report = json.loads(done.stdout)
+    report = cli_result(done.stdout)
     assert report["dry_run"] is False and report["failed"] == 0
     assert [(r["stack"], r["status"]) for r in report["reaped"]] == [(expired, "destroyed")]
     assert {o["arn"] for o in report["orphans"] if o["status"] == "deleted"} == orphans.doomed
@@ -105,7 +104,7 @@ def test_aws_rails_refuse_before_anything_is_listed_or_destroyed(project: Projec
         **local_sts,
     )
     assert allowed.returncode == 0, allowed.stderr
-    assert json.loads(allowed.stdout)["reaped"] == []
+    assert cli_result(allowed.stdout)["reaped"] == []
     orphans = project.run(
         "reap",
         "--target",

@@ -9,7 +9,6 @@ every stale stack and orphan gone, the fresh stack and unmanaged resources kept.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import subprocess
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from branchenv.engines import get_engine
 from branchenv.inventory import find_tagged
 from branchenv.localcloud import LocalCloud
 from branchenv.programs import default_program
-from tests.conftest import subprocess_env
+from tests.conftest import cli_envelope, cli_result, subprocess_env
 from tests.e2e.conftest import EXE
 from tests.integration.reaper_seed import (
     ORG_PROGRAM,
@@ -84,7 +83,7 @@ def test_org_wide_reap_cli(tmp_path: Path) -> None:
             capture_output=True, text=True, timeout=120,
         )  # fmt: skip
         assert listed.returncode == 0, listed.stderr
-        where = {r["stack"]: (r["account"], r["region"]) for r in json.loads(listed.stdout)}
+        where = {r["stack"]: (r["account"], r["region"]) for r in cli_result(listed.stdout)}
         assert all(where[stale[p]] == p for p in PAIRS)
         assert "account/region" in subprocess.run(
             [str(EXE), "ls"], cwd=tmp_path, env=subprocess_env(),
@@ -95,7 +94,7 @@ def test_org_wide_reap_cli(tmp_path: Path) -> None:
             env=subprocess_env(), capture_output=True, text=True, timeout=120,
         )  # fmt: skip
         assert costs.returncode == 0, costs.stderr
-        assert {r["account"] for r in json.loads(costs.stdout)["rows"]} == {A, B}
+        assert {r["account"] for r in cli_result(costs.stdout)["rows"]} == {A, B}
         refused = reap("--yes", "--orphans", "--accounts", f"{A},{B},{C}")
         assert refused.returncode == 3, refused.stderr
         assert C in refused.stderr and "allowed_account_ids" in refused.stderr
@@ -103,7 +102,7 @@ def test_org_wide_reap_cli(tmp_path: Path) -> None:
 
         dry = reap("--orphans", "--accounts", f"{A},{B}", "--json")
         assert dry.returncode == 0, dry.stderr
-        plan = json.loads(dry.stdout)
+        plan = cli_result(dry.stdout)
         assert [(p["account"], p["region"], p["status"]) for p in plan["pairs"]] == [
             (a, r, "planned") for a, r in PAIRS
         ]
@@ -114,7 +113,7 @@ def test_org_wide_reap_cli(tmp_path: Path) -> None:
         denied = reap("--yes", "--orphans", "--accounts", f"{A},{B}", "--json")
         assert denied.returncode == 1, denied.stderr
         assert f"{B}/{R2}" in denied.stderr and "AccessDenied" in denied.stderr
-        report = json.loads(denied.stdout)
+        report = cli_envelope(denied.stdout)["result"]
         status = {(p["account"], p["region"]): p["status"] for p in report["pairs"]}
         assert status == {(A, R1): "done", (A, R2): "done", (B, R1): "done", (B, R2): "failed"}
         left, now = stacks(), resources()

@@ -6,7 +6,6 @@ user runs it, lists its stacks (`ls --json`), prices them (`cost`), plans and re
 
 from __future__ import annotations
 
-import json
 import subprocess
 import time
 from pathlib import Path
@@ -14,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import REPO_ROOT, subprocess_env
+from tests.conftest import REPO_ROOT, cli_result, subprocess_env
 from tests.e2e.conftest import E2E_DEFAULTS, EXE
 from tests.fakes import write_program
 
@@ -54,7 +53,7 @@ class Cli:
     def json(self, *args: str) -> Any:
         proc = self.run(*args, "--json")
         assert proc.returncode == 0, (args, proc.stderr)
-        return json.loads(proc.stdout)
+        return cli_result(proc.stdout)
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@ bad config value refused with exit 2 and nothing written."""
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 import sys
@@ -12,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import REPO_ROOT, subprocess_env
+from tests.conftest import REPO_ROOT, cli_result, subprocess_env
 
 EXE = Path(sys.executable).parent / "branchenv"
 
@@ -47,7 +46,7 @@ def test_render_json_lists_files_and_no_errors(project: Path, tmp_path: Path) ->
     out = tmp_path / "manifests"
     proc = _run(project, "--branch", "feature/x", "--out", str(out), "--json")
     assert proc.returncode == 0, proc.stderr
-    doc = json.loads(proc.stdout)
+    doc = cli_result(proc.stdout)
     assert doc["errors"] == []
     assert doc["k8s_version"] == "1.30"
     assert doc["stack"].startswith("feature-x-")

@@ -21,7 +21,7 @@ import pytest
 from branchenv.inventory import find_tagged
 from branchenv.localcloud import LocalCloud
 from branchenv.naming import names_for
-from tests.conftest import REPO_ROOT, subprocess_env
+from tests.conftest import REPO_ROOT, cli_result, subprocess_env
 from tests.e2e.conftest import Project
 from tests.e2e.test_ci import junit_cases
 from tests.tfsupport import PROGRAMS, find_mirror
@@ -94,7 +94,7 @@ def test_ci_with_the_terraform_engine_is_green_on_a_fresh_clone(
     reports = tmp_path / "reports"
     proc = demo.run("ci", "--branch", "e2e/tf", "--report-dir", str(reports), "--json", timeout=900)
     assert proc.returncode == 0, proc.stderr[-4000:]
-    out = json.loads(proc.stdout)
+    out = cli_result(proc.stdout)
     assert out["status"] == "passed" and out["teardown"]["status"] == "destroyed"
     counts = out["counts"]
     assert counts["passed"] == counts["total"] == 29, counts
@@ -158,7 +158,7 @@ def test_a_users_own_minimal_module_is_tagged_and_destroyed(tmp_path: Path, mirr
     try:
         up = project.run("up", "--branch", "e2e/mine", "--json", timeout=600)
         assert up.returncode == 0, up.stderr[-3000:]
-        assert json.loads(up.stdout)["resource_count"] == 2
+        assert cli_result(up.stdout)["resource_count"] == 2
         tagged = find_tagged(project.target(), key="branchenv:stack", values={names.stack})
         kinds = sorted(t.type for t in tagged)
         assert kinds == ["s3", "sqs"], tagged
@@ -202,7 +202,7 @@ def test_two_clones_stacks_are_listed_and_reaped_from_a_third(tmp_path: Path, mi
         assert all(listed[s]["engine"] == "terraform" and listed[s]["expired"] for s in stacks)
         reap = third.run("reap", "--yes", "--json", timeout=600)
         assert reap.returncode == 0, reap.stderr[-3000:]
-        report: Any = json.loads(reap.stdout)
+        report: Any = cli_result(reap.stdout)
         reaped = {r["stack"]: r["status"] for r in report["reaped"]}
         assert all(reaped.get(s) == "destroyed" for s in stacks), report
         assert [r for r in third.json("ls") if r["stack"] in stacks] == []

@@ -5,12 +5,11 @@ whole loop on the local cloud (issue 11, Must show)."""
 
 from __future__ import annotations
 
-import json
 import subprocess
 import textwrap
 from pathlib import Path
 
-from tests.conftest import subprocess_env
+from tests.conftest import cli_result, subprocess_env
 from tests.e2e.conftest import E2E_DEFAULTS, EXE
 
 PROGRAM = """
@@ -60,7 +59,7 @@ def test_ci_in_a_user_project_with_main_src_and_no_settings(tmp_path: Path) -> N
     try:
         proc = run(root, "ci", "--json")
         assert proc.returncode == 0, proc.stderr
-        outcome = json.loads(proc.stdout)
+        outcome = cli_result(proc.stdout)
         assert outcome["status"] == "passed", outcome
         assert outcome["counts"]["passed"] == 2
         assert outcome["branch"] == "feature/shop"

@@ -5,13 +5,12 @@ contract tests (every command, success and failure) cheap."""
 
 from __future__ import annotations
 
-import json
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import subprocess_env
+from tests.conftest import cli_envelope, subprocess_env
 from tests.e2e.conftest import E2E_DEFAULTS, EXE
 
 PROGRAM = """\
@@ -52,7 +51,7 @@ class TinyProject:
             f"branchenv {' '.join(args)} --json exited {proc.returncode}, not {exit}\n"
             f"{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}"
         )
-        doc: dict[str, Any] = json.loads(proc.stdout)
+        doc: dict[str, Any] = cli_envelope(proc.stdout)
         return doc
 
     def result(self, *args: str, **env: str) -> Any:

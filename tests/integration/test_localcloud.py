@@ -14,7 +14,7 @@ import pytest
 
 from branchenv.errors import LocalCloudError
 from branchenv.localcloud import LocalCloud
-from tests.conftest import subprocess_env
+from tests.conftest import cli_result, subprocess_env
 
 
 def _wait_gone(pid: int, timeout: float = 10.0) -> bool:
@@ -143,18 +143,18 @@ def test_cli_cloud_commands(tmp_path: Path) -> None:
     started = run("start", "--json")
     try:
         assert started.returncode == 0, started.stderr
-        info = json.loads(started.stdout)
+        info = cli_result(started.stdout)
         assert info["running"] is True and info["endpoint_url"].startswith("http://127.0.0.1:")
         assert (tmp_path / ".state" / "localcloud" / "server.pid").exists()
         # The server outlives the command that started it.
-        status = json.loads(run("status", "--json").stdout)
+        status = cli_result(run("status", "--json").stdout)
         assert status["running"] is True and status["pid"] == info["pid"]
         human = run("status")
         assert "running" in human.stdout
     finally:
         stopped = run("stop", "--json")
     assert stopped.returncode == 0
-    assert json.loads(stopped.stdout)["running"] is False
+    assert cli_result(stopped.stdout)["running"] is False
     assert _wait_gone(info["pid"])
     assert run("stop").returncode == 0
 

@@ -65,6 +65,7 @@ def test_defaults_when_no_source_sets_anything(tmp_path: Path) -> None:
         "programs": (),
         "project": None,
         "default_ttl": "24h",
+        "max_ttl": "30d",
         "tag_prefix": "branchenv:",
         "protected_patterns": ("prod*", "production*", "staging*", "main", "master"),
         "backend_url": None,

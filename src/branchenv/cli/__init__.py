@@ -11,10 +11,12 @@ from __future__ import annotations
 import importlib
 import pkgutil
 import sys
+from typing import NoReturn
 
 import typer
 
 from branchenv import __version__
+from branchenv.cli import output
 from branchenv.errors import BranchenvError
 from branchenv.harness.signals import Interrupted
 
@@ -27,8 +29,11 @@ def _version_callback(value: bool) -> None:
 
 def build_app() -> typer.Typer:
     """Return the root typer app with every ``cmd_*`` module's commands merged in."""
-    app = typer.Typer(
+    from branchenv.cli.options import epilog, new_app
+
+    app = new_app(
         name="branchenv",
+        epilog=epilog(signals=True),
         help="Every git branch its own short-lived, production-like cloud stack.",
         no_args_is_help=True,
         pretty_exceptions_show_locals=False,
@@ -55,40 +60,83 @@ def build_app() -> typer.Typer:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: run the CLI, turning a :class:`BranchenvError` into one line and its code."""
+    """Entry point: run the CLI, turning an error into one line on stderr and its exit code.
+
+    With ``--json`` (or ``--format json``) every outcome is also one envelope on stdout
+    (:mod:`branchenv.cli.output`), errors included: ours, usage errors, interrupts and bugs."""
+    import typer.main
+
     app = build_app()
+    args = list(sys.argv[1:] if argv is None else argv)
+    invocation = output.begin(args, typer.main.get_command(app))
+
+    def fail(body: dict[str, object], line: str | None) -> NoReturn:
+        if invocation.json:
+            output.print_document(output.envelope(error=body, command=invocation.command))
+        if line:
+            typer.echo(line, err=True)
+        sys.exit(int(str(body["exit"])))
+
     try:
         # Non-standalone mode hands `typer.Exit(code)` back as the return value.
-        result = app(args=argv, standalone_mode=False)
+        result = app(args=args, standalone_mode=False)
     except BranchenvError as exc:
-        typer.echo(f"branchenv: error: {exc}", err=True)
-        sys.exit(exc.exit_code)
+        fail(output.body_for(exc, invocation.command), f"branchenv: error: {exc}")
     except Interrupted as exc:  # stopped by SIGINT/SIGTERM before it acted
-        typer.echo(f"branchenv: {exc}", err=True)
-        sys.exit(exc.exit_code)
+        fail(
+            output.error_body(code="interrupted", exit_code=exc.exit_code, message=str(exc)),
+            f"branchenv: {exc}",
+        )
     except typer.Exit as exc:
+        if exc.exit_code and invocation.json and not invocation.emitted:
+            fail(output.error_body(code="failed", exit_code=exc.exit_code, message="failed"), None)
         sys.exit(exc.exit_code)
-    except typer.Abort:
-        typer.echo("branchenv: aborted", err=True)
-        sys.exit(130)
-    except KeyboardInterrupt:
-        typer.echo("branchenv: interrupted", err=True)
-        sys.exit(130)
+    except (typer.Abort, KeyboardInterrupt):
+        fail(
+            output.error_body(code="interrupted", exit_code=130, message="interrupted"),
+            "branchenv: interrupted",
+        )
     except Exception as exc:  # click usage errors arrive here in non-standalone mode
         if type(exc).__module__.startswith(("botocore.", "boto3.")):
             # An AWS call failed outside any translation (no credentials, access denied, ...):
             # one line, never a traceback with request details.
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            typer.echo(
-                f"branchenv: error: AWS: {first}; check the credentials and region this "
-                "command runs with (AWS_PROFILE, AWS_REGION, --target)",
-                err=True,
+            message = f"AWS: {first}"
+            hint = (
+                "check the credentials and region this command runs with (AWS_PROFILE, "
+                "AWS_REGION, --target)"
             )
-            sys.exit(1)
+            fail(
+                output.error_body(code="aws_error", exit_code=1, message=message, hint=hint),
+                f"branchenv: error: {message}; {hint}",
+            )
         click_error, usage_error = _click_error_types()
         if isinstance(exc, click_error):
+            code = 2 if isinstance(exc, usage_error) else exc.exit_code  # type: ignore[attr-defined]
+            if invocation.json:
+                where = f"branchenv {invocation.command}" if invocation.command else "branchenv"
+                body = output.error_body(
+                    code="usage",
+                    exit_code=code,
+                    message=exc.format_message(),  # type: ignore[attr-defined]
+                    hint=f"`{where} --help` lists the options and their values",
+                )
+                output.print_document(output.envelope(error=body, command=invocation.command))
             exc.show()  # type: ignore[attr-defined]
-            sys.exit(2 if isinstance(exc, usage_error) else exc.exit_code)  # type: ignore[attr-defined]
+            sys.exit(code)
+        if invocation.json:  # a bug: say so on stdout too, then keep its traceback
+            output.print_document(
+                output.envelope(
+                    error=output.error_body(
+                        code="internal_error",
+                        exit_code=1,
+                        # the type only: an arbitrary message may hold anything
+                        message=f"internal error: {type(exc).__name__} (traceback on stderr)",
+                        hint="this is a bug in branchenv: please report it with the traceback",
+                    ),
+                    command=invocation.command,
+                )
+            )
         raise
     sys.exit(result if isinstance(result, int) else 0)
 

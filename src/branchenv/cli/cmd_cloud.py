@@ -7,18 +7,20 @@ from typing import TYPE_CHECKING
 import typer
 
 from branchenv.cli import render
+from branchenv.cli.options import epilog, new_app, option
 
 if TYPE_CHECKING:
     from branchenv.localcloud import CloudStatus, LocalCloud
 
-app = typer.Typer()
-cloud_app = typer.Typer(
+app = new_app()
+cloud_app = new_app(
+    epilog=epilog(),
     help="The local cloud: a moto server on loopback and the local function runner.",
     no_args_is_help=True,
 )
 app.add_typer(cloud_app, name="cloud")
 
-JsonOpt = typer.Option(False, "--json", help="Print machine-readable JSON.")
+JsonOpt = option("--json", False)
 
 
 def _cloud(*, create: bool = False) -> tuple[LocalCloud, str]:
@@ -53,21 +55,21 @@ def _show(status: CloudStatus, as_json: bool) -> None:
     render.emit(status, as_json=as_json, human=human)
 
 
-@cloud_app.command("start")
+@cloud_app.command("start", epilog=epilog())
 def start(as_json: bool = JsonOpt) -> None:
     """Start the local cloud in the background (idempotent); wait until it answers."""
     cloud, _ = _cloud(create=True)
     _show(cloud.start(), as_json)
 
 
-@cloud_app.command("stop")
+@cloud_app.command("stop", epilog=epilog())
 def stop(as_json: bool = JsonOpt) -> None:
     """Stop the local cloud (idempotent). Everything in it is discarded."""
     cloud, _ = _cloud()
     _show(cloud.stop(), as_json)
 
 
-@cloud_app.command("status")
+@cloud_app.command("status", epilog=epilog())
 def status(as_json: bool = JsonOpt) -> None:
     """Report whether the local cloud runs, with its endpoints."""
     cloud, _ = _cloud()

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-import typer
-
 from branchenv.cli import render
+from branchenv.cli.options import epilog, new_app, option
 
 if TYPE_CHECKING:
     from branchenv.config import SettingEntry
 
-app = typer.Typer()
-config_app = typer.Typer(help="Show the project's settings and where each value came from.")
+app = new_app()
+config_app = new_app(
+    epilog=epilog(), help="Show the project's settings and where each value came from."
+)
 app.add_typer(config_app, name="config")
 
 
@@ -24,11 +26,11 @@ def _human(value: Any) -> str:
     return str(value)
 
 
-@config_app.command("show")
+@config_app.command("show", epilog=epilog())
 def show(
-    as_json: bool = typer.Option(False, "--json", help="Print a JSON object instead of a table."),
-    region: str | None = typer.Option(None, "--region", help="Override the AWS region."),
-    target: str | None = typer.Option(None, "--target", help="Override the target: local or aws."),
+    as_json: bool = option("--json", False),
+    region: str | None = option("--region", default_help="default: region"),
+    target: str | None = option("--target", default_help="default: default_target"),
 ) -> None:
     """Print each setting, its value and its source (default, file, env var or flag)."""
     # imported here: reading settings is not needed for `branchenv --help`
@@ -41,7 +43,14 @@ def show(
     entries: tuple[SettingEntry, ...] = describe(settings)
     document = {
         "project_dir": settings.project_dir,
-        "settings": {e.key: {"value": e.value, "source": e.source} for e in entries},
+        # a setting shows as written (a budget limit is "1.25", not money with a currency)
+        "settings": {
+            e.key: {
+                "value": str(e.value) if isinstance(e.value, Decimal) else e.value,
+                "source": e.source,
+            }
+            for e in entries
+        },
     }
     render.emit(
         document,

@@ -10,15 +10,17 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from branchenv.cli import render
-from branchenv.engines import engine_choices
+from branchenv.cli import common, render
+from branchenv.cli.options import epilog, format_option, new_app, option
 
 if TYPE_CHECKING:
     from branchenv.config import Settings
     from branchenv.cost.estimate import StackCost
+    from branchenv.cost.report import CostReport, ReportRow
 
-app = typer.Typer()
-cost_app = typer.Typer(
+app = new_app()
+cost_app = new_app(
+    epilog=epilog(),
     help=(
         "What branch stacks cost: inventory x unit prices x hours alive (prices and usage "
         "assumptions in branchenv/cost/prices.json), actuals from Cost Explorer (--actual), "
@@ -30,16 +32,7 @@ app.add_typer(cost_app, name="cost")
 
 
 def _settings(engine: str | None, max_hourly: str | None, max_total: str | None) -> Settings:
-    from branchenv.config import load_settings
-
-    return load_settings(
-        overrides={"engine": engine, "max_hourly": max_hourly, "max_total": max_total},
-        flag_names={
-            "engine": "--engine",
-            "max_hourly": "--max-hourly",
-            "max_total": "--max-total",
-        },
-    )
+    return common.load(engine=engine, max_hourly=max_hourly, max_total=max_total)
 
 
 def _actuals(
@@ -63,7 +56,7 @@ def _actuals(
         stacks=[c.stack for c in costs],
     )
     if result.note:
-        render.status(f"note: {result.note}")
+        common.note(result.note)
     # What Cost Explorer said (tag activation, ...) goes into the report's notes too.
     return dict(result.by_stack), ((result.note,) if result.note else ())
 
@@ -71,34 +64,16 @@ def _actuals(
 @cost_app.callback()
 def cost(
     ctx: typer.Context,
-    branch: str | None = typer.Option(
-        None, "--branch", "-b", help="Only this branch's stack (default: the current branch)."
-    ),
-    all_stacks: bool = typer.Option(False, "--all", help="Every stack the engines know."),
-    by: str = typer.Option(
-        "stack",
-        "--by",
-        help="Group by: stack | branch | owner | account | region (account/region).",
-    ),
-    fmt: str = typer.Option("table", "--format", "-f", help="table | json | csv | markdown."),
-    as_json: bool = typer.Option(False, "--json", help="Same as --format json."),
-    actual: bool = typer.Option(
-        False, "--actual", help="Add actual cost from Cost Explorer (the branchenv:stack tag)."
-    ),
-    target: str | None = typer.Option(
-        None, "--target", "-t", help="Where Cost Explorer is asked with --actual: local | aws."
-    ),
-    engine: str | None = typer.Option(
-        None, "--engine", "-e", help=f"{engine_choices()} (default: every engine that runs here)."
-    ),
-    max_hourly: str | None = typer.Option(
-        None, "--max-hourly", help="Fail (exit 1) when a stack burns more USD/hour than this."
-    ),
-    max_total: str | None = typer.Option(
-        None,
-        "--max-total",
-        help="Fail (exit 1) when a stack's projected cost to expiry exceeds this (USD).",
-    ),
+    branch: str | None = option("--branch", default_help="only this branch's stack"),
+    all_stacks: bool = option("--all", False),
+    by: str = option("--by", "stack", default_help="account/region: per account and region"),
+    fmt: str = format_option(("table", "json", "csv", "markdown")),
+    as_json: bool = option("--json", False),
+    actual: bool = option("--actual", False),
+    target: str | None = option("--target", default_help="where Cost Explorer is asked"),
+    engine: str | None = option("--engine", default_help="default: every engine that runs here"),
+    max_hourly: str | None = option("--max-hourly"),
+    max_total: str | None = option("--max-total"),
 ) -> None:
     """Estimated cost of branch stacks: hourly burn, cost so far, projection to expiry."""
     if ctx.invoked_subcommand is not None:
@@ -108,7 +83,7 @@ def cost(
     from branchenv.cost.estimate import collect_stack_costs
     from branchenv.cost.report import FORMATS, GROUPINGS, build_report, columns, table_rows
     from branchenv.cost.report import render as render_report
-    from branchenv.errors import UsageError
+    from branchenv.errors import BudgetExceeded, UsageError
 
     fmt = "json" if as_json else fmt
     if fmt not in FORMATS:
@@ -132,30 +107,70 @@ def cost(
     costs = collect_stack_costs(settings, engines=engines, stacks=stacks, branches=branches)
     actuals, notes = _actuals(settings, target, costs) if actual else (None, ())
     report = build_report(costs, by=by, actuals=actuals, notes=notes)
-    if fmt == "table":
-        render.table(
-            f"cost of {len(costs)} stack(s) by {by} (USD)", columns(report), table_rows(report)
+    if not all_stacks and not costs:
+        from branchenv.errors import StackNotFound
+
+        assert branches is not None
+        raise StackNotFound(
+            f"no stack for branch {branches[0]!r} (stack {stacks[0] if stacks else '?'})",
+            hint="`branchenv ls` lists the stacks there are; `branchenv cost --all` costs them all",
         )
-        for note in report.notes:
-            render.status(f"note: {note}")
+    budget_error = None
+    try:
+        check_budget(costs, max_hourly=settings.max_hourly, max_total=settings.max_total)
+    except BudgetExceeded as exc:
+        budget_error = exc
+    if fmt == "json":
+        render.emit_json(_document(report), error=budget_error)
+    elif fmt == "table":
+        render.table(
+            f"cost of {common.plural(len(costs), 'stack')} by {by} (USD)",
+            columns(report),
+            table_rows(report),
+            abbreviate=("stack",),
+        )
+        common.notes(report.notes)
     else:
         typer.echo(render_report(report, fmt), nl=False)
-    check_budget(costs, max_hourly=settings.max_hourly, max_total=settings.max_total)
+    if budget_error is not None:
+        raise budget_error
 
 
-RegionOpt = typer.Option(
-    ["us-east-1", "eu-west-1"], "--region", "-r", help="Region to price (repeatable)."
-)
-OutOpt = typer.Option(
-    None, "--out", "-o", help="Write the refreshed table here (default: print it)."
-)
+def _document(report: CostReport) -> dict[str, object]:
+    """The report as the JSON envelope's result: every amount is money (a Decimal)."""
+
+    def row(r: ReportRow) -> dict[str, object]:
+        return {
+            "key": r.key,
+            report.by: r.key,
+            "stacks": r.stacks,
+            "hourly": r.hourly,
+            "so_far": r.so_far,
+            "projected_to_expiry": r.projected_to_expiry,
+            "actual": r.actual,
+            "unpriced_types": list(r.unpriced_types),
+            "unavailable": r.unavailable,
+        }
+
+    return {
+        "by": report.by,
+        "currency": report.currency,
+        "generated_at": report.generated_at,
+        "rows": [row(r) for r in report.rows],
+        "totals": row(report.totals),
+        "notes": list(report.notes),
+    }
 
 
-@cost_app.command("refresh-prices")
+RegionOpt = option("--region", ["us-east-1", "eu-west-1"], default_help="to price; repeatable")
+OutOpt = option("--out", default_help="the refreshed table; default: print it")
+
+
+@cost_app.command("refresh-prices", epilog=epilog())
 def refresh_prices(
     region: list[str] = RegionOpt,
     out: Path | None = OutOpt,
-    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+    as_json: bool = option("--json", False),
 ) -> None:
     """Re-read unit prices from the AWS Price List API (pricing:GetProducts, real AWS only)."""
     import json
@@ -189,6 +204,6 @@ def refresh_prices(
     for line in result.problems:
         render.status(f"kept old price: {line}")
     render.status(
-        f"{len(result.updated)} price(s) updated, {len(result.unchanged)} unchanged, "
-        f"{len(result.problems)} kept" + (f"; written to {out}" if out else "")
+        f"{common.plural(len(result.updated), 'price')} updated, {len(result.unchanged)} "
+        f"unchanged, {len(result.problems)} kept" + (f"; written to {out}" if out else "")
     )

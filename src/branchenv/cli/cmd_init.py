@@ -5,20 +5,18 @@ from __future__ import annotations
 import typer
 
 from branchenv.cli import render
+from branchenv.cli.options import epilog, new_app, option
 
-app = typer.Typer()
+app = new_app()
 
 
-@app.command("init")
+@app.command("init", epilog=epilog())
 def init(
-    program: str | None = typer.Option(
-        None,
-        "--program",
-        help="The program's directory, relative to here (default: this one): where Pulumi.yaml "
-        "or the *.tf files are.",
+    program: str | None = option(
+        "--program", default_help="default: this one; where Pulumi.yaml or the *.tf files are"
     ),
-    force: bool = typer.Option(False, "--force", help="Replace branchenv.toml and the example."),
-    as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
+    force: bool = option("--force", False, default_help="branchenv.toml and the example"),
+    as_json: bool = option("--json", False),
 ) -> None:
     """Write a commented branchenv.toml and an example integration suite (tests/integration/)
     for the Pulumi or Terraform project in this directory."""

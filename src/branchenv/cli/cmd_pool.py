@@ -6,60 +6,44 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from branchenv.cli import render
-from branchenv.engines import engine_choices
+from branchenv.cli import common, render
+from branchenv.cli.options import epilog, new_app, option
 
 if TYPE_CHECKING:
     from branchenv.provision import StackContext
 
-app = typer.Typer()
-pool_app = typer.Typer(
+app = new_app()
+pool_app = new_app(
     name="pool",
     help="A warm pool of ready stacks that `up --pool` / `ci --pool` claim in an instant.",
     no_args_is_help=True,
+    epilog=epilog(),
 )
 app.add_typer(pool_app)
 
-TargetOpt = typer.Option(None, "--target", "-t", help="Where resources live: local | aws.")
-EngineOpt = typer.Option(
-    None,
-    "--engine",
-    "-e",
-    help=f"{engine_choices()} (default: the first of them that runs the program on the target "
-    "here).",
-)
-JsonOpt = typer.Option(False, "--json", help="Print machine-readable JSON.")
-ProgramOpt = typer.Option(
-    None,
-    "--program",
-    help="Which configured program's pool (its name under [tool.branchenv.programs]; default: "
-    "the project's program).",
-)
+TargetOpt = option("--target", default_help="default: default_target")
+EngineOpt = option("--engine", default_help="default: auto")
+JsonOpt = option("--json", False)
+ProgramOpt = option("--program", default_help="whose pool; default: the project's program")
 
 
 def _context(
     target: str | None, engine: str | None, program: str | None, *, start: bool
 ) -> StackContext:
-    from branchenv.config import load_settings
     from branchenv.provision import resolve
 
-    settings = load_settings(
-        overrides={"default_target": target, "engine": engine},
-        flag_names={"default_target": "--target", "engine": "--engine"},
-    )
+    settings = common.load(target=target, engine=engine)
     # The pool's own stacks are named for the pool; the branch only names the caller.
     return resolve(settings, branch="pool", target=None, engine=None, start_local_cloud=start)
 
 
-@pool_app.command("fill")
+@pool_app.command("fill", epilog=epilog())
 def fill(
-    size: int | None = typer.Option(
-        None, "--size", help="Stacks the pool should hold (default: the pool_size setting)."
-    ),
+    size: int | None = option("--size", default_help="default: the pool_size setting"),
     target: str | None = TargetOpt,
     engine: str | None = EngineOpt,
     program: str | None = ProgramOpt,
-    profile: str = typer.Option("ephemeral", "--profile", help="ephemeral | prodlike"),
+    profile: str = option("--profile", "ephemeral"),
     as_json: bool = JsonOpt,
 ) -> None:
     """Create pool stacks until the pool holds --size (or pool_size) ready stacks.
@@ -78,14 +62,15 @@ def fill(
     def human() -> None:
         typer.echo(
             f"pool {outcome.pool} ({outcome.engine} engine, {outcome.target}): "
-            f"{len(outcome.created) + len(outcome.present)} of {outcome.size} stack(s); "
+            f"{len(outcome.created) + len(outcome.present)} of "
+            f"{common.plural(outcome.size, 'stack')}; "
             f"created {len(outcome.created)} [{outcome.duration_s:.1f} s]"
         )
 
     render.emit(outcome, as_json=as_json, human=human)
 
 
-@pool_app.command("status")
+@pool_app.command("status", epilog=epilog())
 def status(
     target: str | None = TargetOpt,
     engine: str | None = EngineOpt,
@@ -126,9 +111,9 @@ def status(
     render.emit(st, as_json=as_json, human=human)
 
 
-@pool_app.command("drain")
+@pool_app.command("drain", epilog=epilog())
 def drain(
-    yes: bool = typer.Option(False, "--yes", "-y", help="Act: destroy. Default: dry run."),
+    yes: bool = option("--yes", False, default_help="destroy; default: a dry run"),
     target: str | None = TargetOpt,
     engine: str | None = EngineOpt,
     program: str | None = ProgramOpt,
@@ -145,7 +130,7 @@ def drain(
     def human() -> None:
         verb = "would destroy" if outcome.dry_run else "destroyed"
         typer.echo(
-            f"pool {outcome.pool}: {verb} {len(outcome.destroy)} free stack(s)"
+            f"pool {outcome.pool}: {verb} {common.plural(len(outcome.destroy), 'free stack')}"
             + (f": {', '.join(outcome.destroy)}" if outcome.destroy else "")
         )
         if outcome.kept:

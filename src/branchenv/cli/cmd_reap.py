@@ -2,89 +2,50 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import typer
 
-from branchenv.cli import render
-from branchenv.engines import engine_choices
+from branchenv.cli import common, render
+from branchenv.cli.options import epilog, format_option, new_app, option
 
-app = typer.Typer()
+if TYPE_CHECKING:
+    from branchenv.errors import BranchenvError
+
+app = new_app()
 
 FORMATS = ("table", "json", "markdown")
 
 
-@app.command("reap")
+@app.command("reap", epilog=epilog())
 def reap(
-    yes: bool = typer.Option(False, "--yes", help="Act: destroy and delete. Default: dry run."),
-    orphans: bool = typer.Option(
-        False, "--orphans", help="Also sweep resources tagged for stacks no engine knows."
+    yes: bool = option("--yes", False, default_help="destroy and delete; default: a dry run"),
+    orphans: bool = option("--orphans", False),
+    max_reap: int | None = option("--max"),
+    max_orphans: int = option("--max-orphans", 200, default_help="default: 200", min=0),
+    orphan_grace: str = option(
+        "--orphan-grace", "1h", default_help="their stack may still be provisioning; default: 1h"
     ),
-    max_reap: int | None = typer.Option(
-        None, "--max", help="Most stacks one run may destroy (default: the max_reap setting)."
+    remote: str | None = option(
+        "--remote", default_help="stacks of deleted branches are reaped; default: not checked"
     ),
-    max_orphans: int = typer.Option(
-        200, "--max-orphans", min=0, help="Most orphaned resources one run may delete."
+    engine: str | None = option("--engine", default_help="default: every engine that runs here"),
+    target: str | None = option("--target", default_help="default: default_target"),
+    output_format: str = format_option(FORMATS),
+    as_json: bool = option("--json", False),
+    accounts: str | None = option("--accounts"),
+    regions: str | None = option("--regions"),
+    assume_role: str | None = option("--assume-role"),
+    role_session_name: str | None = option("--role-session-name"),
+    external_id: str | None = option(
+        "--external-id", envvar="BRANCHENV_REAP_EXTERNAL_ID", show_envvar=True
     ),
-    orphan_grace: str = typer.Option(
-        "1h",
-        "--orphan-grace",
-        help="Leave orphans younger than this (their stack may still be provisioning).",
-    ),
-    remote: str | None = typer.Option(
-        None,
-        "--remote",
-        help="Git remote (name or URL) whose branches are checked; stacks of deleted branches "
-        "are reaped. Default: not checked.",
-    ),
-    engine: str | None = typer.Option(
-        None,
-        "--engine",
-        "-e",
-        help=f"{engine_choices()} (default: every engine that runs here).",
-    ),
-    target: str | None = typer.Option(None, "--target", "-t", help="local | aws."),
-    output_format: str = typer.Option(
-        "table", "--format", help="table | json | markdown (--json is short for --format json)."
-    ),
-    as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
-    accounts: str | None = typer.Option(
-        None,
-        "--accounts",
-        help="Comma-separated AWS account ids to reap in (each must be in "
-        "allowed_account_ids); several need --assume-role.",
-    ),
-    regions: str | None = typer.Option(
-        None,
-        "--regions",
-        help="Comma-separated regions to reap in, or `all`: every region each account has "
-        "enabled. Default: the region setting.",
-    ),
-    assume_role: str | None = typer.Option(
-        None,
-        "--assume-role",
-        help="Role ARN template assumed in each account, e.g. "
-        "arn:aws:iam::{account}:role/branchenv-reaper.",
-    ),
-    role_session_name: str | None = typer.Option(
-        None, "--role-session-name", help="Session name of the assumed roles (CloudTrail)."
-    ),
-    external_id: str | None = typer.Option(
-        None,
-        "--external-id",
-        envvar="BRANCHENV_REAP_EXTERNAL_ID",
-        show_envvar=True,
-        help="External id the roles' trust policies require (prefer the variable: never printed).",
-    ),
-    account_concurrency: int = typer.Option(
-        4,
-        "--account-concurrency",
-        help="Most API calls in flight per account at once (its rate limits).",
-    ),
+    account_concurrency: int = option("--account-concurrency", 4, default_help="default: 4"),
 ) -> None:
     """Reap stale stacks: dry run by default; `--yes` destroys. With --accounts/--regions
     (and --assume-role), one run covers every account and region. Exit 1 if any deletion or
     account/region pair failed, 3 when a safety rule refuses."""
     from branchenv import provision
-    from branchenv.config import load_settings
     from branchenv.errors import OperationFailed, SafetyRefusal, UsageError
     from branchenv.metadata import parse_ttl
     from branchenv.reaper import run
@@ -96,10 +57,7 @@ def reap(
     fmt = "json" if as_json else output_format.lower()
     if fmt not in FORMATS:
         raise UsageError(f"--format {output_format!r} is not one of: {', '.join(FORMATS)}")
-    settings = load_settings(
-        overrides={"default_target": target, "engine": engine, "max_reap": max_reap},
-        flag_names={"default_target": "--target", "engine": "--engine", "max_reap": "--max"},
-    )
+    settings = common.load(target=target, engine=engine, max_reap=max_reap)
     grace = parse_ttl(orphan_grace, flag="--orphan-grace")
     scope = parse_scope(
         accounts=accounts,
@@ -138,49 +96,76 @@ def reap(
     )
     if not yes:
         report = build_report(run.ReapResult(plan=reap_plan, acted=False))
-        _show(report, fmt)
-        _fail_on_pairs(report)
+        failed = _pairs_failed(report)
+        _show(report, fmt, error=failed)
+        if failed is not None:
+            raise failed
         return
     refusal = reap_plan.refusal()
     if refusal is not None:
-        _show(build_report(run.ReapResult(plan=reap_plan, acted=False)), fmt)
-        raise SafetyRefusal(refusal)
+        refused = SafetyRefusal(refusal)
+        _show(build_report(run.ReapResult(plan=reap_plan, acted=False)), fmt, error=refused)
+        raise refused
+    if common.stdin_is_terminal():
+        _confirm(build_report(run.ReapResult(plan=reap_plan, acted=False)))
     result = run.execute(
         reap_plan, settings=settings, engines=engines, target=tgt, on_output=render.status
     )
     report = build_report(result)
-    _show(report, fmt)
-    _fail_on_pairs(report)
-    if report.leaked:
-        raise OperationFailed(
-            f"{report.leaked} resource(s) still carry the tag of a reaped stack (leaked, see the "
-            "report); delete them, or sweep them with `branchenv reap --orphans --yes`"
+    failed = _pairs_failed(report)
+    if failed is None and report.leaked:
+        failed = OperationFailed(
+            f"{common.plural(report.leaked, 'resource')} still "
+            f"{'carries' if report.leaked == 1 else 'carry'} the tag of a reaped stack "
+            "(leaked, see the report)",
+            hint="delete them, or sweep them with `branchenv reap --orphans --yes`",
         )
-    if report.failed:
-        raise OperationFailed(
-            f"{report.failed} deletion(s) failed (see the report); fix the cause and re-run "
-            "`branchenv reap --yes`"
+    elif failed is None and report.failed:
+        failed = OperationFailed(
+            f"{common.plural(report.failed, 'deletion')} failed (see the report)",
+            hint="fix the cause and re-run `branchenv reap --yes`",
         )
+    _show(report, fmt, error=failed)
+    if failed is not None:
+        raise failed
 
 
-def _fail_on_pairs(report: object) -> None:
+def _pairs_failed(report: object) -> BranchenvError | None:
     """Exit 1 naming every failed (account, region) pair and why (the others were done)."""
     from branchenv.errors import OperationFailed
     from branchenv.reaper.report import ReapReport
 
     assert isinstance(report, ReapReport)
     bad = [p for p in report.pairs if p.status == "failed"]
-    if bad:
-        names = "; ".join(f"{p.account}/{p.region}: {p.error}" for p in bad)
-        done = len(report.pairs) - len(bad)
-        raise OperationFailed(
-            f"{len(bad)} of {len(report.pairs)} account/region pair(s) failed ({names}); "
-            f"the other {done} were {'planned' if report.dry_run else 'reaped'}. Fix the cause "
-            "and re-run `branchenv reap`"
-        )
+    if not bad:
+        return None
+    names = "; ".join(f"{p.account}/{p.region}: {p.error}" for p in bad)
+    done = len(report.pairs) - len(bad)
+    return OperationFailed(
+        f"{len(bad)} of {common.plural(len(report.pairs), 'account/region pair')} failed "
+        f"({names}); the other {done} were {'planned' if report.dry_run else 'reaped'}",
+        hint="fix the cause and re-run `branchenv reap`",
+    )
 
 
-def _show(report: object, fmt: str) -> None:
+def _confirm(plan: object) -> None:
+    """On a terminal, `reap --yes` shows what will go and asks for the target's name first."""
+    from branchenv.reaper.report import ReapReport
+
+    assert isinstance(plan, ReapReport)
+    if not plan.reaped and not plan.orphans:
+        return
+    lines = [
+        f"reap --yes on target {plan.target} destroys "
+        f"{common.plural(len(plan.reaped), 'stack')} and deletes "
+        f"{common.plural(len(plan.orphans), 'orphaned resource')}:"
+    ]
+    lines += [f"  {r.stack} ({r.engine}): {r.why}" for r in plan.reaped[:30]]
+    lines += [f"  {o.arn}: {o.why}" for o in plan.orphans[:30]]
+    common.confirm(lines, answer=plan.target, noun="target's name", command="reap --yes")
+
+
+def _show(report: object, fmt: str, *, error: BranchenvError | None = None) -> None:
     from branchenv.reaper.report import (
         ReapReport,
         account_columns,
@@ -194,7 +179,7 @@ def _show(report: object, fmt: str) -> None:
 
     assert isinstance(report, ReapReport)
     if fmt == "json":
-        render.emit_json(report)
+        render.emit_json(report, error=error)
         return
     if fmt == "markdown":
         typer.echo(to_markdown(report))
@@ -202,18 +187,20 @@ def _show(report: object, fmt: str) -> None:
     title = "to reap (dry run)" if report.dry_run else "reaped"
     if report.pairs:
         headers, rows = pair_columns(report)
-        render.table(f"{len(rows)} account/region pair(s)", headers, rows)
+        render.table(common.plural(len(rows), "account/region pair"), headers, rows)
         headers, rows = account_columns(report)
-        render.table(f"{len(rows)} account(s)", headers, rows)
+        render.table(common.plural(len(rows), "account"), headers, rows)
     headers, rows = reaped_columns(report)
-    render.table(f"{len(rows)} stack(s) {title}", headers, rows)
+    render.table(
+        f"{common.plural(len(rows), 'stack')} {title}", headers, rows, abbreviate=["stack"]
+    )
     headers, rows = kept_columns(report)
-    render.table(f"{len(rows)} stack(s) kept", headers, rows)
+    render.table(f"{common.plural(len(rows), 'stack')} kept", headers, rows, abbreviate=["stack"])
     if report.orphans_checked:
         headers, rows = orphan_columns(report)
-        render.table(f"{len(rows)} orphaned resource(s)", headers, rows)
+        render.table(f"{common.plural(len(rows), 'orphaned resource')}", headers, rows)
     if report.remote is None:
-        typer.echo("note: branch-deleted rule not checked; pass `--remote origin` to check it")
+        common.note("branch-deleted rule not checked; pass `--remote origin` to check it")
     typer.echo(summary_line(report))
     if report.next_step:
         typer.echo(report.next_step)

@@ -4,46 +4,24 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import typer
-
 from branchenv.cli import render as output
+from branchenv.cli.options import epilog, new_app, option
 from branchenv.render import DEFAULT_K8S_VERSION
 
-app = typer.Typer()
+app = new_app()
 
 
-BranchOpt = typer.Option(
-    None, "--branch", "-b", help="Branch name (default: CI variables, then the git checkout)."
-)
-ProgramOpt = typer.Option(
-    None,
-    "--program",
-    help="The Kubernetes Pulumi program, relative to the project (default: infra/k8s).",
-)
-OutOpt = typer.Option(
-    None, "--out", help="Directory for the manifests (default: <state dir>/manifests/<stack>)."
-)
-VersionOpt = typer.Option(
-    DEFAULT_K8S_VERSION,
-    "--k8s-version",
-    help="Kubernetes version whose schemas validate the manifests.",
-)
-ProfileOpt = typer.Option(
-    None, "--profile", help="ephemeral | prodlike (default: the stack template's, else ephemeral)."
-)
-TtlOpt = typer.Option(
-    None, "--ttl", help="Time to live for the janitor annotations: 90m, 24h, 7d, ..."
-)
-ConfigOpt = typer.Option(
-    [],
-    "--config",
-    "-c",
-    help="Stack config KEY=VALUE over stacks/Pulumi.k8s.yaml, e.g. branchenv:cpuLimit=500m.",
-)
-JsonOpt = typer.Option(False, "--json", help="Print machine-readable JSON.")
+BranchOpt = option("--branch")
+ProgramOpt = option("--program", default_help="default: infra/k8s")
+OutOpt = option("--out", default_help="a directory; default: <state dir>/manifests/<stack>")
+VersionOpt = option("--k8s-version", DEFAULT_K8S_VERSION)
+ProfileOpt = option("--profile", default_help="default: the stack template's, else ephemeral")
+TtlOpt = option("--ttl", default_help="for the janitor annotations; default: default_ttl")
+ConfigOpt = option("--config", [], default_help="over stacks/Pulumi.k8s.yaml")
+JsonOpt = option("--json", False)
 
 
-@app.command("render")
+@app.command("render", epilog=epilog())
 def render(
     branch: str | None = BranchOpt,
     program: Path | None = ProgramOpt,
@@ -59,21 +37,23 @@ def render(
     import os
 
     from branchenv import render as core
-    from branchenv.config import load_settings
+    from branchenv.cli import common
+    from branchenv.config import load_settings, stack_ttl
     from branchenv.errors import OperationFailed
     from branchenv.gitinfo import current_commit, detect_branch, detect_owner
-    from branchenv.metadata import parse_ttl
     from branchenv.naming import names_for
+    from branchenv.programs import detect_program
 
     settings = load_settings()
     pairs = core.parse_config_pairs(config)  # bad input fails before anything runs
     version = core.check_k8s_version(k8s_version)
+    stack_ttl(settings, ttl)
     chosen_ttl = ttl or settings.default_ttl
-    parse_ttl(chosen_ttl)
     root = settings.project_dir
     info = detect_branch(branch, env=os.environ, cwd=root)
     names = names_for(info.name)
     program_dir = root / (program if program is not None else Path(core.DEFAULT_PROGRAM))
+    detect_program(program_dir, setting="--program")
     out_dir = core.check_out_dir(
         out if out is not None else settings.state_path / "manifests" / names.stack
     )
@@ -103,18 +83,18 @@ def render(
 
     def human() -> None:
         output.table(
-            f"{len(result.files)} manifests for {result.stack} in {result.out_dir}",
+            f"{common.plural(len(result.files), 'manifest')} for {result.stack} in {result.out_dir}",
             ("file", "kind", "name"),
             ((o.file.name, o.kind, o.name) for o in result.objects),
         )
         for issue in result.errors:
             output.status(f"invalid: {issue}")
-        verdict = "all valid" if result.ok else f"{len(result.errors)} error(s)"
+        verdict = "all valid" if result.ok else common.plural(len(result.errors), "error")
         output.status(f"Kubernetes {result.k8s_version} schema: {verdict}")
 
     output.emit(document, as_json=as_json, human=human)
     if not result.ok:
         raise OperationFailed(
-            f"{len(result.errors)} manifest problem(s) for Kubernetes {result.k8s_version} "
+            f"{common.plural(len(result.errors), 'manifest problem')} for Kubernetes {result.k8s_version} "
             f"(first: {result.errors[0]}); fix the program in {program_dir}"
         )

@@ -6,9 +6,9 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from branchenv.cli import render
+from branchenv.cli import common, render
+from branchenv.cli.options import epilog, new_app, option
 from branchenv.cli.progress import progress
-from branchenv.engines import engine_choices
 
 if TYPE_CHECKING:
     from decimal import Decimal
@@ -16,41 +16,22 @@ if TYPE_CHECKING:
     from branchenv.config import Settings
     from branchenv.provision import StackContext
 
-app = typer.Typer()
+app = new_app()
 
-BranchOpt = typer.Option(
-    None, "--branch", "-b", help="Branch name (default: CI variables, then the git checkout)."
+BranchOpt = option("--branch")
+TargetOpt = option("--target", default_help="default: default_target")
+EngineOpt = option("--engine", default_help="default: auto")
+JsonOpt = option("--json", False)
+TtlOpt = option("--ttl", default_help="default: default_ttl")
+ProfileOpt = option("--profile", "ephemeral")
+AllowSharedOpt = option(
+    "--allow-shared", [], default_help="any other fixed name must derive from the branch's prefix"
 )
-TargetOpt = typer.Option(None, "--target", "-t", help="Where resources live: local | aws.")
-EngineOpt = typer.Option(
-    None,
-    "--engine",
-    "-e",
-    help=f"{engine_choices()} (default: the first of them that runs the program on the target "
-    "here).",
-)
-JsonOpt = typer.Option(False, "--json", help="Print machine-readable JSON.")
-AllowSharedOpt = typer.Option(
-    [],
-    "--allow-shared",
-    help="A fixed physical name this stack shares with other branches on purpose (repeatable); "
-    "any other fixed name must be derived from the branch's prefix.",
-)
-ProgramOpt = typer.Option(
-    None,
-    "--program",
-    help="Which configured program: the NAME of a `programs.NAME` settings table (default: the "
-    "`program` setting's, or the only one).",
-)
+ProgramOpt = option("--program", default_help="default: the `program` setting's, or the only one")
 
 
 def _settings(target: str | None = None, engine: str | None = None) -> Settings:
-    from branchenv.config import load_settings
-
-    return load_settings(
-        overrides={"default_target": target, "engine": engine},
-        flag_names={"default_target": "--target", "engine": "--engine"},
-    )
+    return common.load(target=target, engine=engine)
 
 
 def _context(
@@ -61,44 +42,26 @@ def _context(
     *,
     start_local_cloud: bool = True,
 ) -> StackContext:
-    from branchenv.provision import resolve
-
-    settings = _settings(target, engine)
-    return resolve(
-        settings,
-        branch=branch,
-        target=None,
-        engine=None,
-        start_local_cloud=start_local_cloud,
-        program=program,
+    return common.context(
+        branch, target, engine, start_local_cloud=start_local_cloud, program=program
     )
 
 
 def _notes(notes: tuple[str, ...]) -> None:
-    for note in notes:
-        render.status(f"note: {note}")
+    common.notes(notes)
 
 
-@app.command("up")
+@app.command("up", epilog=epilog(signals=True))
 def up(
     branch: str | None = BranchOpt,
     target: str | None = TargetOpt,
     engine: str | None = EngineOpt,
-    ttl: str | None = typer.Option(None, "--ttl", help="Time to live: 90m, 24h, 7d, ..."),
-    profile: str = typer.Option("ephemeral", "--profile", help="ephemeral | prodlike"),
-    preview_only: bool = typer.Option(
-        False,
-        "--preview-only",
-        help="Show what would change (as `branchenv preview`); change nothing.",
-    ),
+    ttl: str | None = TtlOpt,
+    profile: str = ProfileOpt,
+    preview_only: bool = option("--preview-only", False),
     allow_shared: list[str] = AllowSharedOpt,
     program: str | None = ProgramOpt,
-    use_pool: bool | None = typer.Option(
-        None,
-        "--pool/--no-pool",
-        help="Claim a ready stack from the warm pool (default: the pool setting); see "
-        "`branchenv pool`.",
-    ),
+    use_pool: bool | None = option("--pool", default_help="default: the pool setting"),
     as_json: bool = JsonOpt,
 ) -> None:
     """Create or update this branch's stack (idempotent) and print its outputs.
@@ -108,12 +71,14 @@ def up(
     """
     from branchenv import pool, provision
     from branchenv.harness.signals import SignalGuard
-    from branchenv.metadata import format_duration, parse_ttl
+    from branchenv.metadata import format_duration
 
-    provision.check_profile(profile)  # bad input fails before anything starts
+    settings = _settings(target, engine)
+    # bad input and refusals fail before anything starts (the local cloud included)
+    common.preflight(
+        settings, branch, ttl=ttl, profile=profile, acts=not preview_only, program=program
+    )
     provision.check_allow_shared(allow_shared)
-    if ttl is not None:
-        parse_ttl(ttl)
     if preview_only:
         _preview(branch, target, engine, program, ttl=ttl, profile=profile, as_json=as_json)
         return
@@ -146,8 +111,8 @@ def up(
     def human() -> None:
         md = outcome.metadata
         typer.echo(
-            f"stack {outcome.stack} (branch {outcome.branch}) is up: {outcome.resource_count} "
-            f"resources, expires in {format_duration(md.expires_at - md.created_at)} "
+            f"stack {outcome.stack} (branch {outcome.branch}) is up: "
+            f"{common.plural(outcome.resource_count, 'resource')}, expires in {format_duration(md.expires_at - md.created_at)} "
             f"[{outcome.duration_s:.1f} s]"
         )
         _outputs_table(outcome.outputs)
@@ -174,22 +139,21 @@ def _exit_if_signalled(signum: int | None, what_happened: str) -> None:
 _SIGNS = {"create": "+", "update": "~", "replace": "+-", "delete": "-", "same": " ", "read": ">"}
 
 
-@app.command("preview")
+@app.command("preview", epilog=epilog())
 def preview(
     branch: str | None = BranchOpt,
     target: str | None = TargetOpt,
     engine: str | None = EngineOpt,
-    ttl: str | None = typer.Option(None, "--ttl", help="Time to live: 90m, 24h, 7d, ..."),
-    profile: str = typer.Option("ephemeral", "--profile", help="ephemeral | prodlike"),
-    show_same: bool = typer.Option(False, "--show-same", help="Also list unchanged resources."),
+    ttl: str | None = TtlOpt,
+    profile: str = ProfileOpt,
+    show_same: bool = option("--show-same", False),
     program: str | None = ProgramOpt,
     as_json: bool = JsonOpt,
 ) -> None:
     """Show what `up` would change, per resource with the changed properties; change nothing."""
-    if ttl is not None:
-        from branchenv.metadata import parse_ttl
-
-        parse_ttl(ttl)
+    common.preflight(
+        _settings(target, engine), branch, ttl=ttl, profile=profile, acts=False, program=program
+    )
     _preview(
         branch, target, engine, program, ttl=ttl, profile=profile, as_json=as_json, same=show_same
     )
@@ -248,7 +212,7 @@ def _outputs_table(outputs: dict[str, Any]) -> None:
     render.table("outputs", ["name", "value"], sorted(outputs.items()))
 
 
-@app.command("outputs")
+@app.command("outputs", epilog=epilog())
 def outputs(
     branch: str | None = BranchOpt,
     target: str | None = TargetOpt,
@@ -258,37 +222,77 @@ def outputs(
 ) -> None:
     """Print this branch's stack outputs (endpoint, names, ARNs)."""
     from branchenv import pool
+    from branchenv.errors import LocalCloudError, StackNotFound
 
-    ctx = _context(branch, target, engine, program, start_local_cloud=False)
-    values = pool.outputs(ctx)
+    settings = _settings(target, engine)
+    name = common.preflight(settings, branch, acts=False, program=program)
+    try:
+        ctx = common.context(
+            branch, target, engine, start_local_cloud=False, settings=settings, program=program
+        )
+    except LocalCloudError:
+        # nothing runs there, so no stack can: say how to get one, not how to start an empty cloud
+        raise StackNotFound(
+            f"no stack for branch {name!r}: the local cloud is not running",
+            hint=_no_stack_hint(name),
+        ) from None
+    try:
+        values = pool.outputs(ctx)
+    except StackNotFound as exc:
+        raise StackNotFound(
+            getattr(exc, "message", None) or str(exc), hint=_no_stack_hint(ctx.branch.name)
+        ) from None
     render.emit(values, as_json=as_json, human=lambda: _outputs_table(values))
 
 
-@app.command("ls")
+def _no_stack_hint(branch: str) -> str:
+    return (
+        f"create it with `branchenv up --branch {branch}`, or `branchenv ls` lists the stacks "
+        "there are"
+    )
+
+
+def duration_words(seconds: float | None, *, expired: bool = False) -> str:
+    """One wording for durations and expiry, shared by ls and reap: ``3h 59m``,
+    ``expired 42s ago``."""
+    import datetime as dt
+
+    from branchenv.metadata import format_duration
+
+    if seconds is None:
+        return ""
+    if expired or seconds < 0:
+        return f"expired {format_duration(dt.timedelta(seconds=max(1, round(abs(seconds)))))} ago"
+    return format_duration(dt.timedelta(seconds=round(seconds)))
+
+
+@app.command("ls", epilog=epilog())
 def ls(
+    target: str | None = option("--target", default_help="default: every target"),
     engine: str | None = EngineOpt,
     as_json: bool = JsonOpt,
 ) -> None:
     """List stacks: branch, owner, age, expires-in, resources, engine, target, account and
     region."""
     from branchenv import provision
-    from branchenv.metadata import format_duration
 
-    settings = _settings(None, engine)
-    rows = provision.list_stacks(settings, engines=provision.engines_for_listing(settings, engine))
+    settings = _settings(target, engine)
+    if target is not None:
+        from branchenv.targets import check_target_name
 
-    def dur(seconds: float | None) -> str:
-        if seconds is None:
-            return ""
-        import datetime as dt
-
-        return format_duration(dt.timedelta(seconds=seconds))
+        check_target_name(target)
+    engines = provision.engines_for_listing(settings, engine, target_name=target)
+    rows = [
+        r
+        for r in provision.list_stacks(settings, engines=engines)
+        if target is None or r.target in (None, target)
+    ]
 
     several = len({r.program for r in rows}) > 1
 
     def human() -> None:
         render.table(
-            f"{len(rows)} stack(s)",
+            common.plural(len(rows), "stack"),
             [
                 "stack",
                 "branch",
@@ -307,8 +311,8 @@ def ls(
                     r.stack,
                     "(needs attention)" if r.attention else r.branch or "(unmanaged)",
                     r.owner,
-                    dur(r.age_s),
-                    ("expired " if r.expired else "") + dur(r.expires_in_s),
+                    duration_words(r.age_s),
+                    duration_words(r.expires_in_s, expired=r.expired),
                     _resources(r.resource_count, r.missing),
                     _money(r.cost_so_far, r.cost_unpriced),
                     f"{r.engine} ({r.backend})" if r.backend else r.engine,
@@ -318,6 +322,7 @@ def ls(
                 )
                 for r in rows
             ],
+            abbreviate=("stack",),
         )
         for r in rows:
             if r.attention:
@@ -333,21 +338,26 @@ def _where(account: str | None, region: str | None) -> str:
     return f"{account or '?'}/{region or '?'}"
 
 
-@app.command("down")
+@app.command("down", epilog=epilog(signals=True))
 def down(
     branch: str | None = BranchOpt,
     target: str | None = TargetOpt,
     engine: str | None = EngineOpt,
     program: str | None = ProgramOpt,
+    yes: bool = option("--yes", False, default_help="even a stack someone else created"),
     as_json: bool = JsonOpt,
 ) -> None:
     """Destroy this branch's stack and remove it. A stack already gone is not an error.
+
+    On a terminal, a stack someone else created is shown (its owner and resources) and the
+    stack's name asked for first; never with --yes or when stdin is not a terminal.
 
     SIGINT/SIGTERM do not stop a teardown: it finishes, then `down` exits 130/143.
     """
     from branchenv import pool
     from branchenv.harness.signals import SignalGuard
 
+    common.preflight(_settings(target, engine), branch, program=program)
     # SIGINT/SIGTERM: the teardown is shielded (it finishes), then `down` exits 128 + signal.
     with SignalGuard(on_signal=render.status) as guard:
         ctx = guard.finish(
@@ -355,6 +365,8 @@ def down(
         )
         guard.checkpoint()
         _notes(ctx.notes)
+        if not yes and common.stdin_is_terminal():
+            _confirm_foreign(ctx)
         with progress(f"down {ctx.names.stack} ({ctx.engine.name} engine)") as sink:
             outcome = guard.shielded(lambda: pool.down(ctx, on_output=sink), what="`down`")
 
@@ -371,7 +383,8 @@ def down(
             )
         else:
             typer.echo(
-                f"stack {outcome.stack} destroyed: {outcome.deleted} resources deleted"
+                f"stack {outcome.stack} destroyed: {common.plural(outcome.deleted, 'resource')} "
+                "deleted"
                 f"{', stack removed' if outcome.removed else ''}, leaked: {leaked} "
                 f"[{outcome.duration_s:.1f} s]"
             )
@@ -380,3 +393,37 @@ def down(
 
     render.emit(outcome, as_json=as_json, human=human)
     _exit_if_signalled(guard.received, f"`down` finished first (stack {outcome.stack})")
+
+
+def _confirm_foreign(ctx: StackContext) -> None:
+    """Ask before destroying a stack someone else created (its owner is not who runs this)."""
+    import os
+
+    from branchenv.errors import StackNotFound
+    from branchenv.gitinfo import detect_owner
+
+    stack, program = ctx.names.stack, ctx.program
+    try:
+        metadata = ctx.engine.metadata(stack=stack, program=program)
+    except StackNotFound:
+        return
+    me = detect_owner(env=os.environ, cwd=ctx.settings.project_dir)
+    if metadata is None or metadata.owner == me:
+        return
+    try:
+        resources = ctx.engine.resources(stack=stack, program=program)
+    except StackNotFound:
+        return
+    shown = [f"  {r.type} {r.name}" for r in resources[:20]]
+    if len(resources) > 20:
+        shown.append(f"  ... and {len(resources) - 20} more")
+    common.confirm(
+        [
+            f"stack {stack} was created by {metadata.owner} (you are {me}); "
+            f"`down` destroys {common.plural(len(resources), 'resource')}:",
+            *shown,
+        ],
+        answer=stack,
+        noun="stack name",
+        command="down",
+    )

@@ -6,44 +6,28 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from branchenv.cli import render
-from branchenv.engines import engine_choices
+from branchenv.cli import common, render
+from branchenv.cli.options import epilog, new_app, option
 
 if TYPE_CHECKING:
     from branchenv.config import Settings
     from branchenv.harness.publish import RunOutcome
 
-app = typer.Typer()
+app = new_app()
 
 _EXTRA = {"allow_extra_args": True, "ignore_unknown_options": True}
 
-BranchOpt = typer.Option(
-    None, "--branch", "-b", help="Branch name (default: CI variables, then the git checkout)."
+BranchOpt = option("--branch")
+TargetOpt = option("--target", default_help="default: default_target")
+EngineOpt = option("--engine", default_help="default: auto")
+SuiteOpt = option("--suite")
+ReportDirOpt = option("--report-dir")
+ReadyOpt = option("--ready-timeout", 60.0, default_help="default: 60", min=1.0)
+JsonOpt = option("--json", False)
+AllowSharedOpt = option(
+    "--allow-shared", [], default_help="any other fixed name must derive from the branch's prefix"
 )
-TargetOpt = typer.Option(None, "--target", "-t", help="Where resources live: local | aws.")
-EngineOpt = typer.Option(
-    None, "--engine", "-e", help=f"{engine_choices()} (default: as for `branchenv up`)."
-)
-SuiteOpt = typer.Option(None, "--suite", help="The pytest suite to run (default: <program>/tests).")
-ReportDirOpt = typer.Option(
-    None, "--report-dir", help="Where JUnit XML and the summary go (default: reports/)."
-)
-ReadyOpt = typer.Option(
-    60.0, "--ready-timeout", min=1.0, help="Seconds to wait for the stack to answer."
-)
-JsonOpt = typer.Option(False, "--json", help="Print machine-readable JSON.")
-AllowSharedOpt = typer.Option(
-    [],
-    "--allow-shared",
-    help="A fixed physical name this stack shares with other branches on purpose (repeatable); "
-    "any other fixed name must be derived from the branch's prefix.",
-)
-ProgramOpt = typer.Option(
-    None,
-    "--program",
-    help="Which configured program: the NAME of a `programs.NAME` settings table (default: the "
-    "`program` setting's, or the only one).",
-)
+ProgramOpt = option("--program", default_help="default: the `program` setting's, or the only one")
 
 
 def _settings(
@@ -52,22 +36,10 @@ def _settings(
     max_hourly: str | None = None,
     max_total: str | None = None,
 ) -> Settings:
-    from branchenv.config import load_settings
+    return common.load(target=target, engine=engine, max_hourly=max_hourly, max_total=max_total)
 
-    return load_settings(
-        overrides={
-            "default_target": target,
-            "engine": engine,
-            "max_hourly": max_hourly,
-            "max_total": max_total,
-        },
-        flag_names={
-            "default_target": "--target",
-            "engine": "--engine",
-            "max_hourly": "--max-hourly",
-            "max_total": "--max-total",
-        },
-    )
+
+_ERROR_CODES = {"failed": "tests_failed", "interrupted": "interrupted", "error": "failed"}
 
 
 def _render(outcome: RunOutcome, as_json: bool) -> None:
@@ -97,14 +69,26 @@ def _render(outcome: RunOutcome, as_json: bool) -> None:
             typer.echo(f"teardown: {td.summary()}")
         typer.echo(f"reports: {outcome.junit or '(no JUnit)'}, {outcome.summary}")
 
-    render.emit(outcome, as_json=as_json, human=human)
-    for note in outcome.notes:
-        render.status(f"note: {note}")
+    if as_json:
+        from branchenv.cli import output
+
+        body = None
+        if outcome.exit_code:
+            body = output.error_body(
+                code=_ERROR_CODES.get(outcome.status, "failed"),
+                exit_code=outcome.exit_code,
+                message=outcome.error or f"{outcome.command} {outcome.status}",
+                hint=f"the reports are in {outcome.summary}" if outcome.summary else None,
+            )
+        output.print_document(output.envelope(result=outcome, error=body))
+    else:
+        human()
+    common.notes(outcome.notes)
     if outcome.error:
         render.status(f"branchenv: error: {outcome.error}")
 
 
-@app.command("test", context_settings=_EXTRA)
+@app.command("test", context_settings=_EXTRA, epilog=epilog(signals=True))
 def test(
     ctx: typer.Context,
     branch: str | None = BranchOpt,
@@ -118,14 +102,16 @@ def test(
 ) -> None:
     """Run the integration suite against this branch's existing stack.
 
-    Arguments after `--` go to pytest. Exit 0 green, 1 tests failed, 2 bad input.
+    Arguments after `--` go to pytest.
     """
     from branchenv.harness.flow import run_test
     from branchenv.harness.signals import Interrupted
 
+    settings = _settings(target, engine)
+    common.preflight(settings, branch, program=program)
     try:
         outcome = run_test(
-            _settings(target, engine),
+            settings,
             branch=branch,
             suite=suite,
             report_dir=report_dir,
@@ -140,7 +126,7 @@ def test(
     raise typer.Exit(outcome.exit_code)
 
 
-@app.command("ci", context_settings=_EXTRA)
+@app.command("ci", context_settings=_EXTRA, epilog=epilog(signals=True))
 def ci(
     ctx: typer.Context,
     branch: str | None = BranchOpt,
@@ -149,40 +135,31 @@ def ci(
     suite: str | None = SuiteOpt,
     report_dir: str | None = ReportDirOpt,
     ready_timeout: float = ReadyOpt,
-    ttl: str | None = typer.Option(None, "--ttl", help="Time to live: 90m, 24h, 7d, ..."),
-    profile: str = typer.Option("ephemeral", "--profile", help="ephemeral | prodlike"),
-    keep: bool = typer.Option(
-        False, "--keep", help="Keep the stack when the run fails, for debugging (TTL applies)."
-    ),
-    max_hourly: str | None = typer.Option(
-        None, "--max-hourly", help="Budget gate: fail (exit 1) if the stack burns more USD/h."
-    ),
-    max_total: str | None = typer.Option(
-        None,
-        "--max-total",
-        help="Budget gate: fail (exit 1) if the stack would cost more USD by its expiry.",
-    ),
+    ttl: str | None = option("--ttl", default_help="default: default_ttl"),
+    profile: str = option("--profile", "ephemeral"),
+    keep: bool = option("--keep", False),
+    max_hourly: str | None = option("--max-hourly"),
+    max_total: str | None = option("--max-total"),
     allow_shared: list[str] = AllowSharedOpt,
     program: str | None = ProgramOpt,
-    use_pool: bool | None = typer.Option(
-        None,
-        "--pool/--no-pool",
-        help="Claim a ready stack from the warm pool and release it at the end (default: the "
-        "pool setting); see `branchenv pool`.",
+    use_pool: bool | None = option(
+        "--pool", default_help="released at the end; default: the pool setting"
     ),
     as_json: bool = JsonOpt,
 ) -> None:
     """Up -> wait ready -> test -> down in one command; teardown is guaranteed.
 
     Teardown runs on test failure, on errors, on SIGINT and SIGTERM, and (by a watchdog
-    process) when `ci` itself is killed. Arguments after `--` go to pytest. Exit 0 green, 1 failed, 2 bad input, 130/143 when stopped by a signal.
+    process) when `ci` itself is killed. Arguments after `--` go to pytest.
     """
     from branchenv.harness.ci import run_ci
     from branchenv.harness.signals import Interrupted
 
+    settings = _settings(target, engine, max_hourly, max_total)
+    common.preflight(settings, branch, ttl=ttl, profile=profile, program=program)
     try:
         outcome = run_ci(
-            _settings(target, engine, max_hourly, max_total),
+            settings,
             branch=branch,
             suite=suite,
             report_dir=report_dir,

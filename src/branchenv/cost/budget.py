@@ -37,9 +37,12 @@ class BudgetViolation:
                 "",
             )
         bound = " (at least: some resources are unpriced)" if self.lower_bound else ""
+        # as precise as the limit was given, so the two never read as equal
+        exponent = self.limit.normalize().as_tuple().exponent
+        places = max(4, -exponent if isinstance(exponent, int) else 4)
         return (
-            f"stack {self.stack}: {what} ${money(self.value, 4)}{unit}{bound} exceeds "
-            f"{flag} ${money(self.limit, 4)}{unit}; shrink or shorten the stack (--ttl), or "
+            f"stack {self.stack}: {what} ${money(self.value, places)}{unit}{bound} exceeds "
+            f"{flag} ${money(self.limit, places)}{unit}; shrink or shorten the stack (--ttl), or "
             f"raise the limit ({flag}, setting {self.limit_name}, {env})"
         )
 

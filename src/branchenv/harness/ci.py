@@ -188,14 +188,13 @@ def run_ci(
     stack is claimed, and released at the end (wiped and verified empty) instead of
     destroyed."""
     from branchenv import pool, provision
-    from branchenv.metadata import parse_ttl
+    from branchenv.config import stack_ttl
 
     env = dict(os.environ if env is None else env)
     say = on_output or stderr_line
     provision.check_profile(profile)
     provision.check_allow_shared(allow_shared)
-    if ttl is not None:
-        parse_ttl(ttl)
+    stack_ttl(settings, ttl)
     check_ready_timeout(ready_timeout_s)
     suite_path = resolve_suite(settings, suite, program)
     check_pytest_args(suite_path, pytest_args, cwd=settings.project_dir, env=env)

@@ -57,7 +57,8 @@ class TeardownOutcome:
             return "released to its warm pool (wiped, verified empty)"
         count = "unknown" if self.leak_check is not None else str(len(self.remaining))
         text = (
-            f"{self.status} ({self.deleted} deleted, {self.attempts} attempt(s)), leaked: {count}"
+            f"{self.status} ({self.deleted} deleted, {self.attempts} "
+            f"attempt{'' if self.attempts == 1 else 's'}), leaked: {count}"
         )
         if self.leak_check is not None:
             text += f" ({self.leak_check})"
