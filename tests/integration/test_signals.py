@@ -175,8 +175,10 @@ def test_a_signal_delivered_inside_a_finalizer_during_readiness_is_not_lost(
     assert outcome.teardown is not None and outcome.teardown.status == "destroyed"
     destroyed = engine.when("destroy")
     assert destroyed is not None and sent
-    # Teardown began while readiness would still have run (it lasts 8 s here).
-    assert destroyed - sent[0] < 2.0, f"teardown began {destroyed - sent[0]:.2f} s after it"
+    # Teardown began while readiness would still have run (it lasts 8 s here): the run did
+    # not wait for the phase to end. (A 2 s bound here failed on a machine at load 11; the
+    # delay itself is a figure, not a test: teardown began 0.003-0.079 s after the signal.)
+    assert destroyed - sent[0] < 6.0, f"teardown began {destroyed - sent[0]:.2f} s after it"
     assert (tmp_path / "reports" / "summary.md").exists()
 
 
