@@ -162,7 +162,7 @@ def test_after_a_local_cloud_wipe_nothing_is_claimed_that_did_not_happen(
         [row] = [r for r in report["reaped"] if r["stack"] == names_for(expiring).stack]
         assert row["status"] in ("destroyed", "already-gone"), row
         # Its two resources were already gone: nothing is claimed deleted.
-        assert f"[{names_for(expiring).stack}] destroyed: 0 resource(s) deleted" in reaped.stderr
+        assert f"[{names_for(expiring).stack}] destroyed: 0 resources deleted" in reaped.stderr
 
         again = project.json("up", "--branch", kept)
         assert again["changes"]["create"] == 2, again["changes"]

@@ -147,7 +147,7 @@ def check_dry_run_lists_every_pair(org: Org) -> None:
     ]
     for row in report.pairs:
         assert org.stale[(row.account, row.region)] in row.what
-        assert "would delete 1 orphan(s)" in row.what
+        assert "would delete 1 orphan" in row.what
     assert [a.account for a in report.accounts] == [A, B]
     md = to_markdown(report)
     assert "### By account and region" in md and f"| {B} | {R2} | planned |" in md

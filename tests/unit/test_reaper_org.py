@@ -191,8 +191,8 @@ def test_report_groups_by_account_and_region_with_cost_per_account() -> None:
         (A, "eu-west-1", "planned"),
         (B, "us-east-1", "failed"),
     ]
-    assert "would destroy 1 stack(s): a-old2 (expired)" in dry.pairs[0].what
-    assert "would delete 1 orphan(s)" in dry.pairs[0].what
+    assert "would destroy 1 stack: a-old2 (expired)" in dry.pairs[0].what
+    assert "would delete 1 orphan" in dry.pairs[0].what
     assert "AccessDenied" in dry.pairs[2].what
     assert [(r.account, r.region) for r in dry.reaped] == [
         (A, "us-east-1"),

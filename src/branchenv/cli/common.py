@@ -7,6 +7,9 @@ import os
 from typing import TYPE_CHECKING
 
 from branchenv.cli import render
+from branchenv.text import plural
+
+__all__ = ["plural"]
 
 if TYPE_CHECKING:
     from branchenv.config import Settings
@@ -115,14 +118,17 @@ def note(text: str) -> None:
     render.status(f"note: {text}")
 
 
+def say(line: str) -> None:
+    """A harness output line on stderr; a ``note:`` line only once per invocation."""
+    if line.startswith("note: "):
+        note(line[len("note: ") :])
+    else:
+        render.status(line)
+
+
 def notes(texts: tuple[str, ...] | list[str]) -> None:
     for text in texts:
         note(text)
-
-
-def plural(count: int, noun: str, many: str | None = None) -> str:
-    """``1 resource``, ``2 resources``, ``0 stacks``."""
-    return f"{count} {noun if count == 1 else (many or noun + 's')}"
 
 
 def stdin_is_terminal() -> bool:

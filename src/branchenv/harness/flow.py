@@ -21,6 +21,7 @@ from branchenv.errors import BranchenvError, StackNotFound, UsageError
 from branchenv.harness.publish import RunOutcome, finish
 from branchenv.harness.signals import Interrupted, SignalGuard
 from branchenv.harness.suite import ReportPaths, SuiteRun
+from branchenv.text import plural
 
 if TYPE_CHECKING:
     from branchenv.config import Settings
@@ -87,7 +88,7 @@ def wait_stack_ready(
     from branchenv.harness.readiness import checks_for_stack, wait_ready
 
     checks = checks_for_stack(outputs, ctx.target)
-    say(f"waiting for {len(checks)} readiness check(s), up to {timeout_s:.0f} s")
+    say(f"waiting for {plural(len(checks), 'readiness check')}, up to {timeout_s:.0f} s")
     report = wait_ready(checks, deadline_s=timeout_s, sleep=sleep, on_progress=say)
     say(f"stack ready in {report.seconds:.2f} s")
     return report

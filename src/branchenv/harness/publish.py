@@ -21,6 +21,7 @@ from branchenv.harness.suite import (
     ReportPaths,
     SuiteRun,
 )
+from branchenv.text import plural
 
 if TYPE_CHECKING:
     from branchenv.provision import StackContext
@@ -101,7 +102,8 @@ def teardown_error(stack: str, branch: str, outcome: TeardownOutcome) -> str:
         else "could not be marked reap-pending"
     )
     return (
-        f"teardown of stack {stack} failed after {outcome.attempts} attempt(s): {outcome.error}; "
+        f"teardown of stack {stack} failed after {plural(outcome.attempts, 'attempt')}: "
+        f"{outcome.error}; "
         f"it {marked}; remaining: {what}{more}. Run `branchenv down --branch {branch}` to retry"
     )
 

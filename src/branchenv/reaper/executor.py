@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from branchenv.errors import StackNotFound
 from branchenv.harness.teardown import RetryPolicy
+from branchenv.text import plural
 
 if TYPE_CHECKING:
     from branchenv.engines.base import Engine, OutputSink, Program
@@ -150,7 +151,7 @@ def destroy_one(
         say(f"[{job.stack}] already gone")
         return outcome(Status.ALREADY_GONE, attempts=done.attempts)
     if done.status == "failed":
-        say(f"[{job.stack}] failed after {done.attempts} attempt(s): {done.error}")
+        say(f"[{job.stack}] failed after {plural(done.attempts, 'attempt')}: {done.error}")
         return outcome(
             Status.FAILED,
             attempts=done.attempts,
@@ -168,7 +169,7 @@ def destroy_one(
             error=leak_text(job.stack, done.leaked),
             leaked=done.leaked,
         )
-    say(f"[{job.stack}] destroyed: {done.deleted} resource(s) deleted")
+    say(f"[{job.stack}] destroyed: {plural(done.deleted, 'resource')} deleted")
     return outcome(Status.DESTROYED, attempts=done.attempts, deleted=done.deleted)
 
 

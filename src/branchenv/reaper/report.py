@@ -14,6 +14,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from branchenv.metadata import format_duration, format_timestamp
+from branchenv.text import plural
 
 if TYPE_CHECKING:
     from branchenv.reaper.run import ReapResult
@@ -254,13 +255,13 @@ def _pair_rows(
         parts = []
         if stacks:
             parts.append(
-                f"{verb} {len(stacks)} stack(s): "
+                f"{verb} {plural(len(stacks), 'stack')}: "
                 + ", ".join(f"{r.stack} ({', '.join(r.reasons)})" for r in stacks)
             )
         if pp.orphans is not None and gone:
-            parts.append(f"{overb} {len(gone)} orphan(s)")
+            parts.append(f"{overb} {plural(len(gone), 'orphan')}")
         if skipped:
-            parts.append(f"{skipped} orphan(s) skipped for safety")
+            parts.append(f"{plural(skipped, 'orphan')} skipped for safety")
         if error:
             parts.append(f"failed: {error}")
         elif not parts:
@@ -386,17 +387,17 @@ def summary_line(report: ReapReport) -> str:
     verb = "to reap" if report.dry_run else "reaped"
     done = sum(1 for r in report.reaped if r.status in ("destroyed", "already-gone", "released"))
     count = len(report.reaped) if report.dry_run else done
-    text = f"{count} stack(s) {verb}, {len(report.kept)} kept"
+    text = f"{plural(count, 'stack')} {verb}, {len(report.kept)} kept"
     if report.orphans_checked:
         planned = sum(1 for o in report.orphans if o.status in ("planned", "deleted"))
         skipped = sum(1 for o in report.orphans if o.status == "skipped")
-        text += f", {planned} orphan(s) {'to delete' if report.dry_run else 'deleted'}"
+        text += f", {plural(planned, 'orphan')} {'to delete' if report.dry_run else 'deleted'}"
         text += f", {skipped} skipped"
     if report.pairs:
         bad = sum(1 for p in report.pairs if p.status == "failed")
-        text += f" in {len(report.pairs)} account/region pair(s)"
+        text += f" in {plural(len(report.pairs), 'account/region pair')}"
         if bad:
-            text += f" ({bad} pair(s) failed)"
+            text += f" ({plural(bad, 'pair')} failed)"
     if report.failed:
         text += f", {report.failed} failed"
     if not report.dry_run:

@@ -42,6 +42,7 @@ from branchenv.errors import (
     StackNotFound,
     TransientError,
 )
+from branchenv.text import plural
 
 if TYPE_CHECKING:
     from branchenv.engines.inprocess.materializers import Materializer
@@ -198,7 +199,7 @@ class InProcessEngine:
                 plan_check(plan.steps)
             if state is not None:
                 if state.pending:
-                    say(f"settling {len(state.pending)} interrupted operation(s) first")
+                    say(f"settling {plural(len(state.pending), 'interrupted operation')} first")
                     run.recover(state)
                 if run.forget_missing(state, gone):
                     say(f"{len(gone)} resource(s) of the stack no longer exist: re-creating them")
@@ -262,7 +263,7 @@ class InProcessEngine:
         with self.store.lock(project, stack, wait_s=self.lock_wait_s):
             state = self._load(project, stack)
             recovered = run.recover(state) if state.pending else 0
-            say(f"destroying {project}/{stack}: {len(state.resources)} resource(s)")
+            say(f"destroying {project}/{stack}: {plural(len(state.resources), 'resource')}")
             state.status = "destroying"
             outcome = run.delete_entries(state, list(state.resources))
             deleted = outcome.deleted + recovered

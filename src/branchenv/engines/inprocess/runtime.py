@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from branchenv import extras
-from branchenv.errors import BranchenvError, EngineError, one_line
+from branchenv.errors import BranchenvError, EngineError, UsageError, one_line
 
 _RUN_LOCK = threading.Lock()
 
@@ -102,6 +102,7 @@ def _run_in_thread(
     preview: bool,
 ) -> ProgramRun:
     import pulumi
+    from pulumi import config as pconfig
     from pulumi.runtime import mocks as pmocks
     from pulumi.runtime import settings as psettings
     from pulumi.runtime.config import set_all_config
@@ -187,8 +188,17 @@ def _run_in_thread(
         return ProgramRun(
             outputs=dict(outputs), registrations=tuple(registrations), secret_outputs=secret
         )
+    except pconfig.ConfigMissingError as exc:
+        # pulumi's own text says `pulumi config set`: this engine runs without that CLI, and
+        # the stack's config comes from the target's template
+        key = exc.key
+        raise UsageError(
+            f"the program needs config {key!r}{_where(exc, program_dir)}, which is not set",
+            hint=f"add `{key}: <value>` under `config:` in the target's stack template "
+            "(stacks/Pulumi.local.yaml for the local target, stacks/Pulumi.aws.yaml for aws)",
+        ) from None
     except pulumi.RunError as exc:
-        raise EngineError(f"the program failed: {exc}") from exc
+        raise EngineError(f"the program failed: {one_line(exc, limit=300)}") from exc
     except BranchenvError:
         raise
     except ImportError as exc:
