@@ -139,7 +139,7 @@ def test_budget_gate_fails_right_after_provisioning(project: Project, tmp_path: 
     )
     assert proc.returncode == 1, proc.stderr[-3000:]
     error = cli_envelope(proc.stdout)["error"]
-    assert error["code"] == "budget_exceeded" and error["exit"] == 1
+    assert error["code"] == "budget_exceeded" and error["exit"] == 1, error
     message = error["message"]
     assert stack in message and "$0.0001/h" in message and "--max-hourly" in message
     assert not (tmp_path / "junit.xml").exists()  # the suite never ran

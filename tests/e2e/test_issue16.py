@@ -276,10 +276,6 @@ def test_an_interrupted_test_never_counts_as_passed(tmp_path: Path) -> None:
 # --- 8. ci destroys a stack the user brought up by hand -------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 16, open: `ci` on a branch whose stack existed before the run still tears that stack down (a --destroy-existing opt-in is drafted, not landed)",
-)
 def test_ci_keeps_a_stack_that_existed_before(tiny: TinyProject) -> None:
     branch = "feature/debugging"
     stack = tiny.result("up", "--branch", branch)["stack"]
@@ -287,10 +283,10 @@ def test_ci_keeps_a_stack_that_existed_before(tiny: TinyProject) -> None:
         ran = tiny.run("ci", "--branch", branch)
         assert ran.returncode == 0, ran.stderr
         assert "existed before" in ran.stdout + ran.stderr
-        assert stack in {r["stack"] for r in tiny.result("ls")["stacks"]}
+        assert stack in {r["stack"] for r in tiny.result("ls")}
         gone = tiny.result("ci", "--branch", branch, "--destroy-existing")
         assert gone["teardown"]["status"] == "destroyed"
-        assert stack not in {r["stack"] for r in tiny.result("ls")["stacks"]}
+        assert stack not in {r["stack"] for r in tiny.result("ls")}
     finally:
         tiny.run("down", "--branch", branch, "--yes")
 

@@ -181,7 +181,7 @@ def test_concurrent_ups_on_one_branch_never_duplicate(project: Project) -> None:
         assert any("is locked by pid" in err for _, _, err in results), [e for *_, e in results]
         if codes[1] != 0:
             assert any("locked" in err for rc, _, err in results if rc != 0)
-        stack = json.loads(next(out for rc, out, _ in results if rc == 0))["stack"]
+        stack = json.loads(next(out for rc, out, _ in results if rc == 0))["result"]["stack"]
         assert kinds(tagged(project, stack)) == EXPECTED_TAGGED
         apis = project.target().client("apigatewayv2").get_apis()["Items"]
         assert sum(1 for api in apis if api["Name"].startswith(stack)) == 1

@@ -75,7 +75,13 @@ def _render(outcome: RunOutcome, as_json: bool) -> None:
         body = None
         if outcome.exit_code:
             body = output.error_body(
-                code=_ERROR_CODES.get(outcome.status, "failed"),
+                # The error's own class when a branchenv error ended the run (budget_exceeded,
+                # safety_refusal, ...), else what the suite's status says.
+                code=(
+                    output.snake_case(outcome.error_class)
+                    if outcome.error_class and outcome.status == "error"
+                    else _ERROR_CODES.get(outcome.status, "failed")
+                ),
                 exit_code=outcome.exit_code,
                 message=outcome.error or f"{outcome.command} {outcome.status}",
                 hint=f"the reports are in {outcome.summary}" if outcome.summary else None,
@@ -138,6 +144,7 @@ def ci(
     ttl: str | None = option("--ttl", default_help="default: default_ttl"),
     profile: str = option("--profile", "ephemeral"),
     keep: bool = option("--keep", False),
+    destroy_existing: bool = option("--destroy-existing", False),
     max_hourly: str | None = option("--max-hourly"),
     max_total: str | None = option("--max-total"),
     allow_shared: list[str] = AllowSharedOpt,
@@ -171,6 +178,7 @@ def ci(
             program=program,
             allow_shared=allow_shared,
             use_pool=use_pool,
+            destroy_existing=destroy_existing,
         )
     except Interrupted as exc:
         render.status(f"branchenv: {exc} before anything was created")

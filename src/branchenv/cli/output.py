@@ -142,7 +142,12 @@ def _command_now() -> str | None:
 
 def error_code(exc: BaseException) -> str:
     """``SafetyRefusal`` -> ``safety_refusal``: the error's class in snake case."""
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", type(exc).__name__).lower()
+    return snake_case(type(exc).__name__)
+
+
+def snake_case(class_name: str) -> str:
+    """``BudgetExceeded`` -> ``budget_exceeded``."""
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", class_name).lower()
 
 
 def error_body(

@@ -178,8 +178,12 @@ def run_ci(
     program: str | None = None,
     allow_shared: Sequence[str] = (),
     use_pool: bool | None = None,
+    destroy_existing: bool = False,
 ) -> RunOutcome:
     """`branchenv ci`: up -> ready -> test -> down, with teardown guaranteed.
+
+    A stack that existed before the run (brought up by hand for debugging, say) is updated,
+    tested and kept, never destroyed, unless ``destroy_existing`` (``--destroy-existing``).
 
     Every input is checked before anything happens (issue 15 item 4: a bad ``--profile`` or
     ``--ttl`` used to fail only inside `up`, after which teardown destroyed the branch's
@@ -227,11 +231,15 @@ def run_ci(
         guard.checkpoint()
         claimed: StackMetadata | None = None
         pooled = pool.use_pool(ctx, use_pool)
+        # Not this run's to destroy: someone brought it up before (a debugging session).
+        keep_existing = existing is not None and not destroy_existing and not pooled
         up_started = False
         up: UpOutcome | None = None
         # The dead-man's switch, from here to the end of teardown: a SIGKILL in between leaves
         # the stack (and the suite) to it. Disarmed below, once teardown is done or skipped.
-        watchdog = arm_watchdog(ctx, paths, keep=keep, program=program, env=env, say=say)
+        watchdog = arm_watchdog(
+            ctx, paths, keep=keep or keep_existing, program=program, env=env, say=say
+        )
         if watchdog is not None:
             guard.on_child = watchdog.suite
         try:
@@ -332,6 +340,12 @@ def run_ci(
                 # input or plan before changing anything: the stack is not this run's to destroy.
                 outcome_td = TeardownOutcome(status="skipped")
                 say(f"== teardown skipped: this run did not provision {ctx.names.stack}")
+            elif keep_existing:
+                outcome_td = TeardownOutcome(status="kept", existed=True)
+                say(
+                    f"== teardown skipped: stack {ctx.names.stack} existed before this run, so "
+                    "it is kept (--destroy-existing destroys it)"
+                )
             elif keep and failed and guard.received is None:
                 outcome_td = TeardownOutcome(status="kept")
                 say(f"== teardown skipped (--keep): stack {ctx.names.stack} stays until its TTL")

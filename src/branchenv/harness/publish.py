@@ -31,7 +31,8 @@ if TYPE_CHECKING:
 class TeardownOutcome:
     """What happened to the stack at the end of `ci`.
 
-    ``status``: ``destroyed`` | ``kept`` (``--keep`` after a failure) | ``skipped`` (this run
+    ``status``: ``destroyed`` | ``kept`` (``--keep`` after a failure; ``existed`` when the
+    stack was there before the run and ``--destroy-existing`` was not given) | ``skipped`` (this run
     provisioned nothing, e.g. another run held the stack's lock) | ``failed`` (after
     ``attempts`` tries; then ``reap_pending`` tells whether the stack was marked for the reaper
     and ``remaining`` lists what is left) | ``leaked`` (destroyed, but the leak check found
@@ -49,6 +50,7 @@ class TeardownOutcome:
     error: str | None = None
     leaked: tuple[str, ...] = ()
     leak_check: str | None = None
+    existed: bool = False
 
     def summary(self) -> str:
         """One cell for the run summary: what happened, and the leak count."""
@@ -91,6 +93,8 @@ class RunOutcome:
     stack_file: str | None
     cost: str | None = None
     notes: tuple[str, ...] = ()
+    error_class: str | None = None
+    """The class of the branchenv error that ended the run (``BudgetExceeded``), if one did."""
 
 
 def teardown_error(stack: str, branch: str, outcome: TeardownOutcome) -> str:
@@ -182,7 +186,13 @@ def finish(
         if status == "passed":
             status = "error"
         code = code or EXIT_FAILED
-    if teardown_outcome is not None and teardown_outcome.status == "kept":
+    if teardown_outcome is not None and teardown_outcome.existed:
+        notes.append(
+            f"stack {ctx.names.stack} existed before this run, so ci kept it (its TTL still "
+            "applies); `--destroy-existing` destroys it too, `branchenv down --branch "
+            f"{ctx.branch.name}` removes it"
+        )
+    elif teardown_outcome is not None and teardown_outcome.status == "kept":
         notes.append(
             f"stack {ctx.names.stack} kept for debugging (--keep); its TTL still applies. "
             f"Remove it with `branchenv down --branch {ctx.branch.name}`"
@@ -248,4 +258,5 @@ def finish(
         stack_file=str(paths.stack_file) if paths.stack_file.exists() else None,
         cost=cost,
         notes=tuple(notes),
+        error_class=type(error).__name__ if isinstance(error, BranchenvError) else None,
     )
