@@ -153,7 +153,7 @@ def test_after_a_local_cloud_wipe_nothing_is_claimed_that_did_not_happen(
         assert "missing" in human
         # What is gone costs nothing: it is not priced as if it still ran.
         costs = {r["stack"]: r for r in project.json("cost", "--all")["rows"]}
-        assert Decimal(costs[names_for(kept).stack]["hourly"]) == 0, costs
+        assert Decimal(costs[names_for(kept).stack]["hourly"]["amount"]) == 0, costs
 
         time.sleep(1.5)  # the second stack's TTL runs out
         reaped = project.run("reap", "--yes", "--json")

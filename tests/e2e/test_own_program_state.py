@@ -40,7 +40,7 @@ def test_unknown_keys_in_a_state_file_are_tolerated(own_project: UserProject) ->
         reaped = project.json("reap", "--yes")
         assert [r["stack"] for r in reaped["reaped"]] == [names_for(expired).stack]
         assert reaped["failed"] == 0
-        project.ok("cost")
+        project.ok("cost", "--all")
         assert project.json("outputs", "--branch", newer)["bucket"].endswith("-data")
         again = project.json("up", "--branch", newer)
         assert again["changes"]["create"] == 0

@@ -61,10 +61,16 @@ def prepare_work_dir(module_dir: Path, work_dir: Path) -> Path:
         if link.is_symlink() and os.readlink(link) == str(entry):
             continue
         if link.is_symlink() or link.is_file():
-            link.unlink()
+            link.unlink(missing_ok=True)
         elif link.is_dir():
             shutil.rmtree(link)
-        link.symlink_to(entry)
+        try:
+            link.symlink_to(entry)
+        except FileExistsError:
+            # A concurrent run of the same stack made it between our look and our link (the
+            # contract's two concurrent ups); the same link is fine, anything else is not.
+            if not (link.is_symlink() and os.readlink(link) == str(entry)):
+                raise
     lock = module_dir / LOCK_FILE
     if lock.is_file() and not (work_dir / LOCK_FILE).exists():
         shutil.copyfile(lock, work_dir / LOCK_FILE)
