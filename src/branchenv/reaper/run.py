@@ -161,7 +161,6 @@ def plan(
     With ``scope``, the organisation-wide run: every (account, region) pair of the scope,
     reached from ``target`` (the base credentials and, on the local cloud, its endpoint);
     ``orphans`` asks for the sweep in every pair (``orphan_target`` is not used then)."""
-    from branchenv.programs import configured_programs, listing_pairs
     from branchenv.safety import check_account, check_engine_target, orphan_sweep_refusal
 
     for engine in engines:
@@ -194,60 +193,45 @@ def plan(
         sts_target = target or orphan_target or resolve_target(settings, "aws").target
         account = check_account(sts_target.client("sts"), settings.allowed_account_ids)
     now = now or dt.datetime.now(dt.UTC)
-    policy = ReapPolicy.from_settings(settings, target=target_name)
-    pairs = listing_pairs(settings, engines)
-    programs = {program.name: program for program in configured_programs(settings)}
-    decisions: list[Decision] = []
-    metadata: dict[tuple[str, str, str], StackMetadata | None] = {}
-    known: set[str] = set()
-    for program, engine in pairs:
-        summaries = engine.list_stacks(program=program)
-        for summary in summaries:
-            known.add(summary.stack)
-            metadata[(engine.name, program.name, summary.stack)] = summary.metadata
-        for decision in decide(summaries, now=now, remote_branches=remote_branches, config=policy):
-            md = metadata.get((engine.name, program.name, decision.stack))
-            decisions.append(
-                dataclasses.replace(
-                    decision,
-                    engine=engine.name,
-                    program=program.name,
-                    account=md.account if md else None,
-                    region=md.region if md else None,
-                )
-            )
+    listed = _list_and_decide(
+        settings,
+        engines,
+        target_name=target_name,
+        now=now,
+        remote_branches=remote_branches,
+        where=lambda md: (md.account, md.region) if md else (None, None),
+    )
+    decisions = listed.decisions
     # One account's credentials: a stack recorded in another account is not this run's to
     # destroy (its engine would act with the wrong credentials); the org-wide run reaches it.
     reached = target or orphan_target
     here = account or (reached.known_account() if reached is not None else None)
     if here is not None:
         decisions = [_elsewhere(d, here) for d in decisions]
-    hourly_cost = _candidate_costs(settings, pairs, decisions, metadata, now)
     orphan_plan = None
     if orphan_target is not None:
         orphan_plan = find_orphans(
             orphan_target,
-            known_stacks=known,
+            known_stacks=listed.known,
             protected_patterns=settings.protected_patterns,
             # Only the projects this run listed: a configured program no listing engine reads
             # has stacks nobody here can see, so its resources can never be judged orphans.
-            project=frozenset(p.project for p, _engine in pairs),
+            project=frozenset(p.project for p, _engine in listed.listings),
             now=now,
             grace=orphan_grace,
         )
-    return ReapPlan(
+    return _reap_plan(
+        settings,
+        listed,
+        decisions,
         now=now,
-        target=target_name,
-        engines=tuple(e.name for e in engines),
+        target_name=target_name,
+        engines=engines,
         remote=remote,
-        decisions=tuple(decisions),
-        orphans=orphan_plan,
-        max_reap=settings.max_reap if max_reap is None else max_reap,
+        max_reap=max_reap,
         max_orphans=max_orphans,
+        orphans=orphan_plan,
         account=account,
-        metadata=metadata,
-        hourly_cost=hourly_cost,
-        programs=programs,
     )
 
 
@@ -284,7 +268,6 @@ def _plan_org(
     """The organisation-wide plan (see :mod:`branchenv.reaper.org`)."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from branchenv.programs import configured_programs, listing_pairs
     from branchenv.reaper.org import (
         Pair,
         PairPlan,
@@ -344,42 +327,42 @@ def _plan_org(
         pair_plans = [p for p in pool.map(lambda pp: pp if not pp.ok else check(pp), pair_plans)]
     in_scope = {p.pair for p in pair_plans}
 
-    policy = ReapPolicy.from_settings(settings, target=target_name)
-    listings = listing_pairs(settings, engines)
-    programs = {program.name: program for program in configured_programs(settings)}
-    decisions: list[Decision] = []
-    metadata: dict[tuple[str, str, str], StackMetadata | None] = {}
-    known_stacks: set[str] = set()
     default_account = None if scope.accounts else base_account
-    for program, engine in listings:
-        summaries = engine.list_stacks(program=program)
-        for summary in summaries:
-            known_stacks.add(summary.stack)
-            metadata[(engine.name, program.name, summary.stack)] = summary.metadata
-        for decided in decide(summaries, now=now, remote_branches=remote_branches, config=policy):
-            md = metadata.get((engine.name, program.name, decided.stack))
-            pair = stack_pair(md, default_region=settings.region, default_account=default_account)
-            decision = dataclasses.replace(
-                decided,
-                engine=engine.name,
-                program=program.name,
-                account=pair.account if pair else (md.account if md else None),
-                region=pair.region if pair else (md.region if md else None),
+
+    def where(md: StackMetadata | None) -> tuple[str | None, str | None]:
+        pair = stack_pair(md, default_region=settings.region, default_account=default_account)
+        if pair is not None:
+            return pair.account, pair.region
+        return (md.account, md.region) if md else (None, None)
+
+    listed = _list_and_decide(
+        settings,
+        engines,
+        target_name=target_name,
+        now=now,
+        remote_branches=remote_branches,
+        where=where,
+    )
+    known_stacks = listed.known
+    programs = listed.programs
+    decisions: list[Decision] = []
+    for decision in listed.decisions:
+        md = listed.metadata.get(decision.key)
+        pair = stack_pair(md, default_region=settings.region, default_account=default_account)
+        if decision.reap and (pair is None or pair not in in_scope):
+            why = (
+                "its account is unknown (made before stacks recorded it); reap it with "
+                "`branchenv reap` and that account's credentials"
+                if pair is None
+                else f"lives in account {pair.account}, region {pair.region}: not in this "
+                "run's --accounts/--regions"
             )
-            if decision.reap and (pair is None or pair not in in_scope):
-                why = (
-                    "its account is unknown (made before stacks recorded it); reap it with "
-                    "`branchenv reap` and that account's credentials"
-                    if pair is None
-                    else f"lives in account {pair.account}, region {pair.region}: not in this "
-                    "run's --accounts/--regions"
-                )
-                decision = dataclasses.replace(
-                    decision,
-                    action=Action.KEEP,
-                    reasons=(Because(KeepReason.OUT_OF_SCOPE, why),),
-                )
-            decisions.append(decision)
+            decision = dataclasses.replace(
+                decision,
+                action=Action.KEEP,
+                reasons=(Because(KeepReason.OUT_OF_SCOPE, why),),
+            )
+        decisions.append(decision)
 
     if orphans:
 
@@ -432,22 +415,104 @@ def _plan_org(
             )
         pair_plans = deduped
 
-    hourly_cost = _candidate_costs(settings, listings, decisions, metadata, now)
+    return _reap_plan(
+        settings,
+        listed,
+        decisions,
+        now=now,
+        target_name=target_name,
+        engines=engines,
+        remote=remote,
+        max_reap=max_reap,
+        max_orphans=max_orphans,
+        scope=scope,
+        pairs=tuple(pair_plans),
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class _Listed:
+    """What every listing engine knows: its stacks' decisions (with engine, program, account
+    and region filled in), their metadata, and every stack name seen."""
+
+    listings: list[tuple[Program, Engine]]
+    programs: dict[str, Program]
+    decisions: list[Decision]
+    metadata: dict[tuple[str, str, str], StackMetadata | None]
+    known: set[str]
+
+
+def _list_and_decide(
+    settings: Settings,
+    engines: Sequence[Engine],
+    *,
+    target_name: str,
+    now: dt.datetime,
+    remote_branches: set[str] | None,
+    where: Callable[[StackMetadata | None], tuple[str | None, str | None]],
+) -> _Listed:
+    """List every (program, engine) pair's stacks and decide each; ``where`` places a stack
+    in its (account, region) from its metadata."""
+    from branchenv.programs import configured_programs, listing_pairs
+
+    policy = ReapPolicy.from_settings(settings, target=target_name)
+    listings = listing_pairs(settings, engines)
+    decisions: list[Decision] = []
+    metadata: dict[tuple[str, str, str], StackMetadata | None] = {}
+    known: set[str] = set()
+    for program, engine in listings:
+        summaries = engine.list_stacks(program=program)
+        for summary in summaries:
+            known.add(summary.stack)
+            metadata[(engine.name, program.name, summary.stack)] = summary.metadata
+        for decision in decide(summaries, now=now, remote_branches=remote_branches, config=policy):
+            account, region = where(metadata.get((engine.name, program.name, decision.stack)))
+            decisions.append(
+                dataclasses.replace(
+                    decision,
+                    engine=engine.name,
+                    program=program.name,
+                    account=account,
+                    region=region,
+                )
+            )
+    programs = {program.name: program for program in configured_programs(settings)}
+    return _Listed(listings, programs, decisions, metadata, known)
+
+
+def _reap_plan(
+    settings: Settings,
+    listed: _Listed,
+    decisions: list[Decision],
+    *,
+    now: dt.datetime,
+    target_name: str,
+    engines: Sequence[Engine],
+    remote: str | None,
+    max_reap: int | None,
+    max_orphans: int,
+    orphans: OrphanPlan | None = None,
+    account: str | None = None,
+    scope: Scope | None = None,
+    pairs: tuple[PairPlan, ...] = (),
+) -> ReapPlan:
+    """The plan for ``decisions`` (the listed ones, after this run's account rails), with the
+    hourly cost of each candidate."""
     return ReapPlan(
         now=now,
         target=target_name,
         engines=tuple(e.name for e in engines),
         remote=remote,
         decisions=tuple(decisions),
-        orphans=None,
+        orphans=orphans,
         max_reap=settings.max_reap if max_reap is None else max_reap,
         max_orphans=max_orphans,
-        account=None,
-        metadata=metadata,
-        hourly_cost=hourly_cost,
-        programs=programs,
+        account=account,
+        metadata=listed.metadata,
+        hourly_cost=_candidate_costs(settings, listed.listings, decisions, listed.metadata, now),
+        programs=listed.programs,
         scope=scope,
-        pairs=tuple(pair_plans),
+        pairs=pairs,
     )
 
 
