@@ -183,3 +183,43 @@ def test_markdown() -> None:
     assert "| old-1 | b/old-1 | jane | 2h | 18 | n/a | TTL expired 3h ago | planned |" in text
     assert "| prod | b/prod | jane | matches protected pattern 'prod*' |" in text
     assert "remote `origin`" in text
+
+
+class _Raising:
+    """A client whose every call raises a botocore-shaped error with ``code``."""
+
+    def __init__(self, code: str) -> None:
+        self.code = code
+
+    def __getattr__(self, name: str) -> object:
+        def call(*_args: object, **_kwargs: object) -> None:
+            exc = Exception(f"{name}: {self.code}")
+            exc.response = {"Error": {"Code": self.code}}  # type: ignore[attr-defined]
+            raise exc
+
+        return call
+
+
+@pytest.mark.parametrize(
+    ("kind", "arn", "gone"),
+    [
+        (
+            "dynamodb:table",
+            "arn:aws:dynamodb:us-east-1:123456789012:table/t",
+            "ResourceNotFoundException",
+        ),
+        ("sqs", Q + "q", "AWS.SimpleQueueService.NonExistentQueue"),
+        (
+            "ec2:subnet",
+            "arn:aws:ec2:us-east-1:123456789012:subnet/subnet-1",
+            "InvalidSubnetID.NotFound",
+        ),
+    ],
+)
+def test_a_deleter_treats_gone_as_done_and_raises_anything_else(
+    kind: str, arn: str, gone: str
+) -> None:
+    deleter = DELETERS[kind]
+    deleter(lambda _service, _region: _Raising(gone), Arn.parse(arn))  # already gone: done
+    with pytest.raises(Exception, match="AccessDenied"):
+        deleter(lambda _service, _region: _Raising("AccessDenied"), Arn.parse(arn))

@@ -17,9 +17,9 @@ import datetime as dt
 import enum
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, contextmanager
 from typing import TYPE_CHECKING, Any
 
 from branchenv.metadata import (
@@ -93,6 +93,17 @@ def _gone(exc: BaseException, *codes: str) -> bool:
     return _error_code(exc) in codes
 
 
+@contextmanager
+def _already_gone(*codes: str) -> Iterator[None]:
+    """Swallow only the error saying the resource is gone already (``codes``): deleting
+    what is not there is done, every other failure propagates."""
+    try:
+        yield
+    except Exception as exc:
+        if not _gone(exc, *codes):
+            raise
+
+
 # --- the deleters --------------------------------------------------------------------------
 
 
@@ -102,7 +113,7 @@ def delete_bucket(clients: ClientFactory, arn: Arn) -> None:
     then the bucket."""
     bucket = arn.resource
     s3 = clients("s3", arn.region)
-    try:
+    with _already_gone("NoSuchBucket"):
         for page in s3.get_paginator("list_multipart_uploads").paginate(Bucket=bucket):
             for upload in page.get("Uploads", []):
                 s3.abort_multipart_upload(
@@ -118,23 +129,17 @@ def delete_bucket(clients: ClientFactory, arn: Arn) -> None:
                     Bucket=bucket, Delete={"Objects": keys[start : start + 1000], "Quiet": True}
                 )
         s3.delete_bucket(Bucket=bucket)
-    except Exception as exc:
-        if not _gone(exc, "NoSuchBucket"):
-            raise
 
 
 @register("sqs")
 def delete_queue(clients: ClientFactory, arn: Arn) -> None:
     """SQS queue (standard or FIFO), found by name and owner account."""
     sqs = clients("sqs", arn.region)
-    try:
+    with _already_gone("AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"):
         url = sqs.get_queue_url(QueueName=arn.resource, QueueOwnerAWSAccountId=arn.account)[
             "QueueUrl"
         ]
         sqs.delete_queue(QueueUrl=url)
-    except Exception as exc:
-        if not _gone(exc, "AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"):
-            raise
 
 
 @register("sns")
@@ -146,22 +151,16 @@ def delete_topic(clients: ClientFactory, arn: Arn) -> None:
 @register("dynamodb:table")
 def delete_table(clients: ClientFactory, arn: Arn) -> None:
     """DynamoDB table (a table with deletion protection fails, and is reported)."""
-    try:
+    with _already_gone("ResourceNotFoundException"):
         clients("dynamodb", arn.region).delete_table(TableName=arn.resource.split("/", 1)[1])
-    except Exception as exc:
-        if not _gone(exc, "ResourceNotFoundException"):
-            raise
 
 
 @register("lambda:function")
 def delete_function(clients: ClientFactory, arn: Arn) -> None:
     """Lambda function, every version and alias with it."""
     name = arn.resource.split(":")[1]
-    try:
+    with _already_gone("ResourceNotFoundException"):
         clients("lambda", arn.region).delete_function(FunctionName=name)
-    except Exception as exc:
-        if not _gone(exc, "ResourceNotFoundException"):
-            raise
 
 
 @register("iam:role")
@@ -170,7 +169,7 @@ def delete_role(clients: ClientFactory, arn: Arn) -> None:
     profiles, then deletes the role."""
     iam = clients("iam", arn.region)
     name = arn.resource.rsplit("/", 1)[-1]
-    try:
+    with _already_gone("NoSuchEntity"):
         for page in iam.get_paginator("list_attached_role_policies").paginate(RoleName=name):
             for policy in page.get("AttachedPolicies", []):
                 iam.detach_role_policy(RoleName=name, PolicyArn=policy["PolicyArn"])
@@ -183,41 +182,29 @@ def delete_role(clients: ClientFactory, arn: Arn) -> None:
                     InstanceProfileName=profile["InstanceProfileName"], RoleName=name
                 )
         iam.delete_role(RoleName=name)
-    except Exception as exc:
-        if not _gone(exc, "NoSuchEntity"):
-            raise
 
 
 @register("logs:log-group")
 def delete_log_group(clients: ClientFactory, arn: Arn) -> None:
     """CloudWatch Logs log group with its streams."""
     name = arn.resource.removeprefix("log-group:").removesuffix(":*")
-    try:
+    with _already_gone("ResourceNotFoundException"):
         clients("logs", arn.region).delete_log_group(logGroupName=name)
-    except Exception as exc:
-        if not _gone(exc, "ResourceNotFoundException"):
-            raise
 
 
 @register("apigateway:apis")
 def delete_http_api(clients: ClientFactory, arn: Arn) -> None:
     """API Gateway v2 (HTTP/WebSocket) API with its routes, integrations and stages."""
-    try:
+    with _already_gone("NotFoundException"):
         clients("apigatewayv2", arn.region).delete_api(ApiId=arn.resource.rsplit("/", 1)[-1])
-    except Exception as exc:
-        if not _gone(exc, "NotFoundException"):
-            raise
 
 
 @register("apigateway:stages")
 def delete_http_api_stage(clients: ClientFactory, arn: Arn) -> None:
     """API Gateway v2 stage (of an API that may be gone already: then so is the stage)."""
     parts = arn.resource.strip("/").split("/")  # apis/<id>/stages/<name>
-    try:
+    with _already_gone("NotFoundException"):
         clients("apigatewayv2", arn.region).delete_stage(ApiId=parts[1], StageName=parts[3])
-    except Exception as exc:
-        if not _gone(exc, "NotFoundException"):
-            raise
 
 
 @register("events:rule")
@@ -226,37 +213,28 @@ def delete_event_rule(clients: ClientFactory, arn: Arn) -> None:
     parts = arn.resource.split("/")  # rule/<name> or rule/<bus>/<name>
     bus, name = (parts[1], parts[2]) if len(parts) == 3 else ("default", parts[-1])
     events = clients("events", arn.region)
-    try:
+    with _already_gone("ResourceNotFoundException"):
         ids = [t["Id"] for t in events.list_targets_by_rule(Rule=name, EventBusName=bus)["Targets"]]
         if ids:
             events.remove_targets(Rule=name, EventBusName=bus, Ids=ids, Force=True)
         events.delete_rule(Name=name, EventBusName=bus, Force=True)
-    except Exception as exc:
-        if not _gone(exc, "ResourceNotFoundException"):
-            raise
 
 
 @register("ssm:parameter")
 def delete_parameter(clients: ClientFactory, arn: Arn) -> None:
     """SSM parameter (every version)."""
     name = arn.resource.removeprefix("parameter")
-    try:
+    with _already_gone("ParameterNotFound"):
         clients("ssm", arn.region).delete_parameter(Name=name)
-    except Exception as exc:
-        if not _gone(exc, "ParameterNotFound"):
-            raise
 
 
 @register("secretsmanager:secret")
 def delete_secret(clients: ClientFactory, arn: Arn) -> None:
     """Secrets Manager secret with every version, at once (no recovery window)."""
-    try:
+    with _already_gone("ResourceNotFoundException"):
         clients("secretsmanager", arn.region).delete_secret(
             SecretId=arn.text, ForceDeleteWithoutRecovery=True
         )
-    except Exception as exc:
-        if not _gone(exc, "ResourceNotFoundException"):
-            raise
 
 
 @register("cloudwatch:alarm")
@@ -274,21 +252,15 @@ def delete_state_machine(clients: ClientFactory, arn: Arn) -> None:
 @register("ec2:security-group")
 def delete_security_group(clients: ClientFactory, arn: Arn) -> None:
     """EC2 security group."""
-    try:
+    with _already_gone("InvalidGroup.NotFound"):
         clients("ec2", arn.region).delete_security_group(GroupId=arn.resource.split("/", 1)[1])
-    except Exception as exc:
-        if not _gone(exc, "InvalidGroup.NotFound"):
-            raise
 
 
 @register("ec2:subnet")
 def delete_subnet(clients: ClientFactory, arn: Arn) -> None:
     """EC2 subnet."""
-    try:
+    with _already_gone("InvalidSubnetID.NotFound"):
         clients("ec2", arn.region).delete_subnet(SubnetId=arn.resource.split("/", 1)[1])
-    except Exception as exc:
-        if not _gone(exc, "InvalidSubnetID.NotFound"):
-            raise
 
 
 @register("ec2:vpc")
@@ -320,11 +292,8 @@ def delete_vpc(clients: ClientFactory, arn: Arn) -> None:
             delete_subnet(
                 clients, Arn.parse(f"{arn.text.split(':vpc/')[0]}:subnet/{subnet['SubnetId']}")
             )
-    try:
+    with _already_gone("InvalidVpcID.NotFound"):
         ec2.delete_vpc(VpcId=vpc_id)
-    except Exception as exc:
-        if not _gone(exc, "InvalidVpcID.NotFound"):
-            raise
 
 
 # --- finding -------------------------------------------------------------------------------
