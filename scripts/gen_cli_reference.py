@@ -60,6 +60,9 @@ shipped in the package, `branchenv/cli/output.schema.json`:
   code; `error.message`: one line; `error.hint`: the fix, or null.
 - Money is never prose: `{"amount": "0.009482", "currency": "USD"}`, the amount a decimal
   string rounded half-even to 6 places.
+- `ci` and `test`: `result.cost` is `{"hourly", "so_far", "projected_to_expiry"}` (each a money
+  object) with `unpriced_types` and `lower_bound` (true when some types are unpriced), or null
+  when the cost was not estimated; the prose line stays in the summary and the log.
 
 Destructive commands ask first on a terminal: `reap --yes` shows what will go and asks for the
 target's name; `down` on a stack someone else created asks for the stack's name. Nobody is asked

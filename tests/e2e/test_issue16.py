@@ -53,14 +53,10 @@ def test_json_errors_are_an_envelope_on_stdout(tiny: TinyProject) -> None:
     assert usage["error"]["code"] == "usage" and "--no-such-flag" in usage["error"]["message"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 16, open: `ci --json` still reports its cost as the prose line, not a money object (ls and cost are done)",
-)
 def test_json_money_is_a_rounded_decimal_string_with_its_currency(tiny: TinyProject) -> None:
     stack = tiny.result("up", "--branch", "feature/money")["stack"]
     try:
-        rows = {r["stack"]: r for r in tiny.result("ls")["stacks"]}
+        rows = {r["stack"]: r for r in tiny.result("ls")}  # ls's result is the list of rows
         _money(rows[stack]["cost_hourly"])
         _money(rows[stack]["cost_so_far"])
         report = tiny.result("cost", "--branch", "feature/money")

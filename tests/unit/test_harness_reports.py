@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -145,3 +146,29 @@ def test_publish_github_appends_when_set(tmp_path: Path) -> None:
     assert summary.read_text() == "earlier step\n## run\n"
     assert _parse_github_output(output.read_text()) == {"stack": "s", "passed": "3", "failed": "0"}
     assert publish_github("x", {"a": 1}, {}) == ()
+
+
+def test_a_runs_cost_is_money_in_json_and_one_line_for_people() -> None:
+    import jsonschema  # type: ignore[import-untyped]
+
+    from branchenv.cli import output
+    from branchenv.harness.publish import RunCost
+
+    cost = RunCost(
+        hourly=Decimal("0.00948173599315068493"),
+        so_far=Decimal("0.0000001"),
+        projected_to_expiry=Decimal("0.2275616638356164"),
+        unpriced_types=("aws:sqs/queue:Queue",),
+        lower_bound=True,
+    )
+    doc = output.to_jsonable(cost)
+    assert doc["hourly"] == {"amount": "0.009482", "currency": "USD"}
+    assert doc["so_far"] == {"amount": "0.000000", "currency": "USD"}
+    schema = {"$defs": output.schema()["$defs"], "$ref": "#/$defs/cost_estimate"}
+    jsonschema.Draft202012Validator(schema).validate(doc)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.Draft202012Validator(schema).validate({**doc, "line": cost.line()})
+    assert cost.line() == (
+        "$0.0095/h, $0.23 projected to expiry (estimate); unpriced: aws:sqs/queue:Queue "
+        "(a lower bound)"
+    )

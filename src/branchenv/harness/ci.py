@@ -36,7 +36,6 @@ from branchenv.harness.flow import (
     Phases,
     Say,
     check_ready_timeout,
-    cost_line,
     late_signal,
     resolve_report_dir,
     resolve_suite,
@@ -44,6 +43,7 @@ from branchenv.harness.flow import (
     stderr_line,
 )
 from branchenv.harness.publish import (
+    RunCost,
     RunOutcome,
     TeardownOutcome,
     finish,
@@ -173,7 +173,7 @@ def run_ci(
     pytest_args: Sequence[str] = (),
     env: Mapping[str, str] | None = None,
     on_output: Say | None = None,
-    cost: str | None = None,
+    cost: RunCost | None = None,
     teardown_sleep: Callable[[float], None] = time.sleep,
     program: str | None = None,
     allow_shared: Sequence[str] = (),
@@ -294,8 +294,8 @@ def run_ci(
             outputs = dict(up.outputs)
             estimate = estimate_cost(ctx, up, say)
             if estimate is not None:
-                cost = cost or cost_line(estimate)
-                say(f"cost: {cost}")
+                cost = cost or RunCost.of(estimate)
+                say(f"cost: {cost.line()}")
                 from branchenv.cost.budget import check_budget
 
                 check_budget(

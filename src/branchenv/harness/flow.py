@@ -18,14 +18,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from branchenv.errors import BranchenvError, StackNotFound, UsageError
-from branchenv.harness.publish import RunOutcome, finish
+from branchenv.harness.publish import RunCost, RunOutcome, finish
 from branchenv.harness.signals import Interrupted, SignalGuard
 from branchenv.harness.suite import ReportPaths, SuiteRun
 from branchenv.text import plural
 
 if TYPE_CHECKING:
     from branchenv.config import Settings
-    from branchenv.cost.estimate import StackCost
     from branchenv.harness.readiness import ReadinessReport
     from branchenv.metadata import StackMetadata
     from branchenv.provision import StackContext
@@ -101,7 +100,7 @@ def write_stack_file_for(
     *,
     metadata: StackMetadata | None,
     ready_s: float | None,
-    cost: str | None = None,
+    cost: RunCost | None = None,
 ) -> Path:
     """Write the stack file the suite's fixtures read (``metadata``: what the run knows)."""
     from branchenv.harness.stackfile import (
@@ -120,7 +119,7 @@ def write_stack_file_for(
         metadata=metadata_to_json(metadata),
         latency_p95_ms=ctx.settings.latency_p95_ms,
         ready_s=ready_s,
-        cost=cost,
+        cost=cost.line() if cost is not None else None,
     )
     return write_stack_file(info, path)
 
@@ -156,7 +155,7 @@ def run_suite_phase(
     env: Mapping[str, str],
     say: Say,
     guard: SignalGuard,
-    cost: str | None,
+    cost: RunCost | None,
     phases: Phases,
 ) -> tuple[SuiteRun, float]:
     """ready -> stack file -> pytest child. A signal during readiness raises
@@ -215,7 +214,7 @@ def run_test(
     pytest_args: Sequence[str] = (),
     env: Mapping[str, str] | None = None,
     on_output: Say | None = None,
-    cost: str | None = None,
+    cost: RunCost | None = None,
     program: str | None = None,
 ) -> RunOutcome:
     """`branchenv test`: run the suite against the branch's existing stack (of ``program``,
@@ -261,7 +260,7 @@ def run_test(
         if cost is None:
             estimate = provision.stack_cost(ctx, metadata=metadata)
             if estimate.inventory_available:
-                cost = cost_line(estimate)
+                cost = RunCost.of(estimate)
         try:
             run, ready_s = run_suite_phase(
                 ctx,
@@ -300,20 +299,6 @@ def run_test(
         env=env,
         cost=cost,
     )
-
-
-def cost_line(estimate: StackCost) -> str:
-    """One line for the summary: burn rate and projection to expiry (a lower bound when some
-    resource types are unpriced)."""
-    from branchenv.cost.budget import money
-
-    text = (
-        f"${money(estimate.hourly, 4)}/h, ${money(estimate.projected_to_expiry)} projected to "
-        "expiry (estimate)"
-    )
-    if estimate.unpriced_types:
-        text += f"; unpriced: {', '.join(estimate.unpriced_types)} (a lower bound)"
-    return text
 
 
 def late_signal(guard: SignalGuard) -> Interrupted | None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
+from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,7 +25,46 @@ from branchenv.harness.suite import (
 from branchenv.text import plural
 
 if TYPE_CHECKING:
+    from branchenv.cost.estimate import StackCost
     from branchenv.provision import StackContext
+
+
+@dataclasses.dataclass(frozen=True)
+class RunCost:
+    """The stack's estimated cost as a run reports it. In ``--json`` each amount is a money
+    object (``{"amount": "<6 decimals>", "currency": "USD"}``, :func:`branchenv.cli.output.money`);
+    :meth:`line` is the one-line prose of the summary, the log and the stack file.
+    ``lower_bound``: some resource types are unpriced (``unpriced_types``), so the figures are
+    at least this much."""
+
+    hourly: Decimal
+    so_far: Decimal
+    projected_to_expiry: Decimal
+    unpriced_types: tuple[str, ...] = ()
+    lower_bound: bool = False
+
+    @classmethod
+    def of(cls, estimate: StackCost) -> RunCost:
+        return cls(
+            hourly=estimate.hourly,
+            so_far=estimate.so_far,
+            projected_to_expiry=estimate.projected_to_expiry,
+            unpriced_types=tuple(estimate.unpriced_types),
+            lower_bound=not estimate.complete,
+        )
+
+    def line(self) -> str:
+        """Burn rate and projection to expiry, for people (a lower bound when some resource
+        types are unpriced)."""
+        from branchenv.cost.budget import money
+
+        text = (
+            f"${money(self.hourly, 4)}/h, ${money(self.projected_to_expiry)} projected to "
+            "expiry (estimate)"
+        )
+        if self.unpriced_types:
+            text += f"; unpriced: {', '.join(self.unpriced_types)} (a lower bound)"
+        return text
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,7 +131,7 @@ class RunOutcome:
     junit: str | None
     summary: str | None
     stack_file: str | None
-    cost: str | None = None
+    cost: RunCost | None = None
     notes: tuple[str, ...] = ()
     error_class: str | None = None
     """The class of the branchenv error that ended the run (``BudgetExceeded``), if one did."""
@@ -163,7 +203,7 @@ def finish(
     error: BaseException | None,
     interrupted: Interrupted | None,
     env: Mapping[str, str],
-    cost: str | None,
+    cost: RunCost | None,
 ) -> RunOutcome:
     from branchenv.harness.reports import publish_github, render_markdown
 
@@ -219,7 +259,7 @@ def finish(
         latency_p95_goal_ms=ctx.settings.latency_p95_ms,
         time_to_ready_s=ready_s,
         timings=timings,
-        cost=cost,
+        cost=cost.line() if cost is not None else None,
         notes=tuple(notes + ([f"error: {message}"] if message else [])),
         teardown=teardown_outcome.summary() if teardown_outcome is not None else None,
     )
