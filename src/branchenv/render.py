@@ -1,7 +1,7 @@
 """Render a Kubernetes Pulumi program to manifests and validate them, with no cluster.
 
 :func:`render` runs the program (``infra/k8s`` by default) on the Pulumi SDK's mock runtime
-(:func:`branchenv.engines.inprocess.runtime.run_program`) with the config branchenv would give
+(:func:`branchenv.mockruntime.run_program`) with the config branchenv would give
 the branch's stack, turns each ``kubernetes:<group>/<version>:<Kind>`` registration into a
 manifest (apiVersion and kind from the type token, the rest from the camelCase inputs) and writes
 one YAML file per object, numbered in Helm's install order so ``kubectl apply -f DIR`` creates
@@ -37,7 +37,7 @@ from branchenv.k8s_names import (
 )
 
 if TYPE_CHECKING:
-    from branchenv.engines.inprocess.runtime import Registration
+    from branchenv.mockruntime import Registration
 
 DEFAULT_K8S_VERSION = "1.30"
 """The Kubernetes version manifests are validated against unless told otherwise."""
@@ -410,8 +410,8 @@ def render(
     """
     import yaml
 
-    from branchenv.engines.inprocess.runtime import run_program
     from branchenv.metadata import StackMetadata, parse_ttl
+    from branchenv.mockruntime import run_program
     from branchenv.naming import names_for
     from branchenv.programs import detect_program
 

@@ -271,7 +271,7 @@ def test_demo_program_types_are_all_supported(repo_root: Path) -> None:
     """Every custom resource type the demo program declares has a materializer."""
     import json as _json
 
-    from branchenv.engines.inprocess.runtime import run_program
+    from branchenv.mockruntime import run_program
 
     run = run_program(
         program_dir=repo_root / "infra" / "aws",
@@ -292,7 +292,7 @@ def test_demo_program_types_are_all_supported(repo_root: Path) -> None:
 
 def test_program_helper_modules_do_not_leak_between_runs(tmp_path: Path) -> None:
     """Two programs with a same-named helper module each import their own."""
-    from branchenv.engines.inprocess.runtime import run_program
+    from branchenv.mockruntime import run_program
 
     outputs = []
     for value in ("one", "two"):

@@ -131,11 +131,7 @@ def test_nothing_below_the_cli_imports_the_cli() -> None:
 
 
 ENGINE_SEAM = {"branchenv.engines", "branchenv.engines.base"}
-KNOWN_EXCEPTIONS = {
-    # The k8s renderer runs its program on the SDK mock runtime that the inprocess engine also
-    # uses; moving the runtime out of engines/inprocess/ is that engine's owner's call.
-    ("branchenv.render", "branchenv.engines.inprocess.runtime"),
-}
+KNOWN_EXCEPTIONS: set[tuple[str, str]] = set()
 
 
 @pytest.mark.parametrize(

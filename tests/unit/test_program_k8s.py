@@ -19,10 +19,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from branchenv.engines.inprocess.runtime import Registration, run_program
 from branchenv.errors import EXIT_USAGE, EngineError
 from branchenv.k8s_names import label_value_problem, qualified_name_problem
 from branchenv.metadata import StackMetadata
+from branchenv.mockruntime import Registration, run_program
 from branchenv.naming import names_for
 from branchenv.render import manifest_from_registration
 

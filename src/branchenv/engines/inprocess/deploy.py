@@ -52,7 +52,7 @@ from branchenv.errors import (
 if TYPE_CHECKING:
     from branchenv.engines.inprocess.materializers import Materializer
     from branchenv.engines.inprocess.materializers.base import Context
-    from branchenv.engines.inprocess.runtime import Registration
+    from branchenv.mockruntime import Registration
     from branchenv.targets import Target
 
 PROVIDER_TYPE = "pulumi:providers:aws"
@@ -368,7 +368,7 @@ class StackRun:
         state: StackState | None,
     ) -> PlanResult:
         """The preview pass: what ``up`` would do, changing nothing."""
-        from branchenv.engines.inprocess.runtime import run_program
+        from branchenv.mockruntime import run_program
 
         live = {e.urn: e for e in (state.resources if state else []) if not e.delete}
         providers: dict[str, dict[str, Any]] = {}
@@ -474,7 +474,7 @@ class StackRun:
         late_check: Callable[[Planned], None] | None = None,
     ) -> UpDone:
         """The apply pass (the caller ran :meth:`plan` and its checks first)."""
-        from branchenv.engines.inprocess.runtime import run_program
+        from branchenv.mockruntime import run_program
 
         live = {e.urn: e for e in state.resources if not e.delete}
         seen: set[str] = set()

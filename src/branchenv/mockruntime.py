@@ -1,5 +1,8 @@
 """Run a Pulumi Python program on the SDK's mock runtime (``pulumi.runtime.set_mocks``).
 
+Engine-neutral: the ``inprocess`` engine materializes what a program declares through it, and
+``branchenv render`` turns a Kubernetes program's declarations into manifests through it.
+
 The SDK resolves dependencies exactly as under the real engine: a resource is registered (and
 our ``new_resource`` called) once every input it depends on is known, so whatever
 ``new_resource`` returns for one resource flows into the inputs of the next. The runtime's
