@@ -699,6 +699,7 @@ NON_SETTING_VARIABLES = frozenset(
     {
         "BRANCHENV_STACK_FILE",  # the stack file the pytest plugin reads
         "BRANCHENV_LOCAL_ENDPOINT",  # a placeholder in stack templates, never read from env
+        "BRANCHENV_CI_ANNOTATIONS",  # 0: no CI folds or annotations (branchenv.cifold)
     }
 )
 """``BRANCHENV_*`` names branchenv reads that are not settings."""
@@ -719,6 +720,14 @@ def _check_env_names(environ: Mapping[str, str]) -> None:
             raise ConfigError(
                 f"env {var}: no such setting; did you mean {meant}?",
                 hint=f"rename it to {meant} (setting '{close[0]}'), or unset {var}",
+            )
+        others = {v[len(ENV_PREFIX) :].lower(): v for v in NON_SETTING_VARIABLES}
+        near = difflib.get_close_matches(key, sorted(others), n=1, cutoff=0.8)
+        if near:
+            meant = others[near[0]]
+            raise ConfigError(
+                f"env {var}: branchenv reads no such variable; did you mean {meant}?",
+                hint=f"rename it to {meant}, or unset {var}",
             )
 
 

@@ -5,6 +5,7 @@ counts, a Markdown summary, and the GitHub Actions hand-offs (``$GITHUB_STEP_SUM
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,10 @@ class CaseResult:
     outcome: str
     time_s: float
     message: str | None = None
+    file: str | None = None
+    """Where it failed, as pytest names the file (relative to its working directory)."""
+    line: int | None = None
+    """The line it failed at (1-based), when known."""
 
     @property
     def id(self) -> str:
@@ -78,13 +83,19 @@ def parse_junit(path: Path) -> TestCounts:
     for suite in suites:
         duration += float(suite.get("time") or 0.0)
         for case in suite.iter("testcase"):
-            outcome, message = "passed", None
+            outcome, message, text = "passed", None, ""
             for tag in ("failure", "error", "skipped"):
                 child = case.find(tag)
                 if child is not None:
                     outcome = {"failure": "failed", "error": "error", "skipped": "skipped"}[tag]
                     message = (child.get("message") or (child.text or "")).strip()[:500] or None
+                    text = child.text or ""
                     break
+            file, line = (
+                failure_location(text, case.get("file"), case.get("line"))
+                if outcome in ("failed", "error")
+                else (None, None)
+            )
             cases.append(
                 CaseResult(
                     name=case.get("name") or "",
@@ -92,6 +103,8 @@ def parse_junit(path: Path) -> TestCounts:
                     outcome=outcome,
                     time_s=float(case.get("time") or 0.0),
                     message=message,
+                    file=file,
+                    line=line,
                 )
             )
     tally = {o: sum(1 for c in cases if c.outcome == o) for o in OUTCOMES}
@@ -104,6 +117,25 @@ def parse_junit(path: Path) -> TestCounts:
         duration_s=duration,
         cases=tuple(cases),
     )
+
+
+# pytest's traceback entries: "tests/test_x.py:12: AssertionError" (long), "...:12: in test_x"
+_TRACEBACK_LOCATION = re.compile(r"^(?P<file>[^\s:][^:\n]*\.py):(?P<line>[0-9]+):", re.MULTILINE)
+
+
+def failure_location(
+    text: str, file_attr: str | None = None, line_attr: str | None = None
+) -> tuple[str | None, int | None]:
+    """Where a test failed: the first entry of pytest's traceback in the failure's text (the
+    test function's own line), else the ``file``/``line`` attributes of JUnit's xunit1 flavour
+    (the test's definition; that ``line`` counts from 0)."""
+    found = _TRACEBACK_LOCATION.search(text)
+    if found:
+        return found["file"], int(found["line"])
+    if file_attr:
+        line = int(line_attr) + 1 if line_attr and line_attr.isdigit() else None
+        return file_attr, line
+    return None, None
 
 
 @dataclasses.dataclass(frozen=True)
