@@ -9,6 +9,7 @@ command functions only, so ``branchenv --help`` stays fast.
 from __future__ import annotations
 
 import importlib
+import os
 import pkgutil
 import sys
 from typing import NoReturn
@@ -16,8 +17,9 @@ from typing import NoReturn
 import typer
 
 from branchenv import __version__
+from branchenv.cifold import Annotator
 from branchenv.cli import output
-from branchenv.errors import BranchenvError
+from branchenv.errors import EXIT_FAILED, EXIT_REFUSED, EXIT_USAGE, BranchenvError
 from branchenv.harness.signals import Interrupted
 
 
@@ -75,9 +77,15 @@ def main(argv: list[str] | None = None) -> None:
             output.print_document(output.envelope(error=body, command=invocation.command))
         if line:
             typer.echo(line, err=True)
-        sys.exit(int(str(body["exit"])))
+        code = int(str(body["exit"]))
+        message = str(body["message"]) + (f"; {body['hint']}" if body.get("hint") else "")
+        annotate_failure(invocation, code, message)
+        sys.exit(code)
 
     try:
+        # The CI's log (GitHub Actions, GitLab CI) gets folds and annotations; a bad
+        # BRANCHENV_CI_ANNOTATIONS is bad input like any other, found before anything runs.
+        invocation.annotator = Annotator.from_env(os.environ, to_stderr=invocation.json)
         # Non-standalone mode hands `typer.Exit(code)` back as the return value.
         result = app(args=args, standalone_mode=False)
     except BranchenvError as exc:
@@ -90,6 +98,7 @@ def main(argv: list[str] | None = None) -> None:
     except typer.Exit as exc:
         if exc.exit_code and invocation.json and not invocation.emitted:
             fail(output.error_body(code="failed", exit_code=exc.exit_code, message="failed"), None)
+        annotate_failure(invocation, exc.exit_code, None)
         sys.exit(exc.exit_code)
     except (typer.Abort, KeyboardInterrupt):
         fail(
@@ -123,7 +132,9 @@ def main(argv: list[str] | None = None) -> None:
                 )
                 output.print_document(output.envelope(error=body, command=invocation.command))
             exc.show()  # type: ignore[attr-defined]
+            annotate_failure(invocation, code, exc.format_message())  # type: ignore[attr-defined]
             sys.exit(code)
+        annotate_failure(invocation, EXIT_FAILED, f"internal error: {type(exc).__name__}")
         if invocation.json:  # a bug: say so on stdout too, then keep its traceback
             output.print_document(
                 output.envelope(
@@ -139,6 +150,24 @@ def main(argv: list[str] | None = None) -> None:
             )
         raise
     sys.exit(result if isinstance(result, int) else 0)
+
+
+_FAILURES = {EXIT_FAILED: "failed", EXIT_USAGE: "bad input", EXIT_REFUSED: "refused"}
+
+
+def annotate_failure(invocation: output.Invocation, code: int, message: str | None) -> None:
+    """A command that failed (exit 1), was refused (3) or given bad input (2) is an error
+    annotation on GitHub Actions, unless the run already wrote its own (a red `ci`'s failed
+    tests). ``message``: the one line printed on stderr (never a secret); None: the command
+    printed its own, and the annotation says only that it failed."""
+    label = _FAILURES.get(code)
+    if label is None or invocation.annotator.errors:
+        return
+    where = f"branchenv {invocation.command}" if invocation.command else "branchenv"
+    invocation.annotator.error(
+        message or f"{where} {label} (exit {code}): see the log above",
+        title=f"{where}: {label} (exit {code})",
+    )
 
 
 def _click_error_types() -> tuple[tuple[type[Exception], ...], tuple[type[Exception], ...]]:

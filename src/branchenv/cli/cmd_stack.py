@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from decimal import Decimal
 
     from branchenv.config import Settings
-    from branchenv.provision import StackContext
+    from branchenv.provision import StackContext, UpOutcome
 
 app = new_app()
 
@@ -107,6 +107,7 @@ def up(
     from branchenv.github import publish_up
 
     publish_up(outcome)  # $GITHUB_OUTPUT / $GITHUB_STEP_SUMMARY, when running on Actions
+    _notice_up(ctx, outcome)
 
     def human() -> None:
         md = outcome.metadata
@@ -122,6 +123,37 @@ def up(
         guard.received,
         f"`up` finished first, so the state records every resource of stack {outcome.stack}; "
         f"remove it with `branchenv down --branch {outcome.branch}`",
+    )
+
+
+def _notice_up(ctx: StackContext, outcome: UpOutcome) -> None:
+    """On GitHub Actions: a notice with the stack's endpoints and its estimated cost (best
+    effort: a cost that cannot be estimated is said so, never a failed `up`)."""
+    from branchenv.cifold import endpoints, notice_text
+    from branchenv.cli import output
+
+    annotator = output.current().annotator
+    if not annotator.github:
+        return
+    from branchenv.cost.estimate import stack_cost
+    from branchenv.harness.publish import RunCost
+
+    cost = None
+    try:
+        estimate = stack_cost(
+            ctx.engine,
+            stack=outcome.stack,
+            program=ctx.program,
+            metadata=outcome.metadata,
+            region=ctx.target.region,
+        )
+        if estimate.inventory_available:
+            cost = RunCost.of(estimate).line()
+    except Exception as exc:  # the notice is a courtesy: `up` itself succeeded
+        render.status(f"note: cost not estimated for the notice ({type(exc).__name__})")
+    annotator.notice(
+        notice_text(outcome.stack, endpoints(outcome.outputs), cost),
+        title=f"branchenv up: {outcome.stack}",
     )
 
 

@@ -10,6 +10,7 @@ from branchenv.cli import common, render
 from branchenv.cli.options import epilog, new_app, option
 
 if TYPE_CHECKING:
+    from branchenv.cifold import Annotator
     from branchenv.config import Settings
     from branchenv.harness.publish import RunOutcome
 
@@ -37,6 +38,13 @@ def _settings(
     max_total: str | None = None,
 ) -> Settings:
     return common.load(target=target, engine=engine, max_hourly=max_hourly, max_total=max_total)
+
+
+def _annotator() -> Annotator:
+    """This invocation's CI annotator (folds, annotations; off outside a CI)."""
+    from branchenv.cli import output
+
+    return output.current().annotator
 
 
 _ERROR_CODES = {"failed": "tests_failed", "interrupted": "interrupted", "error": "failed"}
@@ -124,6 +132,7 @@ def test(
             ready_timeout_s=ready_timeout,
             pytest_args=list(ctx.args),
             program=program,
+            annotator=_annotator(),
         )
     except Interrupted as exc:
         render.status(f"branchenv: {exc}")
@@ -179,6 +188,7 @@ def ci(
             allow_shared=allow_shared,
             use_pool=use_pool,
             destroy_existing=destroy_existing,
+            annotator=_annotator(),
         )
     except Interrupted as exc:
         render.status(f"branchenv: {exc} before anything was created")

@@ -32,6 +32,8 @@ from collections.abc import Sequence
 from functools import cache
 from typing import Any
 
+from branchenv.cifold import Annotator
+
 SCHEMA_VERSION = 1
 SCHEMA_PATH = pathlib.Path(__file__).with_name("output.schema.json")
 MONEY_PLACES = 6
@@ -72,11 +74,13 @@ def to_jsonable(value: Any) -> Any:
 
 @dataclasses.dataclass
 class Invocation:
-    """What :func:`branchenv.cli.main` learnt from the command line before running it."""
+    """What :func:`branchenv.cli.main` learnt from the command line before running it, and
+    what the CI's log gets from this run (``annotator``: off unless main turns it on)."""
 
     command: str | None = None
     json: bool = False
     emitted: bool = False
+    annotator: Annotator = dataclasses.field(default_factory=Annotator.off)
 
 
 _current = Invocation()

@@ -54,6 +54,7 @@ from branchenv.harness.signals import Interrupted, SignalGuard
 from branchenv.harness.suite import ReportPaths, SuiteRun, check_pytest_args
 
 if TYPE_CHECKING:
+    from branchenv.cifold import Annotator
     from branchenv.config import Settings
     from branchenv.cost.estimate import StackCost
     from branchenv.harness.teardown import RetryPolicy
@@ -179,6 +180,7 @@ def run_ci(
     allow_shared: Sequence[str] = (),
     use_pool: bool | None = None,
     destroy_existing: bool = False,
+    annotator: Annotator | None = None,
 ) -> RunOutcome:
     """`branchenv ci`: up -> ready -> test -> down, with teardown guaranteed.
 
@@ -190,7 +192,9 @@ def run_ci(
     existing stack); a bad input found later by `up` still never destroys a stack that
     existed before this run. With the warm pool (``use_pool`` / the ``pool`` setting) the
     stack is claimed, and released at the end (wiped and verified empty) instead of
-    destroyed."""
+    destroyed. ``annotator``: what the CI's log gets (folds per phase, failed tests and the
+    run's error as annotations, a notice with the endpoints and cost; see
+    :mod:`branchenv.cifold`); none by default."""
     from branchenv import pool, provision
     from branchenv.config import stack_ttl
 
@@ -205,7 +209,7 @@ def run_ci(
     paths = ReportPaths.under(resolve_report_dir(settings, report_dir))
     paths.clear()
     started = time.monotonic()
-    phases = Phases(say)
+    phases = Phases(say, annotator)
     run: SuiteRun | None = None
     ready_s: float | None = None
     outputs: dict[str, Any] = {}
@@ -375,6 +379,7 @@ def run_ci(
         interrupted=interrupted if interrupted is not None else late_signal(guard),
         env=env,
         cost=cost,
+        annotator=phases.annotator,
     )
 
 

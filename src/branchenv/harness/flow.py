@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from branchenv.cifold import Annotator
 from branchenv.errors import BranchenvError, StackNotFound, UsageError
 from branchenv.harness.publish import RunCost, RunOutcome, finish
 from branchenv.harness.signals import Interrupted, SignalGuard
@@ -125,22 +126,25 @@ def write_stack_file_for(
 
 
 class Phases:
-    """Times each phase of a run and remembers which one is under way."""
+    """Times each phase of a run, remembers which one is under way, and folds each in the CI's
+    log (``annotator``: a ``::group::`` on GitHub Actions, a section on GitLab CI)."""
 
-    def __init__(self, say: Say) -> None:
+    def __init__(self, say: Say, annotator: Annotator | None = None) -> None:
         self.say = say
+        self.annotator = annotator or Annotator.off()
         self.durations: dict[str, float] = {}
         self.current: str | None = None
 
     @contextlib.contextmanager
     def run(self, name: str, banner: str) -> Iterator[None]:
         self.current = name
-        self.say(f"== {banner}")
-        started = time.monotonic()
-        try:
-            yield
-        finally:
-            self.durations[name] = time.monotonic() - started
+        with self.annotator.phase(name, banner):
+            self.say(f"== {banner}")
+            started = time.monotonic()
+            try:
+                yield
+            finally:
+                self.durations[name] = time.monotonic() - started
 
 
 def run_suite_phase(
@@ -216,9 +220,12 @@ def run_test(
     on_output: Say | None = None,
     cost: RunCost | None = None,
     program: str | None = None,
+    annotator: Annotator | None = None,
 ) -> RunOutcome:
     """`branchenv test`: run the suite against the branch's existing stack (of ``program``,
-    a configured program's name; default: the default one)."""
+    a configured program's name; default: the default one). ``annotator``: what the CI's log
+    gets (folds per phase, failed tests as annotations, a notice; see :mod:`branchenv.cifold`);
+    none by default."""
     from branchenv import provision
 
     env = dict(os.environ if env is None else env)
@@ -228,7 +235,7 @@ def run_test(
     paths = ReportPaths.under(resolve_report_dir(settings, report_dir))
     paths.clear()
     started = time.monotonic()
-    phases = Phases(say)
+    phases = Phases(say, annotator)
     run: SuiteRun | None = None
     ready_s: float | None = None
     error: BaseException | None = None
@@ -298,6 +305,7 @@ def run_test(
         interrupted=interrupted,
         env=env,
         cost=cost,
+        annotator=phases.annotator,
     )
 
 

@@ -10,7 +10,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from branchenv.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, BranchenvError
+from branchenv.errors import EXIT_FAILED, EXIT_OK, EXIT_REFUSED, EXIT_USAGE, BranchenvError
 from branchenv.harness.latency import LatencyStats
 from branchenv.harness.reports import EMPTY_COUNTS, RunSummary, TestCounts, Timings
 from branchenv.harness.signals import Interrupted
@@ -25,6 +25,7 @@ from branchenv.harness.suite import (
 from branchenv.text import plural
 
 if TYPE_CHECKING:
+    from branchenv.cifold import Annotator
     from branchenv.cost.estimate import StackCost
     from branchenv.provision import StackContext
 
@@ -204,7 +205,11 @@ def finish(
     interrupted: Interrupted | None,
     env: Mapping[str, str],
     cost: RunCost | None,
+    annotator: Annotator | None = None,
 ) -> RunOutcome:
+    """The run's outcome, after writing its reports: the Markdown summary, GitHub's step
+    summary and outputs, and what ``annotator`` gives the CI's log (the run's error and each
+    failed test as an annotation, then a notice with the endpoints and the cost)."""
     from branchenv.harness.reports import publish_github, render_markdown
 
     counts = read_counts(paths)
@@ -276,6 +281,19 @@ def finish(
         },
         env,
     )
+    if annotator is not None:
+        annotate(
+            annotator,
+            command=command,
+            status=status,
+            exit_code=code,
+            message=message,
+            counts=counts,
+            ctx=ctx,
+            outputs=outputs,
+            cost=cost.line() if cost is not None else None,
+            env=env,
+        )
     return RunOutcome(
         command=command,
         status=status,
@@ -299,4 +317,33 @@ def finish(
         cost=cost,
         notes=tuple(notes),
         error_class=type(error).__name__ if isinstance(error, BranchenvError) else None,
+    )
+
+
+def annotate(
+    annotator: Annotator,
+    *,
+    command: str,
+    status: str,
+    exit_code: int,
+    message: str | None,
+    counts: TestCounts,
+    ctx: StackContext,
+    outputs: Mapping[str, Any],
+    cost: str | None,
+    env: Mapping[str, str],
+) -> None:
+    """A run's end in the CI's log: its error (when it failed, exit 1 to 3), one error per
+    failed test (file and line from the JUnit report, relative to ``GITHUB_WORKSPACE``), then
+    a notice with the stack's endpoints and its cost line."""
+    from branchenv.cifold import endpoints, notice_text
+
+    if message and exit_code in (EXIT_FAILED, EXIT_USAGE, EXIT_REFUSED):
+        annotator.error(message, title=f"branchenv {command} {status} (exit {exit_code})")
+    annotator.failed_tests(
+        counts.failures(), base=ctx.settings.project_dir, workspace=env.get("GITHUB_WORKSPACE")
+    )
+    annotator.notice(
+        notice_text(ctx.names.stack, endpoints(outputs), cost),
+        title=f"branchenv {command}: {status}",
     )
