@@ -15,7 +15,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from branchenv.errors import OperationFailed, StackNotFound, UsageError
+from branchenv.errors import OperationFailed, SafetyRefusal, StackNotFound, UsageError
 
 if TYPE_CHECKING:
     from branchenv.config import Settings
@@ -407,12 +407,20 @@ def preview(
     ttl: str | None = None,
     profile: str = "ephemeral",
     on_output: OutputSink | None = None,
+    allow_shared: Iterable[str] = (),
 ) -> PreviewOutcome:
-    """What `up` would change on the branch's stack, changing nothing (same rails first)."""
+    """What `up` would change on the branch's stack, changing nothing (same rails first).
+
+    A plan `up` would refuse is refused here too (the branch-isolation check on the planned
+    steps, ``allow_shared`` as for `up`): a preview never shows as applicable what `up` will
+    not apply."""
+    from branchenv.safety import check_isolation
+
     check_profile(profile)
+    shared = check_allow_shared(allow_shared)
     existing = check_may_manage(ctx)
     metadata = build_metadata(ctx, ttl=ttl, existing=existing)
-    inputs = program_inputs(ctx, profile=profile, metadata=metadata)
+    inputs = program_inputs(ctx, profile=profile, metadata=metadata, allow_shared=shared)
     result = ctx.engine.preview(
         stack=ctx.names.stack,
         program=ctx.program,
@@ -421,6 +429,10 @@ def preview(
         inputs=inputs,
         on_output=on_output,
     )
+    try:
+        check_isolation(result.steps, inputs)
+    except SafetyRefusal as refused:
+        raise SafetyRefusal(f"`up` would refuse this plan: {refused}") from None
     return PreviewOutcome(
         stack=result.stack,
         branch=ctx.branch.name,

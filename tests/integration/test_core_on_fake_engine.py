@@ -92,3 +92,22 @@ def test_a_fixed_name_every_branch_would_share_is_refused_before_anything_exists
     shared = provision.up(ctx, allow_shared=["team-uploads"])
     assert shared.changes["create"] == 2
     assert set(ctx.engine.world()) == {f"{ctx.names.prefix}-jobs", "team-uploads"}
+
+
+@pytest.mark.usefixtures("registered")
+def test_preview_refuses_what_up_would_refuse_for_isolation(tmp_path: Path) -> None:
+    """`preview` shows what `up` would do: a plan `up` would refuse is refused here too (exit 3,
+    naming the resource), not shown as if it would apply; `--allow-shared` lets it through."""
+    ctx = context(
+        tmp_path,
+        [{"name": "uploads", "type": "aws:s3/bucket:Bucket", "physical_name": "team-uploads"}],
+        "feature/preview-shared",
+    )
+    with pytest.raises(SafetyRefusal) as caught:
+        provision.preview(ctx)
+    assert caught.value.exit_code == EXIT_REFUSED
+    assert "'team-uploads'" in str(caught.value) and "`up` would refuse" in str(caught.value)
+    assert ctx.engine.world() == {}
+    shown = provision.preview(ctx, allow_shared=["team-uploads"])
+    assert shown.changes["create"] == 1
+    assert ctx.engine.world() == {}

@@ -80,7 +80,16 @@ def up(
     )
     provision.check_allow_shared(allow_shared)
     if preview_only:
-        _preview(branch, target, engine, program, ttl=ttl, profile=profile, as_json=as_json)
+        _preview(
+            branch,
+            target,
+            engine,
+            program,
+            ttl=ttl,
+            profile=profile,
+            as_json=as_json,
+            allow_shared=allow_shared,
+        )
         return
     # SIGINT/SIGTERM: `up` runs to its end (its state then records every resource it made),
     # then exits 128 + the signal (see harness.signals).
@@ -179,15 +188,29 @@ def preview(
     ttl: str | None = TtlOpt,
     profile: str = ProfileOpt,
     show_same: bool = option("--show-same", False),
+    allow_shared: list[str] = AllowSharedOpt,
     program: str | None = ProgramOpt,
     as_json: bool = JsonOpt,
 ) -> None:
-    """Show what `up` would change, per resource with the changed properties; change nothing."""
+    """Show what `up` would change, per resource with the changed properties; change nothing.
+
+    A plan `up` would refuse (a fixed name every branch would share) is refused here too."""
+    from branchenv import provision
+
     common.preflight(
         _settings(target, engine), branch, ttl=ttl, profile=profile, acts=False, program=program
     )
+    provision.check_allow_shared(allow_shared)
     _preview(
-        branch, target, engine, program, ttl=ttl, profile=profile, as_json=as_json, same=show_same
+        branch,
+        target,
+        engine,
+        program,
+        ttl=ttl,
+        profile=profile,
+        as_json=as_json,
+        same=show_same,
+        allow_shared=allow_shared,
     )
 
 
@@ -201,6 +224,7 @@ def _preview(
     profile: str,
     as_json: bool,
     same: bool = False,
+    allow_shared: list[str] | None = None,
 ) -> None:
     from branchenv import provision
     from branchenv.engines.base import CHANGE_KINDS
@@ -209,7 +233,9 @@ def _preview(
     _notes(ctx.notes)
     title = f"preview {ctx.names.stack} ({ctx.engine.name} engine, target {ctx.target.name})"
     with progress(title, quiet=False) as sink:
-        outcome = provision.preview(ctx, ttl=ttl, profile=profile, on_output=sink)
+        outcome = provision.preview(
+            ctx, ttl=ttl, profile=profile, on_output=sink, allow_shared=allow_shared or ()
+        )
 
     def human() -> None:
         shown = [s for s in outcome.steps if same or s.op != "same"]
