@@ -119,7 +119,7 @@ def ci_loops(root: Path, runs: int, suite: str) -> None:
         )  # fmt: skip
         must(proc, "branchenv ci")
         server_cpu = _process_cpu(server) - server0
-        t = json.loads(proc.stdout)["timings"]
+        t = json.loads(proc.stdout)["result"]["timings"]
         walls.append(wall)
         verdict = "OK" if wall < CI_GOAL_S else "MISSED"
         phases = "  ".join(f"{name} {t[name + '_s']:5.2f}" for name in PHASES)
@@ -179,7 +179,7 @@ def ready_phase(root: Path, runs: int = 4) -> None:
     target = LocalCloud(root / ".branchenv").status().target("us-east-1")
     _, _, proc = timed([str(BRANCHENV), "outputs", "--branch", "bench", "--json"], root)
     must(proc, "branchenv outputs")
-    data = json.loads(proc.stdout)
+    data = json.loads(proc.stdout)["result"]
     outputs = data.get("outputs", data)
     lam = target.client("lambda")
     name = outputs["function_name"]

@@ -113,7 +113,8 @@ def run(root: Path, engine: str, *args: str) -> tuple[float, dict[str, object]]:
     if proc.returncode != 0:
         sys.exit(f"branchenv {' '.join(args)} --engine {engine} exited {proc.returncode}:\n"
                  f"{proc.stderr[-4000:]}")  # fmt: skip
-    result: dict[str, object] = json.loads(proc.stdout)
+    # The --json envelope: {"schema", "command", "ok", "result"}.
+    result: dict[str, object] = json.loads(proc.stdout)["result"]
     return seconds, result
 
 
