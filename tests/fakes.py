@@ -376,7 +376,7 @@ class FakeEngine:
     def resources(self, *, stack: str, program: Program) -> list[ResourceSummary]:
         return _summaries(self._load(program, stack)["resources"])
 
-    def list_stacks(self, *, program: Program) -> list[StackSummary]:
+    def list_stacks(self, *, program: Program, count_missing: bool = True) -> list[StackSummary]:
         folder = self.root / program.project
         world = self.world()
         summaries = []

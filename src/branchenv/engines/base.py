@@ -298,8 +298,11 @@ class Engine(Protocol):
         """The stack's resources as the engine's state records them (secrets dropped)."""
         ...
 
-    def list_stacks(self, *, program: Program) -> list[StackSummary]:
-        """Every stack of the program's project in the engine's backend, with its metadata."""
+    def list_stacks(self, *, program: Program, count_missing: bool = True) -> list[StackSummary]:
+        """Every stack of the program's project in the engine's backend, with its metadata.
+
+        ``count_missing=False``: the caller reads only names and metadata (a pool claim), so an
+        engine that fills ``missing`` by asking the target about every resource skips that."""
         ...
 
     def metadata(self, *, stack: str, program: Program) -> StackMetadata | None:

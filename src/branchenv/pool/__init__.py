@@ -179,11 +179,17 @@ def _for_stack(ctx: StackContext, stack: str) -> StackContext:
     )
 
 
-def _members(ctx: StackContext) -> list[tuple[str, StackMetadata | None, int | None, str | None]]:
-    """(stack, metadata, resource count, attention) of every stack of the context's pool."""
+Member = tuple[str, "StackMetadata | None", "int | None", "str | None"]
+"""(stack, metadata, resource count, attention) of one pool stack."""
+
+
+def _members(ctx: StackContext) -> list[Member]:
+    """Every stack of the context's pool. Names and metadata only: the engine is not asked
+    which resources are missing from the target (one call per resource of every stack of
+    the project, branches' included: most of a claim's time on the inprocess engine)."""
     pool = pool_name(ctx)
     found = []
-    for summary in ctx.engine.list_stacks(program=ctx.program):
+    for summary in ctx.engine.list_stacks(program=ctx.program, count_missing=False):
         md = summary.metadata
         if md is not None and md.pool == pool and md.target == ctx.target.name:
             found.append((summary.stack, md, summary.resource_count, summary.attention))
@@ -413,9 +419,12 @@ def use_pool(ctx: StackContext, flag: bool | None) -> bool:
     return ctx.settings.pool if flag is None else flag
 
 
-def held(ctx: StackContext) -> tuple[StackContext, StackMetadata] | None:
-    """The pool stack the context's branch holds (pointed at it), None when it holds none."""
-    for stack, md, _, _ in _members(ctx):
+def held(
+    ctx: StackContext, members: list[Member] | None = None
+) -> tuple[StackContext, StackMetadata] | None:
+    """The pool stack the context's branch holds (pointed at it), None when it holds none
+    (``members``: the pool as just listed, else listed here)."""
+    for stack, md, _, _ in _members(ctx) if members is None else members:
         if md is not None and md.claimed_by == ctx.branch.name:
             return _for_stack(ctx, stack), md
     return None
@@ -427,8 +436,11 @@ def claim(
     ttl: str | None,
     say: Say,
     env: Mapping[str, str] | None = None,
+    members: list[Member] | None = None,
 ) -> tuple[StackContext, StackMetadata] | None:
-    """Claim a free stack of the pool for the context's branch; None when none is free.
+    """Claim a free stack of the pool for the context's branch; None when none is free
+    (``members``: the pool as just listed, else listed here; a stale entry costs nothing,
+    since the conditional write decides and the stack's metadata is read again under it).
 
     The conditional write decides between concurrent claimers (:mod:`branchenv.pool.claims`);
     the winner records the claim (branch, owner, expiry) in the stack's metadata."""
@@ -438,7 +450,7 @@ def claim(
     lifetime = parse_ttl(ttl or ctx.settings.default_ttl)
     owner = detect_owner(env=os.environ if env is None else env, cwd=ctx.settings.project_dir)
     store = store_for(ctx)
-    for stack, md, _, attention in _members(ctx):
+    for stack, md, _, attention in _members(ctx) if members is None else members:
         if md is None or attention or md.claimed_by is not None or md.reap_pending:
             continue
         now = _now()
@@ -491,13 +503,14 @@ def acquire(
 
     if existing is not None:
         return Acquired(ctx, None, "own", f"branch {ctx.branch.name} has its own stack: no claim")
-    mine = held(ctx)
+    members = _members(ctx)
+    mine = held(ctx, members)
     if mine is not None:
         pool_ctx, md = mine
         lifetime = parse_ttl(ttl or ctx.settings.default_ttl)
         renewed = dataclasses.replace(md, expires_at=_now() + lifetime, reap_pending=False)
         return Acquired(pool_ctx, renewed, "held", f"updating {pool_ctx.names.stack}, held")
-    got = claim(ctx, ttl=ttl, say=say, env=env)
+    got = claim(ctx, ttl=ttl, say=say, env=env, members=members)
     if got is not None:
         return Acquired(got[0], got[1], "claimed")
     pool = pool_name(ctx)

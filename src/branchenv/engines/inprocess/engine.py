@@ -328,10 +328,11 @@ class InProcessEngine:
     def outputs(self, *, stack: str, program: Program) -> dict[str, Any]:
         return dict(self._load(program.project, stack).outputs)
 
-    def list_stacks(self, *, program: Program) -> list[StackSummary]:
+    def list_stacks(self, *, program: Program, count_missing: bool = True) -> list[StackSummary]:
         """Every stack with a state file. One that cannot be read is listed with why
-        (``attention``) and no metadata, so nothing acts on it. With the local cloud known,
-        ``missing`` counts the resources gone from it (asked concurrently)."""
+        (``attention``) and no metadata, so nothing acts on it. With the local cloud known and
+        ``count_missing``, ``missing`` counts the resources gone from it (asked concurrently:
+        one existence call per resource of every stack of the project)."""
         out = []
         readable: list[tuple[StackState, StackSummary]] = []
         for found in self.store.scan(program.project):
@@ -355,7 +356,7 @@ class InProcessEngine:
                 tags=dict(s.tags),
             )
             readable.append((s, summary))
-        missing = self._missing_counts([s for s, _ in readable])
+        missing = self._missing_counts([s for s, _ in readable]) if count_missing else {}
         for s, summary in readable:
             out.append(dataclasses.replace(summary, missing=missing.get(s.stack)))
         return out

@@ -908,7 +908,7 @@ class PulumiEngine:
             )
         return items
 
-    def list_stacks(self, *, program: Program) -> list[StackSummary]:
+    def list_stacks(self, *, program: Program, count_missing: bool = True) -> list[StackSummary]:
         """Every stack of the project in the backend with its metadata (None when unmanaged)
         and its program's resource count (the Stack and providers not counted). A stack whose
         tags or state cannot be read is listed with ``attention`` saying so."""

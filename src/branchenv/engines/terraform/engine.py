@@ -565,7 +565,7 @@ class TerraformEngine:
             return []
         return _summaries(store.read_state(program.project, stack))
 
-    def list_stacks(self, *, program: Program) -> list[StackSummary]:
+    def list_stacks(self, *, program: Program, count_missing: bool = True) -> list[StackSummary]:
         """Every stack of the project in the backend (keys + sidecars): any checkout sees them."""
         store = self._store(self._listing_target())
         if store is None:
