@@ -92,6 +92,10 @@ def test_two_concurrent_claims_on_a_pool_of_one(project: UserProject) -> None:
     fill = project.json("pool", "fill")
     assert len(fill["created"]) == 1
     pool_stack = fill["created"][0]
+    # The cost report shows the pool's idle burn (what `pool status` calls it) as its own row.
+    idle = project.json("cost", "--all")["idle_pool"]
+    assert idle is not None and idle["stacks"] == 1
+    assert idle["hourly"] == project.json("pool", "status")["idle_hourly"]
     a, b = f"feature/a-{uuid.uuid4().hex[:6]}", f"feature/b-{uuid.uuid4().hex[:6]}"
     try:
         results = _race(project, a, b)
@@ -106,6 +110,7 @@ def test_two_concurrent_claims_on_a_pool_of_one(project: UserProject) -> None:
         assert "Traceback" not in lost[0].stderr
         status = project.json("pool", "status")
         assert [s["claimed_by"] for s in status["stacks"]] == [won[0].args[0]]
+        assert project.json("cost", "--all")["idle_pool"] is None  # claimed: not idle
         project.ok("down", "--branch", won[0].args[0])
         assert project.json("pool", "status")["stacks"][0]["state"] == "free"
 

@@ -26,6 +26,7 @@ def cost(
     owner: str | None = None,
     unpriced: tuple[str, ...] = (),
     available: bool = True,
+    pool_idle: bool = False,
 ) -> StackCost:
     return StackCost(
         stack=stack,
@@ -41,6 +42,7 @@ def cost(
         resource_count=1,
         inventory_available=available,
         note=None if available else "no inventory",
+        pool_idle=pool_idle,
     )
 
 
@@ -160,6 +162,36 @@ def test_report_formats_agree() -> None:
         "| **total** | 4 | 0.0350 | 0.55 | 0.84 | 1.07 | x:y, 1 stack(s) without inventory |"
         in lines
     )
+
+
+def test_idle_pool_stacks_get_their_own_row_after_the_totals() -> None:
+    costs = [
+        cost("feature-a", "0.02", "0.10", "0.20", branch="feature/a"),
+        cost("pool-1", "0.0095", "0.30", "1.50", branch="pool/p", pool_idle=True),
+        cost("pool-2", "0.0095", "0.30", "1.50", branch="pool/p", pool_idle=True),
+        cost("pool-3", "0.0095", "0.05", "0.10", branch="feature/b"),  # claimed: not idle
+    ]
+    report = build_report(costs, by="stack")
+    assert report.idle_pool is not None
+    idle = report.idle_pool
+    assert (idle.key, idle.stacks, idle.hourly) == ("of which idle pool", 2, Decimal("0.019"))
+    assert (idle.so_far, idle.projected_to_expiry) == (Decimal("0.60"), Decimal("3.00"))
+    assert report.totals.stacks == 4  # the idle stacks stay counted in the totals
+    assert table_rows(report)[-1][:3] == ["of which idle pool", "2", "0.0190"]
+    assert table_rows(report)[-2][0] == "total"
+    data = json.loads(render(report, "json"))
+    assert data["idle_pool"]["stacks"] == 2 and Decimal(data["idle_pool"]["hourly"]) == Decimal(
+        "0.019"
+    )
+    assert "| _of which idle pool_ | 2 | 0.0190 |" in render(report, "markdown")
+    assert list(csv.reader(io.StringIO(render(report, "csv"))))[-1][0] == "of which idle pool"
+
+
+def test_no_idle_pool_row_without_free_pool_stacks() -> None:
+    report = build_report(COSTS, by="stack")
+    assert report.idle_pool is None
+    assert table_rows(report)[-1][0] == "total"
+    assert json.loads(render(report, "json"))["idle_pool"] is None
 
 
 def test_cost_explorer_pages_sum_per_stack() -> None:

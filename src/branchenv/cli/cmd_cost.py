@@ -158,6 +158,7 @@ def _document(report: CostReport) -> dict[str, object]:
         "generated_at": report.generated_at,
         "rows": [row(r) for r in report.rows],
         "totals": row(report.totals),
+        "idle_pool": row(report.idle_pool) if report.idle_pool is not None else None,
         "notes": list(report.notes),
     }
 

@@ -65,6 +65,8 @@ class StackInventory:
     account: str | None = None
     """The account the stack lives in (its metadata); None: unknown."""
     region: str | None = None
+    pool_idle: bool = False
+    """A free warm-pool stack: kept ready, held by no branch (the pool's idle burn)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,6 +106,8 @@ class StackCost:
     account: str | None = None
     """The account the stack lives in (``cost --by account``); None: unknown."""
     region: str | None = None
+    pool_idle: bool = False
+    """A free warm-pool stack (no branch holds it): its burn is the pool's idle burn."""
 
     @property
     def complete(self) -> bool:
@@ -166,6 +170,7 @@ def estimate_stack(inventory: StackInventory, prices: PriceTable, *, now: dt.dat
             note=inventory.note,
             account=inventory.account,
             region=inventory.region,
+            pool_idle=inventory.pool_idle,
         )
     lines, unpriced = price_lines(inventory.items, prices)
     with decimal.localcontext(prec=PRECISION):
@@ -192,6 +197,7 @@ def estimate_stack(inventory: StackInventory, prices: PriceTable, *, now: dt.dat
         note=inventory.note,
         account=inventory.account,
         region=inventory.region,
+        pool_idle=inventory.pool_idle,
     )
 
 
@@ -228,6 +234,9 @@ def inventory_from_engine(
         "engine": engine.name,
         "account": metadata.account if metadata else None,
         "region": metadata.region if metadata else None,
+        "pool_idle": metadata is not None
+        and metadata.pool is not None
+        and metadata.claimed_by is None,
     }
     # A resource without a region of its own lives in the stack's region (when recorded).
     home = (metadata.region if metadata else None) or default_region

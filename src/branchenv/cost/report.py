@@ -22,6 +22,8 @@ from branchenv.cost.prices import plain
 GROUPINGS = ("stack", "branch", "owner", "account", "region")
 FORMATS = ("table", "json", "csv", "markdown")
 _UNKNOWN = "(unknown)"
+IDLE_POOL_KEY = "of which idle pool"
+"""The key of the row after the totals: the free warm-pool stacks' share of them."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,6 +48,9 @@ class CostReport:
     currency: str
     generated_at: dt.datetime
     notes: tuple[str, ...] = ()
+    idle_pool: ReportRow | None = None
+    """The free warm-pool stacks among the report's (kept ready, held by no branch): the
+    pool's idle burn rate, already counted in the totals; None when there are none."""
 
 
 def _key(cost: StackCost, by: str) -> str:
@@ -114,6 +119,7 @@ def build_report(
                 + ", ".join(missing)
                 + " (shown as n/a, not zero: cost-allocation tags take up to ~24 h to appear)"
             )
+    idle = [c for c in costs if c.pool_idle]
     return CostReport(
         by=by,
         rows=tuple(rows),
@@ -121,6 +127,7 @@ def build_report(
         currency=currency,
         generated_at=now or dt.datetime.now(dt.UTC),
         notes=tuple(all_notes),
+        idle_pool=_combine(IDLE_POOL_KEY, idle, actuals) if idle else None,
     )
 
 
@@ -154,8 +161,11 @@ def cells(report: CostReport, row: ReportRow) -> list[str]:
 
 
 def table_rows(report: CostReport) -> list[list[str]]:
-    """Rows for a rich table: every group, then the totals."""
-    return [cells(report, r) for r in report.rows] + [cells(report, report.totals)]
+    """Rows for a rich table: every group, the totals, then the idle pool's share of them."""
+    rows = [cells(report, r) for r in report.rows] + [cells(report, report.totals)]
+    if report.idle_pool is not None:
+        rows.append(cells(report, report.idle_pool))
+    return rows
 
 
 def to_json(report: CostReport) -> dict[str, Any]:
@@ -179,6 +189,7 @@ def to_json(report: CostReport) -> dict[str, Any]:
         "generated_at": report.generated_at.isoformat(),
         "rows": [row(r) for r in report.rows],
         "totals": row(report.totals),
+        "idle_pool": row(report.idle_pool) if report.idle_pool is not None else None,
         "notes": list(report.notes),
     }
 
@@ -211,6 +222,10 @@ def to_markdown(report: CostReport) -> str:
     total = cells(report, report.totals)
     total[0] = f"**{total[0]}**"
     lines.append("| " + " | ".join(_md_cell(c) for c in total) + " |")
+    if report.idle_pool is not None:
+        idle = cells(report, report.idle_pool)
+        idle[0] = f"_{idle[0]}_"
+        lines.append("| " + " | ".join(_md_cell(c) for c in idle) + " |")
     lines.append("")
     lines.append(
         "_Estimates: list prices x usage assumptions per hour (see `branchenv cost --help`); "
