@@ -8,7 +8,6 @@ from __future__ import annotations
 import re
 import subprocess
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -163,15 +162,28 @@ def test_a_refusal_is_an_error_annotation_and_json_stays_one_document(tiny: Tiny
     assert switch.returncode == 2 and "BRANCHENV_CI_ANNOTATIONS" in switch.stderr
 
 
-def test_up_ends_with_a_notice(tiny: TinyProject, tmp_path: Path) -> None:
+def test_up_ends_with_a_notice_and_test_folds_its_phases(tiny: TinyProject) -> None:
     branch = "feature/gha-up"
+    stack = names_for(branch).stack
     try:
         proc = tiny.run("up", "--branch", branch, GITHUB_ACTIONS="true")
         assert proc.returncode == 0, proc.stderr[-3000:]
         (notice,) = commands(proc.stdout, "notice")
-        stack = names_for(branch).stack
         assert notice[1] == {"title": f"branchenv up: {stack}"}
         assert "docs_url: https://docs.example.com/shop" in notice[2]
         assert "cost: $" in notice[2] and "hunter2" not in proc.stdout + proc.stderr
+        # `test` on that stack: its two phases folded, the same notice, no error
+        run = merged(tiny, "test", "--branch", branch, GITHUB_ACTIONS="true")
+        assert run.returncode == 0, run.stdout[-3000:]
+        folds = [m.groups() for line in run.stdout.split("\n") if (m := GROUP.match(line))]
+        assert [(kind, title.split(":")[0]) for kind, title in folds] == [
+            ("group", "ready"),
+            ("endgroup", ""),
+            ("group", "test"),
+            ("endgroup", ""),
+        ]
+        assert commands(run.stdout, "error") == []
+        ((_, props, message),) = commands(run.stdout, "notice")
+        assert props == {"title": "branchenv test: passed"} and f"stack {stack}" in message
     finally:
         tiny.run("down", "--branch", branch, "--yes")
