@@ -63,6 +63,10 @@ shipped in the package, `branchenv/cli/output.schema.json`:
 - `ci` and `test`: `result.cost` is `{"hourly", "so_far", "projected_to_expiry"}` (each a money
   object) with `unpriced_types` and `lower_bound` (true when some types are unpriced), or null
   when the cost was not estimated; the prose line stays in the summary and the log.
+  `result.counts` has `passed`, `failed`, `errors`, `skipped` and `interrupted` (tests a signal
+  stopped before they finished: never counted as passed; the JUnit report gives each an
+  `<error type="interrupted">`); a run stopped by SIGINT/SIGTERM has `status` "interrupted" and
+  exits 130/143.
 
 Destructive commands ask first on a terminal: `reap --yes` shows what will go and asks for the
 target's name; `down` on a stack someone else created asks for the stack's name. Nobody is asked

@@ -234,10 +234,6 @@ def test_two_is_interrupted():
 """
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 16, open: a test stopped by a signal is counted as passed in the JUnit/JSON counts (no `interrupted` count yet)",
-)
 def test_an_interrupted_test_never_counts_as_passed(tmp_path: Path) -> None:
     project = make_tiny_project(tmp_path / "halt", suite=HALTING_SUITE)
     marker = tmp_path / "marker"

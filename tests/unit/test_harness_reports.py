@@ -16,6 +16,8 @@ from branchenv.harness.reports import (
     COST_PLACEHOLDER,
     RunSummary,
     Timings,
+    junit_address,
+    mark_interrupted,
     parse_junit,
     publish_github,
     render_markdown,
@@ -172,3 +174,78 @@ def test_a_runs_cost_is_money_in_json_and_one_line_for_people() -> None:
         "$0.0095/h, $0.23 projected to expiry (estimate); unpriced: aws:sqs/queue:Queue "
         "(a lower bound)"
     )
+
+
+# What pytest 8 writes when Ctrl-C stops its second test: the unfinished case has no name and no
+# outcome child (the reporter was opened for its setup's duration and never closed).
+INTERRUPTED_JUNIT = (
+    '<?xml version="1.0" encoding="utf-8"?><testsuites name="pytest tests"><testsuite '
+    'name="pytest" errors="0" failures="0" skipped="0" tests="1" time="0.692"><testcase '
+    'classname="tests.test_stack" name="test_one_passes" time="0.000" /><testcase time="0.000" />'
+    "</testsuite></testsuites>"
+)
+
+
+def test_pytests_empty_testcase_of_an_interrupted_run_is_not_a_pass(tmp_path: Path) -> None:
+    path = tmp_path / "junit.xml"
+    path.write_text(INTERRUPTED_JUNIT)
+    counts = parse_junit(path)
+    assert (counts.passed, counts.interrupted, counts.total) == (1, 1, 2)
+    assert not counts.ok
+    assert counts.line() == "1 passed, 0 failed, 0 errors, 0 skipped, 1 interrupted"
+
+
+@pytest.mark.parametrize(
+    "junit",
+    [
+        INTERRUPTED_JUNIT,
+        INTERRUPTED_JUNIT.replace('<testcase time="0.000" />', ""),  # no trace of it at all
+        INTERRUPTED_JUNIT.replace(  # recorded under its name, still without an outcome
+            '<testcase time="0.000" />',
+            '<testcase classname="tests.test_stack" name="test_two_is_interrupted" time="1" />',
+        ),
+    ],
+)
+def test_mark_interrupted_names_the_unfinished_test(tmp_path: Path, junit: str) -> None:
+    path = tmp_path / "junit.xml"
+    path.write_text(junit)
+    nodeid = "tests/test_stack.py::test_two_is_interrupted"
+    assert mark_interrupted(path, [nodeid], "interrupted by SIGINT") == 1
+    counts = parse_junit(path)
+    assert (counts.passed, counts.interrupted, counts.total) == (1, 1, 2)
+    (case,) = counts.failures()
+    assert case.id == "tests.test_stack::test_two_is_interrupted"
+    assert (case.outcome, case.message) == ("interrupted", "interrupted by SIGINT")
+    text = path.read_text()
+    assert '<error type="interrupted" message="interrupted by SIGINT">' in text
+    assert 'errors="1"' in text and 'tests="2"' in text
+    assert mark_interrupted(path, [nodeid], "again") == 0  # marked once
+    assert mark_interrupted(tmp_path / "none.xml", [nodeid], "x") == 0
+
+
+@pytest.mark.parametrize(
+    ("nodeid", "address"),
+    [
+        ("tests/test_a.py::test_b", ("tests.test_a", "test_b")),
+        ("test_a.py::TestX::test_y[1-a/b]", ("test_a.TestX", "test_y[1-a/b]")),
+    ],
+)
+def test_junit_address_is_pytests(nodeid: str, address: tuple[str, str]) -> None:
+    assert junit_address(nodeid) == address
+
+
+def test_the_summary_counts_an_interrupted_test(tmp_path: Path) -> None:
+    path = tmp_path / "junit.xml"
+    path.write_text(INTERRUPTED_JUNIT)
+    summary = RunSummary(
+        command="branchenv ci",
+        status="interrupted",
+        stack="feature-halt-1a2b3c4d",
+        branch="feature/halt",
+        target="local",
+        endpoint=None,
+        counts=parse_junit(path),
+    )
+    text = render_markdown(summary)
+    assert "| tests | 1 passed, 0 failed, 0 errors, 0 skipped, 1 interrupted (2 total) |" in text
+    assert "(interrupted)" in text  # listed with the failures

@@ -15,14 +15,17 @@ def run(code: int | None) -> SuiteRun:
     return SuiteRun(command=("pytest",), exit_code=code, duration_s=1.0, latency=(), ready_s=None)
 
 
-def counts(passed: int = 0, failed: int = 0, errors: int = 0, skipped: int = 0) -> TestCounts:
+def counts(
+    passed: int = 0, failed: int = 0, errors: int = 0, skipped: int = 0, interrupted: int = 0
+) -> TestCounts:
     return TestCounts(
-        total=passed + failed + errors + skipped,
+        total=passed + failed + errors + skipped + interrupted,
         passed=passed,
         failed=failed,
         errors=errors,
         skipped=skipped,
         duration_s=1.0,
+        interrupted=interrupted,
     )
 
 
@@ -38,6 +41,9 @@ def counts(passed: int = 0, failed: int = 0, errors: int = 0, skipped: int = 0) 
         (4, counts(), "error", 2, "rejected its arguments"),
         (3, counts(passed=1), "error", 1, "pytest exited 3"),
         (None, counts(), "error", 1, "did not run"),
+        (2, counts(passed=1, interrupted=1), "interrupted", 1, "1 test unfinished"),
+        (0, counts(passed=4, interrupted=1), "interrupted", 1, "did not complete"),
+        (2, counts(errors=1), "failed", 1, None),  # a collection error exits 2 too
     ],
 )
 def test_suite_status(

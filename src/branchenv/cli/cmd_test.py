@@ -55,8 +55,7 @@ def _render(outcome: RunOutcome, as_json: bool) -> None:
         c = outcome.counts
         t = outcome.timings
         typer.echo(
-            f"{outcome.command} {outcome.status}: {c.passed} passed, {c.failed} failed, "
-            f"{c.errors} errors, {c.skipped} skipped — stack {outcome.stack} "
+            f"{outcome.command} {outcome.status}: {c.line()} — stack {outcome.stack} "
             f"({outcome.target}, {outcome.engine})"
         )
         parts = [

@@ -90,6 +90,9 @@ class _State:
     error: str | None = None
     ready_s: float | None = None
     latency: list[LatencyStats] = dataclasses.field(default_factory=list)
+    running: dict[str, None] = dataclasses.field(default_factory=dict)
+    """Tests started and not finished yet, in start order: what a signal leaves here is
+    reported as ``unfinished`` (the JUnit report leaves such a test nameless and passed)."""
 
 
 _STATE = pytest.StashKey[_State]()
@@ -154,6 +157,21 @@ def pytest_configure(config: pytest.Config) -> None:
         except StackFileError as exc:
             raise pytest.UsageError(str(exc)) from None
     config.stash[_STATE] = state
+    config.pluginmanager.register(_RunningTests(state), "branchenv-running-tests")
+
+
+class _RunningTests:
+    """Keeps ``_State.running``. The log hooks, not the run protocol, so that under xdist the
+    controller (which writes the report) sees every worker's tests start and finish."""
+
+    def __init__(self, state: _State) -> None:
+        self.state = state
+
+    def pytest_runtest_logstart(self, nodeid: str) -> None:
+        self.state.running[nodeid] = None
+
+    def pytest_runtest_logfinish(self, nodeid: str) -> None:
+        self.state.running.pop(nodeid, None)
 
 
 def _state(config: pytest.Config) -> _State:
@@ -376,6 +394,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         "stack": state.stack.stack if state.stack else None,
         "ready_s": state.ready_s,
         "latency": [s.to_json() for s in state.latency],
+        "unfinished": list(state.running),
     }
     path = Path(target)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -158,6 +158,15 @@ def suite_status(run: SuiteRun | None, counts: TestCounts) -> tuple[str, int, st
     if run is None or run.exit_code is None:
         return "error", EXIT_FAILED, "the test suite did not run"
     code = run.exit_code
+    if counts.interrupted:
+        # Not green whatever else passed: a test that did not finish proved nothing. (pytest's
+        # exit 2 alone is no sign: collection errors exit 2 too.)
+        return (
+            "interrupted",
+            EXIT_FAILED,
+            f"pytest was interrupted (exit {code}) with "
+            f"{plural(counts.interrupted, 'test')} unfinished: the suite did not complete",
+        )
     if code == PYTEST_OK and counts.ok:
         return "passed", EXIT_OK, None
     if code == PYTEST_OK and counts.failed == 0 and counts.errors == 0:
@@ -277,6 +286,7 @@ def finish(
             "endpoint": endpoint or "",
             "passed": counts.passed,
             "failed": counts.failed + counts.errors,
+            "interrupted": counts.interrupted,
             "status": status,
         },
         env,

@@ -1,20 +1,27 @@
 """Reports of a test run: JUnit XML (written by pytest's own ``--junitxml``) read back into
 counts, a Markdown summary, and the GitHub Actions hand-offs (``$GITHUB_STEP_SUMMARY``,
-``$GITHUB_OUTPUT``)."""
+``$GITHUB_OUTPUT``).
+
+A test a signal stopped is *interrupted*, never passed. pytest's JUnit leaves such a test as an
+empty ``<testcase>`` (no name, no outcome child); :func:`mark_interrupted` names it (from the
+plugin's list of tests that started and never finished) and gives it
+``<error type="interrupted">``, and :func:`parse_junit` counts either form as interrupted."""
 
 from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from branchenv.errors import OperationFailed
 from branchenv.harness.latency import LatencyStats
 
-OUTCOMES = ("passed", "failed", "error", "skipped")
+OUTCOMES = ("passed", "failed", "error", "skipped", "interrupted")
 COST_PLACEHOLDER = "not estimated yet"
+INTERRUPTED = "interrupted"
+"""The ``type`` of the ``<error>`` an interrupted test case carries in the JUnit report."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,17 +56,27 @@ class TestCounts:
     skipped: int
     duration_s: float
     cases: tuple[CaseResult, ...] = ()
+    interrupted: int = 0
+    """Tests a signal stopped before they finished (never counted as passed)."""
 
     @property
     def ok(self) -> bool:
-        """Green: something ran and nothing failed or errored."""
-        return self.failed == 0 and self.errors == 0 and self.passed > 0
+        """Green: something ran and nothing failed, errored or was interrupted."""
+        return self.failed == 0 and self.errors == 0 and self.interrupted == 0 and self.passed > 0
 
     def slowest(self, n: int = 5) -> tuple[CaseResult, ...]:
         return tuple(sorted(self.cases, key=lambda c: c.time_s, reverse=True)[:n])
 
     def failures(self) -> tuple[CaseResult, ...]:
-        return tuple(c for c in self.cases if c.outcome in ("failed", "error"))
+        return tuple(c for c in self.cases if c.outcome in ("failed", "error", INTERRUPTED))
+
+    def line(self) -> str:
+        """``2 passed, 0 failed, 0 errors, 1 skipped`` (``, 1 interrupted`` when there is one)."""
+        text = f"{self.passed} passed, {self.failed} failed, {self.errors} errors, "
+        text += f"{self.skipped} skipped"
+        if self.interrupted:
+            text += f", {self.interrupted} interrupted"
+        return text
 
 
 EMPTY_COUNTS = TestCounts(total=0, passed=0, failed=0, errors=0, skipped=0, duration_s=0.0)
@@ -88,9 +105,15 @@ def parse_junit(path: Path) -> TestCounts:
                 child = case.find(tag)
                 if child is not None:
                     outcome = {"failure": "failed", "error": "error", "skipped": "skipped"}[tag]
+                    if tag == "error" and child.get("type") == INTERRUPTED:
+                        outcome = INTERRUPTED
                     message = (child.get("message") or (child.text or "")).strip()[:500] or None
                     text = child.text or ""
                     break
+            else:
+                if not case.get("name"):
+                    # pytest's trace of a test cut short: it opened the case, never closed it.
+                    outcome, message = INTERRUPTED, "the test did not finish"
             file, line = (
                 failure_location(text, case.get("file"), case.get("line"))
                 if outcome in ("failed", "error")
@@ -116,6 +139,7 @@ def parse_junit(path: Path) -> TestCounts:
         skipped=tally["skipped"],
         duration_s=duration,
         cases=tuple(cases),
+        interrupted=tally[INTERRUPTED],
     )
 
 
@@ -136,6 +160,66 @@ def failure_location(
         line = int(line_attr) + 1 if line_attr and line_attr.isdigit() else None
         return file_attr, line
     return None, None
+
+
+def junit_address(nodeid: str) -> tuple[str, str]:
+    """(classname, name) of a pytest node id as pytest's JUnit writes them:
+    ``tests/test_a.py::TestX::test_y[1]`` -> ``("tests.test_a.TestX", "test_y[1]")``."""
+    parts = nodeid.split("::")
+    path = parts[0].replace("\\", "/")
+    if path.endswith(".py"):
+        path = path[: -len(".py")]
+    names = [path.replace("/", "."), *parts[1:]]
+    return ".".join(names[:-1]), names[-1]
+
+
+def mark_interrupted(path: Path, unfinished: Sequence[str], why: str) -> int:
+    """Mark the tests in ``unfinished`` (pytest node ids that started and never finished) as
+    interrupted in the JUnit report at ``path``: each gets its name (pytest leaves the case
+    empty) and ``<error type="interrupted" message=why>``, and its suite's ``errors`` count
+    goes up. Returns how many cases were marked (0 when there is no readable report)."""
+    import xml.etree.ElementTree as ET
+
+    try:
+        tree = ET.parse(path)
+    except (OSError, ET.ParseError):
+        return 0
+    root = tree.getroot()
+    suites = [root] if root.tag == "testsuite" else list(root.iter("testsuite"))
+    if not suites:
+        return 0
+    marked = 0
+    for nodeid in unfinished:
+        classname, name = junit_address(nodeid)
+        found = None
+        for suite in suites:
+            for case in suite.iter("testcase"):
+                if (case.get("classname"), case.get("name")) == (classname, name) or (
+                    not case.get("name") and len(case) == 0
+                ):
+                    found = (suite, case)
+                    break
+            if found:
+                break
+        if found is None:
+            suite = suites[-1]
+            found = (suite, ET.SubElement(suite, "testcase", {"time": "0.000"}))
+        suite, case = found
+        error = case.find("error")
+        if error is not None and error.get("type") == INTERRUPTED:
+            continue
+        case.set("classname", classname)
+        case.set("name", name)
+        for child in list(case):
+            if child.tag in ("failure", "error", "skipped"):
+                case.remove(child)
+        ET.SubElement(case, "error", {"type": INTERRUPTED, "message": why}).text = why
+        suite.set("errors", str(int(suite.get("errors") or 0) + 1))
+        suite.set("tests", str(sum(1 for _ in suite.iter("testcase"))))
+        marked += 1
+    if marked:
+        tree.write(path, encoding="utf-8", xml_declaration=True)
+    return marked
 
 
 @dataclasses.dataclass(frozen=True)
@@ -190,8 +274,7 @@ def render_markdown(summary: RunSummary, *, slowest: int = 5) -> str:
         "| --- | --- |",
         f"| stack | `{summary.stack}` (branch `{_cell(summary.branch)}`, target {summary.target}) |",
         f"| endpoint | {summary.endpoint or '-'} |",
-        f"| tests | {c.passed} passed, {c.failed} failed, {c.errors} errors, "
-        f"{c.skipped} skipped ({c.total} total) |",
+        f"| tests | {c.line()} ({c.total} total) |",
         f"| time to ready | {_fmt_s(summary.time_to_ready_s)} |",
         f"| cost | {_cell(summary.cost) if summary.cost else COST_PLACEHOLDER} |",
     ]

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from branchenv.errors import UsageError
 from branchenv.harness.latency import LatencyStats
+from branchenv.harness.reports import mark_interrupted
 from branchenv.harness.signals import CHILD_GRACE_S, SignalGuard
 
 # pytest's exit codes
@@ -79,6 +80,9 @@ class SuiteRun:
     duration_s: float
     latency: tuple[LatencyStats, ...]
     ready_s: float | None
+    unfinished: tuple[str, ...] = ()
+    """Node ids of the tests that started and never finished (a signal stopped them); they are
+    marked interrupted in the JUnit report."""
 
 
 def pytest_command(suite: Path, paths: ReportPaths, extra_args: Sequence[str] = ()) -> list[str]:
@@ -159,14 +163,24 @@ def check_pytest_args(
     )
 
 
-def _plugin_report(path: Path) -> tuple[tuple[LatencyStats, ...], float | None]:
+@dataclasses.dataclass(frozen=True)
+class PluginReport:
+    """What the plugin's JSON report says of the run (empty when it wrote none)."""
+
+    latency: tuple[LatencyStats, ...] = ()
+    ready_s: float | None = None
+    unfinished: tuple[str, ...] = ()
+
+
+def read_plugin_report(path: Path) -> PluginReport:
     try:
         data = json.loads(path.read_text())
         latency = tuple(LatencyStats.from_json(item) for item in data.get("latency") or [])
         ready = data.get("ready_s")
-        return latency, float(ready) if ready is not None else None
+        unfinished = tuple(str(n) for n in data.get("unfinished") or [])
+        return PluginReport(latency, float(ready) if ready is not None else None, unfinished)
     except (OSError, ValueError, KeyError, TypeError):
-        return (), None
+        return PluginReport()
 
 
 def run_suite(
@@ -228,11 +242,21 @@ def run_suite(
             proc.stdout.close()
         if guard is not None:
             guard.child_done()
-    latency, ready_s = _plugin_report(paths.plugin_report)
+    report = read_plugin_report(paths.plugin_report)
+    if report.unfinished:
+        signame = guard.signame if guard is not None else None
+        mark_interrupted(
+            paths.junit,
+            report.unfinished,
+            f"interrupted by {signame}: the test did not finish"
+            if signame
+            else f"pytest stopped (exit {exit_code}) before the test finished",
+        )
     return SuiteRun(
         command=tuple(cmd),
         exit_code=exit_code,
         duration_s=time.monotonic() - started,
-        latency=latency,
-        ready_s=ready_s,
+        latency=report.latency,
+        ready_s=report.ready_s,
+        unfinished=report.unfinished,
     )
