@@ -16,6 +16,9 @@ Provider starts are the cost (each loads the aws provider's schema), so:
 - ``destroy``: ``destroy`` alone (it plans for itself), without a refresh when this engine
   wrote the state within :data:`FRESH_STATE_S` (``ci``'s teardown); a stack with no resources
   left runs no terraform at all.
+- Runs of one stack on one machine take turns in its work dir (an ``flock`` held from the work
+  dir's preparation to the end of the operation, waited for up to ``work_dir_wait_s``); runs on
+  other machines meet at the state lock (``-lock-timeout``).
 - A held lock is :class:`StackLocked`; a lock older than :data:`STALE_LOCK_AFTER_S` (the pulumi
   engine's rule) is force-unlocked once, then the command is tried again.
 """
@@ -27,7 +30,7 @@ import re
 import shutil
 import time
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -57,6 +60,7 @@ from branchenv.engines.terraform.cliconfig import resolve_mirror
 from branchenv.engines.terraform.options import resolve_binary
 from branchenv.engines.terraform.override import LocalWiring
 from branchenv.engines.terraform.plan import change_counts, steps_from_plan
+from branchenv.engines.terraform.workdir import DEFAULT_WORK_DIR_WAIT_S, hold_work_dir
 from branchenv.errors import EngineError, StackLocked, StackNotFound, UsageError
 
 if TYPE_CHECKING:
@@ -148,7 +152,9 @@ class TerraformEngine:
         target: Target | None = None,
         lock_timeout_s: int = 30,
         lock_stale_after_s: float = STALE_LOCK_AFTER_S,
+        work_dir_wait_s: float = DEFAULT_WORK_DIR_WAIT_S,
         now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.state_dir = state_dir
         self.binary = binary
@@ -162,7 +168,9 @@ class TerraformEngine:
         self.target = target
         self.lock_timeout_s = lock_timeout_s
         self.lock_stale_after_s = lock_stale_after_s
+        self.work_dir_wait_s = work_dir_wait_s
         self._now = now
+        self._sleep = sleep
 
     @classmethod
     def from_settings(cls, *, settings: EngineSettings, target: Target | None) -> TerraformEngine:
@@ -299,6 +307,32 @@ class TerraformEngine:
 
     # -- locks -----------------------------------------------------------------------------------
 
+    def _work_dir_held(
+        self, program: Program, stack: str, on_output: OutputSink | None
+    ) -> AbstractContextManager[None]:
+        """The stack's work dir held for one operation (see :func:`.workdir.hold_work_dir`):
+        runs of one stack on this machine take turns; the state lock (``-lock-timeout``)
+        guards against runs elsewhere."""
+        return hold_work_dir(
+            workspace.work_dir_for(self.state_dir, program.project, stack),
+            stack=stack,
+            wait_s=self.work_dir_wait_s,
+            on_wait=on_output,
+            sleep=self._sleep,
+        )
+
+    def _remove_work_dir(self, program: Program, stack: str) -> None:
+        shutil.rmtree(
+            workspace.work_dir_for(self.state_dir, program.project, stack), ignore_errors=True
+        )
+
+    @staticmethod
+    def _exists(store: StateStore, program: Program, stack: str) -> bool:
+        return (
+            store.read_state(program.project, stack) is not None
+            or store.read_sidecar(program.project, stack) is not None
+        )
+
     @contextmanager
     def _stale_lock_cleared(
         self, ws: workspace.Workspace, store: StateStore
@@ -348,51 +382,54 @@ class TerraformEngine:
         """Plan, check, apply (see the module docstring)."""
         started = time.monotonic()
         check_program(program)
-        ws = self._workspace(
-            stack=stack,
-            program=program,
-            target=target,
-            tags=metadata.identity_tags(),
-            variables=offered_variables(inputs),
-        )
-        store = self._require_store(target, stack, program)
-        store.ensure()
-        state = store.read_state(program.project, stack)
-        sidecar = store.read_sidecar(program.project, stack)
-        existed = state is not None or sidecar is not None
-        # Nothing to read back (a new stack), or a state this engine wrote within the hour (an
-        # update right after `up`, a pool claim): plan without reading every resource first.
-        refresh = bool(_instances(state)) and not self._written_recently(sidecar)
+        with self._work_dir_held(program, stack, on_output):
+            ws = self._workspace(
+                stack=stack,
+                program=program,
+                target=target,
+                tags=metadata.identity_tags(),
+                variables=offered_variables(inputs),
+            )
+            store = self._require_store(target, stack, program)
+            store.ensure()
+            state = store.read_state(program.project, stack)
+            sidecar = store.read_sidecar(program.project, stack)
+            existed = state is not None or sidecar is not None
+            # Nothing to read back (a new stack), or a state this engine wrote within the hour (an
+            # update right after `up`, a pool claim): plan without reading every resource first.
+            refresh = bool(_instances(state)) and not self._written_recently(sidecar)
 
-        def run() -> dict[str, int]:
-            workspace.init(ws, on_output=on_output)
-            if plan_check is None:
+            def run() -> dict[str, int]:
+                workspace.init(ws, on_output=on_output)
+                if plan_check is None:
+                    store.write_sidecar(
+                        program.project, stack, metadata.to_tags(), dict(ws.options.vars)
+                    )
+                    result = workspace.apply(ws, on_output=on_output, refresh=refresh)
+                    return _counts_from_summary(result.stdout)
+                plan = workspace.plan_to_file(ws, on_output=on_output, refresh=refresh)
+                steps = steps_from_plan(plan)
+                try:
+                    plan_check(steps)
+                except BaseException:
+                    workspace.discard_plan(ws)
+                    if not existed:
+                        # Refused before anything existed: leave no trace (the plan's lock file
+                        # versions, the work dir) of a stack that never was.
+                        store.remove(program.project, stack)
+                        shutil.rmtree(ws.work_dir, ignore_errors=True)
+                    raise
                 store.write_sidecar(
                     program.project, stack, metadata.to_tags(), dict(ws.options.vars)
                 )
-                result = workspace.apply(ws, on_output=on_output, refresh=refresh)
-                return _counts_from_summary(result.stdout)
-            plan = workspace.plan_to_file(ws, on_output=on_output, refresh=refresh)
-            steps = steps_from_plan(plan)
-            try:
-                plan_check(steps)
-            except BaseException:
-                workspace.discard_plan(ws)
-                if not existed:
-                    # Refused before anything existed: leave no trace (the plan's lock file
-                    # versions, the work dir) of a stack that never was.
-                    store.remove(program.project, stack)
-                    shutil.rmtree(ws.work_dir, ignore_errors=True)
-                raise
-            store.write_sidecar(program.project, stack, metadata.to_tags(), dict(ws.options.vars))
-            if _changes_nothing(plan):
-                workspace.discard_plan(ws)
-            else:
-                workspace.apply_saved_plan(ws, on_output=on_output)
-            return change_counts(steps)
+                if _changes_nothing(plan):
+                    workspace.discard_plan(ws)
+                else:
+                    workspace.apply_saved_plan(ws, on_output=on_output)
+                return change_counts(steps)
 
-        changes = self._locked_run(ws, store, run)
-        state = store.read_state(program.project, stack)
+            changes = self._locked_run(ws, store, run)
+            state = store.read_state(program.project, stack)
         return UpResult(
             stack=stack,
             outputs=_outputs(state),
@@ -413,24 +450,25 @@ class TerraformEngine:
     ) -> PreviewResult:
         """``plan`` only: per resource, its change kind and changed properties."""
         check_program(program)
-        ws = self._workspace(
-            stack=stack,
-            program=program,
-            target=target,
-            tags=metadata.identity_tags(),
-            variables=offered_variables(inputs),
-        )
-        store = self._require_store(target, stack, program)
-        store.ensure()
+        with self._work_dir_held(program, stack, on_output):
+            ws = self._workspace(
+                stack=stack,
+                program=program,
+                target=target,
+                tags=metadata.identity_tags(),
+                variables=offered_variables(inputs),
+            )
+            store = self._require_store(target, stack, program)
+            store.ensure()
 
-        def run() -> dict[str, Any]:
-            workspace.init(ws, on_output=on_output)
-            try:
-                return workspace.plan_to_file(ws, on_output=on_output)
-            finally:
-                workspace.discard_plan(ws)
+            def run() -> dict[str, Any]:
+                workspace.init(ws, on_output=on_output)
+                try:
+                    return workspace.plan_to_file(ws, on_output=on_output)
+                finally:
+                    workspace.discard_plan(ws)
 
-        plan = self._locked_run(ws, store, run)
+            plan = self._locked_run(ws, store, run)
         steps = steps_from_plan(plan)
         return PreviewResult(
             stack=stack,
@@ -452,60 +490,64 @@ class TerraformEngine:
         in the backend (every version of the state, the sidecar, the lock) and its work dir."""
         started = time.monotonic()
         store = self._require_store(target, stack, program)
-        state = store.read_state(program.project, stack)
-        sidecar = store.read_sidecar(program.project, stack)
-        if state is None and sidecar is None:
-            raise StackNotFound(
-                f"no terraform stack {stack!r} of {program.project!r} in {store.spec.describe()}"
-            )
-        before = _instances(state)
-        failure: EngineError | None = None
-        if before:
-            tags, variables = self._saved(store, program, stack)
-            ws = self._workspace(
-                stack=stack,
-                program=program,
-                target=target,
-                tags=_identity(tags),
-                variables=variables,
-            )
-
-            fresh = self._written_recently(sidecar)
-
-            def run() -> None:
-                workspace.init(ws, on_output=on_output)
-                workspace.destroy(ws, on_output=on_output, refresh=not fresh)
-
-            try:
-                self._locked_run(ws, store, run)
-            except StackLocked:
-                raise
-            except EngineError as exc:
-                failure = exc
-        left = _instances(store.read_state(program.project, stack))
-        deleted = len(set(before) - set(left))
-        if left:
-            result = DestroyResult(
-                stack=stack,
-                deleted=deleted,
-                removed=False,
-                duration_s=time.monotonic() - started,
-                failed=tuple(sorted(left)),
-            )
-            error = EngineError(
-                f"terraform destroy of {stack!r} left {len(left)} resource(s): "
-                f"{', '.join(sorted(left)[:5])}" + (f" ({failure})" if failure else "")
-            )
-            error.result = result  # type: ignore[attr-defined]
-            raise error
-        if remove:
-            store.remove(program.project, stack)
-            shutil.rmtree(
-                workspace.work_dir_for(self.state_dir, program.project, stack), ignore_errors=True
-            )
-        return DestroyResult(
-            stack=stack, deleted=deleted, removed=remove, duration_s=time.monotonic() - started
+        not_found = StackNotFound(
+            f"no terraform stack {stack!r} of {program.project!r} in {store.spec.describe()}"
         )
+        if not self._exists(store, program, stack):
+            raise not_found  # nothing to wait for: no work dir made for it
+        with self._work_dir_held(program, stack, on_output):
+            # Read under the lock: a run that held it may have changed or removed the stack.
+            state = store.read_state(program.project, stack)
+            sidecar = store.read_sidecar(program.project, stack)
+            if state is None and sidecar is None:
+                self._remove_work_dir(program, stack)  # made again only to hold its lock
+                raise not_found
+            before = _instances(state)
+            failure: EngineError | None = None
+            if before:
+                tags, variables = self._saved(store, program, stack)
+                ws = self._workspace(
+                    stack=stack,
+                    program=program,
+                    target=target,
+                    tags=_identity(tags),
+                    variables=variables,
+                )
+
+                fresh = self._written_recently(sidecar)
+
+                def run() -> None:
+                    workspace.init(ws, on_output=on_output)
+                    workspace.destroy(ws, on_output=on_output, refresh=not fresh)
+
+                try:
+                    self._locked_run(ws, store, run)
+                except StackLocked:
+                    raise
+                except EngineError as exc:
+                    failure = exc
+            left = _instances(store.read_state(program.project, stack))
+            deleted = len(set(before) - set(left))
+            if left:
+                result = DestroyResult(
+                    stack=stack,
+                    deleted=deleted,
+                    removed=False,
+                    duration_s=time.monotonic() - started,
+                    failed=tuple(sorted(left)),
+                )
+                error = EngineError(
+                    f"terraform destroy of {stack!r} left {len(left)} resource(s): "
+                    f"{', '.join(sorted(left)[:5])}" + (f" ({failure})" if failure else "")
+                )
+                error.result = result  # type: ignore[attr-defined]
+                raise error
+            if remove:
+                store.remove(program.project, stack)
+                self._remove_work_dir(program, stack)
+            return DestroyResult(
+                stack=stack, deleted=deleted, removed=remove, duration_s=time.monotonic() - started
+            )
 
     def refresh(
         self,
@@ -518,26 +560,31 @@ class TerraformEngine:
         """``apply -refresh-only``: resources gone from the target leave the state."""
         started = time.monotonic()
         store = self._require_store(target, stack, program)
-        state = store.read_state(program.project, stack)
-        if state is None:
-            raise StackNotFound(f"no terraform stack {stack!r} of {program.project!r}")
-        before = _instances(state)
-        if before:
-            tags, variables = self._saved(store, program, stack)
-            ws = self._workspace(
-                stack=stack,
-                program=program,
-                target=target,
-                tags=_identity(tags),
-                variables=variables,
-            )
+        not_found = StackNotFound(f"no terraform stack {stack!r} of {program.project!r}")
+        if store.read_state(program.project, stack) is None:
+            raise not_found
+        with self._work_dir_held(program, stack, on_output):
+            state = store.read_state(program.project, stack)
+            if state is None:
+                self._remove_work_dir(program, stack)  # made again only to hold its lock
+                raise not_found
+            before = _instances(state)
+            if before:
+                tags, variables = self._saved(store, program, stack)
+                ws = self._workspace(
+                    stack=stack,
+                    program=program,
+                    target=target,
+                    tags=_identity(tags),
+                    variables=variables,
+                )
 
-            def run() -> None:
-                workspace.init(ws, on_output=on_output)
-                workspace.refresh_only(ws, on_output=on_output)
+                def run() -> None:
+                    workspace.init(ws, on_output=on_output)
+                    workspace.refresh_only(ws, on_output=on_output)
 
-            self._locked_run(ws, store, run)
-        after = _instances(store.read_state(program.project, stack))
+                self._locked_run(ws, store, run)
+            after = _instances(store.read_state(program.project, stack))
         missing = tuple(sorted(set(before) - set(after)))
         changed = tuple(
             sorted(
