@@ -301,22 +301,9 @@ def test_a_plan_check_refusal_leaves_nothing(case: Case, names: StackNames) -> N
         assert case.engine.resources(stack=names.stack, program=case.program) == []
 
 
-def test_two_concurrent_updates_never_corrupt_the_stack(
-    case: Case, names: StackNames, request: pytest.FixtureRequest
-) -> None:
+def test_two_concurrent_updates_never_corrupt_the_stack(case: Case, names: StackNames) -> None:
     """Each update either completes or is refused with StackLocked (a TransientError); after
     both, the stack holds each resource once."""
-    if case.engine.name in ("terraform", "pulumi"):
-        # Open defects (found by this test, not fixed for lack of time; see the closing note):
-        # terraform: two ups of one stack on one machine share its work dir, and the second
-        # `init` reads the backend state file mid-write ("unexpected end of JSON input");
-        # pulumi (stand-in): under load both runs can exhaust their lock retries (StackLocked
-        # twice). Not strict: each sometimes passes.
-        request.applymarker(
-            pytest.mark.xfail(
-                reason=f"{case.engine.name}: concurrent ups of one stack, open defect"
-            )
-        )
     metadata = metadata_for(case, names)
     errors: list[BaseException] = []
 

@@ -733,6 +733,55 @@ def test_locked_always_is_stack_locked_after_the_attempts(rig: Rig, clone: Clone
     assert rig.commands("cancel") == []
 
 
+def test_an_update_waits_for_the_holder_however_many_attempts_that_takes(
+    rig: Rig, clone: Clone, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The loser of two updates waits for the winner (bounded by the lock wait, long enough for
+    one update), not a fixed few attempts: here the other update holds the lock for 12."""
+    engine = rig.engine(clone)
+    stack = stack_name()
+    do_up(engine, clone, stack)
+    plant_lock(backend_root(engine), stack, age=dt.timedelta(seconds=30))
+    monkeypatch.setenv("STANDIN_LOCK_RELEASE_AFTER", "12")
+    rig.reset_log()
+    lines: list[str] = []
+
+    result = do_up(engine, clone, stack, lines=lines)
+
+    assert len(rig.commands("up")) == 13
+    assert result.changes == {"same": 4}
+    waiting = [line for line in lines if "waiting up to" in line]
+    assert len(waiting) == 1 and "alice@build-7" in waiting[0]
+
+
+def test_a_first_up_waits_for_a_lock_on_the_stack_it_creates(
+    rig: Rig, clone: Clone, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`stack init` takes the stack's lock too: a concurrent first up holding it is waited for
+    (two first ups racing there could both be refused)."""
+    engine = rig.engine(clone)
+    stack = stack_name()
+    plant_lock(backend_root(engine), stack, age=dt.timedelta(seconds=5))
+    monkeypatch.setenv("STANDIN_LOCK_RELEASE_AFTER", "1")
+
+    result = do_up(engine, clone, stack)
+
+    assert len(rig.commands("stack", "init")) == 2
+    assert result.changes == {"create": 4}
+
+
+def test_the_lock_wait_is_bounded(rig: Rig, clone: Clone) -> None:
+    engine = rig.engine(clone, retry_deadline_s=0)
+    stack = stack_name()
+    do_up(engine, clone, stack)
+    plant_lock(backend_root(engine), stack, age=dt.timedelta(seconds=30))
+    rig.reset_log()
+
+    with pytest.raises(StackLocked, match="after 1 attempt"):
+        do_up(engine, clone, stack)
+    assert len(rig.commands("up")) == 1
+
+
 def test_stale_lock_is_cancelled_once_then_retried(rig: Rig, clone: Clone) -> None:
     engine = rig.engine(clone, lock_stale_after_s=900)
     stack = stack_name()

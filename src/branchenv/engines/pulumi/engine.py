@@ -30,7 +30,10 @@ A stack's target never changes under it: ``up --target aws`` on a stack created 
 is refused (exit 3) before anything is written.
 
 Locks: an operation refused because another one holds the stack's lock (automation's
-``ConcurrentUpdateError``) is retried with tenacity (attempts and a deadline). A lock older
+``ConcurrentUpdateError``; the CLI itself fails at once) is retried with tenacity, with jitter,
+until :data:`LOCK_WAIT_S` has passed (long enough for one update: of two concurrent updates the
+second waits for the first) or the attempt cap (``max_attempts``, else the deadline's worth at
+the longest pause) is reached. ``stack init`` takes the lock too and waits the same. A lock older
 than ``lock_stale_after_s`` whose holder is not a live process on this machine is cancelled once
 before the next attempt. Stack tags are written in one place, :meth:`PulumiEngine._write_tags`,
 under the stack's DIY lock (the CLI's tag writes are an unlocked read-modify-write of one file).
@@ -42,6 +45,7 @@ import concurrent.futures
 import contextlib
 import datetime as dt
 import json
+import math
 import os
 import secrets
 import shutil
@@ -114,6 +118,16 @@ ENV_PASSPHRASE_FILE = "PULUMI_CONFIG_PASSPHRASE_FILE"
 SOURCE_ARGUMENT = "argument"
 SOURCE_GENERATED = "generated"
 
+LOCK_WAIT_S = 900.0
+"""How long an operation waits for another's hold of the stack's lock (the CLI itself fails at
+once on a locked stack): long enough for one update, so of two concurrent updates the second
+runs after the first instead of being refused."""
+_LOCK_WAIT_MAX_S = 10.0
+"""The longest pause between two tries of a locked CLI operation."""
+_TAG_LOCK_WAIT_MAX_S = 5.0
+"""The same for branchenv's own tag writes (a few S3 calls each)."""
+_LOCK_JITTER_S = 0.5
+
 
 @dataclass(frozen=True)
 class _Passphrase:
@@ -149,8 +163,8 @@ class PulumiEngine:
         backend_url: str | None = None,
         passphrase: str | None = None,
         lock_stale_after_s: float = 7200,
-        retry_deadline_s: float = 120,
-        max_attempts: int = 8,
+        retry_deadline_s: float = LOCK_WAIT_S,
+        max_attempts: int | None = None,
         unmarked_settle_s: float = 10,
         pulumi_command: auto.PulumiCommand | str | os.PathLike[str] | None = None,
         sleep: Callable[[float], None] = time.sleep,
@@ -161,7 +175,7 @@ class PulumiEngine:
         self.backend_url = backend_url or f"file://{self._backend_dir}"
         self.lock_stale_after_s = lock_stale_after_s
         self.retry_deadline_s = retry_deadline_s
-        self.max_attempts = max(1, max_attempts)
+        self.max_attempts = None if max_attempts is None else max(1, max_attempts)
         self.unmarked_settle_s = unmarked_settle_s
         self._sleep = sleep
         self._now = now
@@ -395,9 +409,15 @@ class PulumiEngine:
             return False
         return True
 
-    def _create(self, stack: str, program: Program) -> None:
-        with self._errors("stack init", stack):
-            self._meta_workspace(program).create_stack(stack)
+    def _create(self, stack: str, program: Program, on_wait: OutputSink | None = None) -> None:
+        """``stack init``, waiting for a lock on the new stack (the CLI's CreateStack takes it:
+        two first ups racing there would both be refused)."""
+
+        def create() -> None:
+            with self._errors("stack init", stack):
+                self._meta_workspace(program).create_stack(stack)
+
+        self._retry_locked(stack, program, "stack init", create, on_wait)
 
     def _cli(self, args: list[str], cwd: Path, env: Mapping[str, str], op: str, stack: str) -> str:
         """Run one CLI command through automation's gateway; stdout on success."""
@@ -529,10 +549,13 @@ class PulumiEngine:
         retrying = tenacity.Retrying(
             retry=tenacity.retry_if_exception_type(diy.Locked),
             stop=(
-                tenacity.stop_after_attempt(self.max_attempts * 4)
+                tenacity.stop_after_attempt(
+                    self._lock_attempts(_TAG_LOCK_WAIT_MAX_S, per_cli_attempt=4)
+                )
                 | tenacity.stop_before_delay(self.retry_deadline_s)
             ),
-            wait=tenacity.wait_exponential(multiplier=0.25, min=0.25, max=5),
+            wait=tenacity.wait_exponential(multiplier=0.25, min=0.25, max=_TAG_LOCK_WAIT_MAX_S)
+            + tenacity.wait_random(0, _LOCK_JITTER_S),
             sleep=self._sleep,
             reraise=True,
         )
@@ -601,6 +624,7 @@ class PulumiEngine:
         target: Target,
         inputs: ProgramInputs,
         metadata: StackMetadata | None,
+        on_output: OutputSink | None = None,
     ) -> tuple[auto.Stack, dict[str, str] | None]:
         """Checks (nothing written before they pass), then the stack, created when missing
         (with ``metadata``'s tags at once, so it is never found unmarked), with its whole
@@ -612,7 +636,7 @@ class PulumiEngine:
         before = self._check_existing(stack, program, target)
         if before is None:
             try:
-                self._create(stack, program)
+                self._create(stack, program, self._sink(on_output))
             except _StackExists:
                 # A concurrent first `up` created it after we looked: it is that run's stack
                 # now (marked within the settle window, or refused as unmarked).
@@ -645,6 +669,7 @@ class PulumiEngine:
                 color="never",
                 config_file=self._config_file(stack, program),
             ),
+            sink,
         )
         counts = events.planned_counts() or _counts(result.change_summary)
         return counts, events.planned_steps(), events.planned_types()
@@ -663,7 +688,7 @@ class PulumiEngine:
         """Create or select the stack, write its whole config, check the plan (``plan_check``
         on the preview's planned physical names), write its tags, then ``pulumi up``."""
         started = time.monotonic()
-        handle, before = self._prepare_update(stack, program, target, inputs, metadata)
+        handle, before = self._prepare_update(stack, program, target, inputs, metadata, on_output)
         created = before is None
         if plan_check is not None:
             _, steps, _ = self._planned(handle, stack, program, on_output)
@@ -689,6 +714,7 @@ class PulumiEngine:
                 suppress_progress=True,
                 config_file=self._config_file(stack, program),
             ),
+            sink,
         )
         return UpResult(
             stack=stack,
@@ -762,6 +788,7 @@ class PulumiEngine:
                     continue_on_error=True,
                     config_file=self._config_file(stack, program),
                 ),
+                sink,
             )
         except StackLocked:
             raise
@@ -836,6 +863,7 @@ class PulumiEngine:
                 suppress_progress=True,
                 config_file=self._config_file(stack, program),
             ),
+            sink,
         )
         missing, changed = events.refreshed()
         return RefreshResult(
@@ -1009,7 +1037,12 @@ class PulumiEngine:
         return holders
 
     def _with_lock_retry(
-        self, handle: auto.Stack, program: Program, op: str, call: Callable[[], T]
+        self,
+        handle: auto.Stack,
+        program: Program,
+        op: str,
+        call: Callable[[], T],
+        on_wait: OutputSink | None = None,
     ) -> T:
         """Run an automation call on ``handle``; retry while the stack is locked."""
         from pulumi.automation.errors import CommandError
@@ -1020,21 +1053,41 @@ class PulumiEngine:
             except CommandError as exc:
                 raise self._translate(exc, op, handle.name) from None
 
-        return self._retry_locked(handle.name, program, op, attempt)
+        return self._retry_locked(handle.name, program, op, attempt, on_wait)
 
-    def _retry_locked(self, stack: str, program: Program, op: str, call: Callable[[], T]) -> T:
+    def _lock_attempts(self, wait_max_s: float, *, per_cli_attempt: int = 1) -> int:
+        """The attempt cap of a lock wait: ``max_attempts`` (times ``per_cli_attempt``) when
+        given, else as many as the deadline holds once the backoff reaches ``wait_max_s``, plus
+        the ramp up to it: the deadline, not a fixed few tries, bounds the wait."""
+        if self.max_attempts is not None:
+            return self.max_attempts * per_cli_attempt
+        return math.ceil(self.retry_deadline_s / wait_max_s) + 10
+
+    def _retry_locked(
+        self,
+        stack: str,
+        program: Program,
+        op: str,
+        call: Callable[[], T],
+        on_wait: OutputSink | None = None,
+    ) -> T:
         """Run ``call`` (which raises StackLocked on a held lock); retry with backoff while the
-        stack is locked, cancelling a stale lock once."""
+        stack is locked, cancelling a stale lock once. The wait is bounded by
+        ``retry_deadline_s`` (long enough for one update): the loser of two concurrent updates
+        waits for the winner. ``on_wait`` hears once who holds the lock."""
         import tenacity
 
         state = _LockState()
         retrying = tenacity.Retrying(
             retry=tenacity.retry_if_exception_type(StackLocked),
             stop=(
-                tenacity.stop_after_attempt(self.max_attempts)
+                tenacity.stop_after_attempt(self._lock_attempts(_LOCK_WAIT_MAX_S))
                 | tenacity.stop_before_delay(self.retry_deadline_s)
             ),
-            wait=tenacity.wait_exponential(multiplier=1, min=1, max=30),
+            # The jitter parts two runs that lost the check-write-check race of lock.go together
+            # (each saw the other's lock file and removed its own): they retry apart.
+            wait=tenacity.wait_exponential(multiplier=1, min=1, max=_LOCK_WAIT_MAX_S)
+            + tenacity.wait_random(0, _LOCK_JITTER_S),
             sleep=self._sleep,
             reraise=True,
         )
@@ -1048,6 +1101,12 @@ class PulumiEngine:
                         state.last_error = self._clean(str(exc))
                         state.holders = self._lock_holders(program, stack, state.last_error)
                         self._cancel_if_stale(stack, program, state)
+                        if on_wait is not None and state.attempts == 1:
+                            who = "; ".join(h.describe() for h in state.holders)
+                            on_wait(
+                                f"stack {stack!r} is locked by {who or 'another update'}; "
+                                f"waiting up to {self.retry_deadline_s:.0f} s for it"
+                            )
                         raise
         except StackLocked:
             raise self._locked_error(stack, state) from None
