@@ -166,6 +166,84 @@ def test_a_disarmed_watchdog_exits_without_acting(tmp_path: Path) -> None:
     assert "disarmed (finished)" in (tmp_path / "watchdog.log").read_text()
 
 
+ENGINE_STAND_IN = """
+import os, sys, threading, time
+from pathlib import Path
+from branchenv import processes
+from branchenv.config import Settings
+from branchenv.engines.terraform import cmd
+from branchenv.engines.terraform.options import TerraformOptions
+from branchenv.harness.watchdog import Watchdog, WatchdogSpec, start_time
+
+me = os.getpid()
+spec = WatchdogSpec(
+    ci_pid=me, ci_start=start_time(me), settings=Settings(project_dir=Path(sys.argv[1])),
+    branch="wd/stand-in", stack="wd-stand-in", target="local", engine="terraform",
+    report_dir=sys.argv[1],
+)
+wd = Watchdog.arm(spec, env=os.environ, say=lambda line: print(line, flush=True))
+options = TerraformOptions(work_dir=Path(sys.argv[1]), binary=sys.argv[2])
+with processes.announced_to(wd):  # as ci runs its provisioning
+    threading.Thread(target=cmd.run, args=(options, ["apply"]), daemon=True).start()
+    time.sleep(300)
+"""
+
+
+def test_sigkill_of_ci_makes_the_watchdog_stop_the_engines_child_first(tmp_path: Path) -> None:
+    """`ci` killed while terraform applies: the watchdog stops terraform's group (started in a
+    group of its own by the gateway, announced to it), proven by its start time."""
+    pid_file = tmp_path / "terraform.pid"
+    fake = tmp_path / "terraform"
+    fake.write_text(f"#!/bin/sh\necho $$ > {pid_file}\nexec sleep 300\n")
+    fake.chmod(0o755)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", ENGINE_STAND_IN, str(tmp_path), str(fake)],
+        env=subprocess_env(),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    armed = proc.stdout.readline()
+    assert armed.startswith("watchdog "), armed
+    watchdog = int(armed.split()[1])
+    wd_start = start_time(watchdog)
+    child = child_start = None
+    try:
+        deadline = time.monotonic() + 60
+        while child_start is None and time.monotonic() < deadline:
+            with contextlib.suppress(OSError, ValueError):
+                child = int(pid_file.read_text())
+                child_start = start_time(child)
+            time.sleep(0.1)
+        assert child is not None and child_start is not None, "terraform never started"
+        assert os.getpgid(child) == child  # a group of its own
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+        assert _wait_gone(watchdog, wd_start), "the watchdog never finished"
+        assert not alive(child, child_start), "terraform outlived ci and its watchdog"
+    finally:
+        for pid, started in ((child, child_start), (watchdog, wd_start)):
+            if pid is not None and alive(pid, started):
+                os.kill(pid, signal.SIGKILL)
+    report = json.loads((tmp_path / REPORT_JSON).read_text())
+    assert report["engine"] == [f"process group {child}: terminated"]
+    assert report["teardown"] is None  # the stand-in never said it provisioned
+
+
+def test_an_engine_child_is_heard_until_it_ends() -> None:
+    seen, _ = listen(
+        [
+            '{"event": "provision"}',
+            '{"event": "engine", "pgid": 41, "start": 7}',
+            '{"event": "engine", "pgid": 42, "start": 8}',
+            '{"event": "engine-done", "pgid": 41}',
+            '{"event": "engine", "pgid": "x"}',
+        ]
+    )
+    assert seen.engine_groups == {42: 8}
+    assert seen.phase == "provision"  # an engine child is no phase
+
+
 def test_the_suite_group_kill_refuses_what_it_cannot_prove_is_the_suite() -> None:
     assert kill_suite_group(0, None) == "refused"
     assert kill_suite_group(1, None) == "refused"

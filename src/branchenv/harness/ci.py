@@ -18,11 +18,13 @@ signal.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from branchenv import processes
 from branchenv.errors import (
     BranchenvError,
     OperationFailed,
@@ -244,8 +246,10 @@ def run_ci(
         watchdog = arm_watchdog(
             ctx, paths, keep=keep or keep_existing, program=program, env=env, say=say
         )
+        announcing = contextlib.ExitStack()
         if watchdog is not None:
             guard.on_child = watchdog.suite
+            announcing.enter_context(processes.announced_to(watchdog))
         try:
             banner = f"provision: {ctx.names.stack} ({ctx.engine.name} engine, {ctx.target.name})"
             if pooled:
@@ -361,6 +365,7 @@ def run_ci(
                     outcome_td = guard.shielded(
                         lambda: teardown(ctx, say=say, metadata=md, sleep=teardown_sleep)
                     )
+            announcing.close()
             if watchdog is not None:
                 watchdog.disarm(outcome_td.status if outcome_td is not None else "ended")
     return finish(

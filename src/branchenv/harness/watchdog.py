@@ -6,7 +6,9 @@ JSON lines, and disarms it when it finishes, whatever the outcome (a run that ke
 with `--keep` disarms it too). If `ci` dies without disarming it (SIGKILL, the OOM killer, a
 runner that kills the job after its cancel grace), the pipe closes and the watchdog acts:
 
-1. it kills the suite's process group, if one runs (proven first to be that group: its leader
+1. it stops the process group of each engine child `ci` reported running (terraform, each in
+   a group of its own: :mod:`branchenv.processes`; SIGINT, so it writes its state and releases
+   its lock), then the suite's, if one runs (each proven first to be that group: its leader
    has the start time `ci` reported, or the leader is gone and members remain);
 2. it tears the stack down through the one teardown path (marked reap-pending, destroyed,
    transient failures retried, then the leak check), once `ci` reported provisioning had
@@ -49,6 +51,9 @@ REPORT_JSON = "watchdog.json"
 LOG = "watchdog.log"
 SUITE_GRACE_S = 5.0
 """How long the suite's group gets after SIGTERM before SIGKILL."""
+ENGINE_GRACE_S = 60.0
+"""How long an engine child's group (terraform) gets after SIGINT before SIGKILL: stopping
+gracefully, it writes its state and releases the state lock the teardown then takes."""
 ARM_TIMEOUT_S = 30.0
 """How long `ci` waits for the watchdog to say it is armed."""
 NO_GUARANTEE = "a crash of this run would leave the stack to its TTL (or `branchenv reap`)"
@@ -126,11 +131,18 @@ def group_members(pgid: int) -> list[int]:
     return members
 
 
-def kill_suite_group(pgid: int, leader_start: int | None, *, grace_s: float = SUITE_GRACE_S) -> str:
-    """Stop the suite's process group, only when it provably is that group: its leader runs
-    with the start time `ci` reported, or the leader is gone and members remain (Linux never
-    hands out a pid that is still some group's id). SIGTERM, then SIGKILL after ``grace_s``.
-    What happened, in a word: refused | gone | not-ours | terminated | killed."""
+def kill_suite_group(
+    pgid: int,
+    leader_start: int | None,
+    *,
+    grace_s: float = SUITE_GRACE_S,
+    first: signal.Signals = signal.SIGTERM,
+) -> str:
+    """Stop the suite's (or an engine child's) process group, only when it provably is that
+    group: its leader runs with the start time `ci` reported, or the leader is gone and members
+    remain (Linux never hands out a pid that is still some group's id). ``first`` (SIGTERM),
+    then SIGKILL after ``grace_s``. What happened, in a word: refused | gone | not-ours |
+    terminated | killed."""
     if pgid <= 1 or pgid == os.getpgrp():
         return "refused"
     members = group_members(pgid)
@@ -139,7 +151,7 @@ def kill_suite_group(pgid: int, leader_start: int | None, *, grace_s: float = SU
     if pgid in members and (leader_start is None or start_time(pgid) != leader_start):
         return "not-ours"
     with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, signal.SIGTERM)
+        os.killpg(pgid, first)
     deadline = time.monotonic() + grace_s
     while time.monotonic() < deadline:
         if not group_members(pgid):
@@ -234,9 +246,18 @@ class Watchdog:
         else:
             self.tell("suite", pgid=pid, start=start_time(pid))
 
+    def child_started(self, pid: int) -> None:
+        """An engine child started, leading its own group (a :class:`ChildListener`)."""
+        self.tell("engine", pgid=pid, start=start_time(pid))
+
+    def child_ended(self, pid: int) -> None:
+        """That engine child ended."""
+        self.tell("engine-done", pgid=pid)
+
     def tell(self, event: str, **fields: Any) -> None:
         """Report progress: ``provision``; ``suite`` with ``pgid`` and ``start``;
-        ``suite-done``; ``teardown``."""
+        ``suite-done``; ``engine`` with ``pgid`` and ``start``, ``engine-done`` with ``pgid``;
+        ``teardown``."""
         self._send({"event": event, **fields})
 
     def disarm(self, reason: str) -> None:
@@ -276,6 +297,8 @@ class Seen:
     suite_start: int | None = None
     claimed: bool = False
     """The run claimed a pool stack (left to its pool, like ``WatchdogSpec.pooled``)."""
+    engine_groups: dict[int, int | None] = dataclasses.field(default_factory=dict)
+    """The engine children running (each leads its group): pgid -> its leader's start time."""
 
 
 POLL_S = 1.0
@@ -339,6 +362,15 @@ def listen(lines: Iterable[str]) -> tuple[Seen, str | None]:
                 seen.suite_start = int(start) if start is not None else None
         elif event == "suite-done":
             seen.suite_pgid = None
+        elif event == "engine":
+            with contextlib.suppress(KeyError, TypeError, ValueError):
+                start = message.get("start")
+                seen.engine_groups[int(message["pgid"])] = int(start) if start else None
+            continue  # an engine child is no phase of the run
+        elif event == "engine-done":
+            with contextlib.suppress(KeyError, TypeError, ValueError):
+                seen.engine_groups.pop(int(message["pgid"]), None)
+            continue
         if isinstance(event, str):
             seen.phase = event
     return seen, None
@@ -433,8 +465,15 @@ def act(spec: WatchdogSpec, seen: Seen) -> dict[str, Any]:
         "provisioning": seen.provisioning,
         "started_at": dt.datetime.now(dt.UTC).isoformat(),
         "suite": None,
+        "engine": [],
         "teardown": None,
     }
+    # First the engine's children (a terraform apply ci left running would go on creating
+    # what the teardown deletes, holding the state lock it needs).
+    for pgid, start in sorted(seen.engine_groups.items()):
+        what = kill_suite_group(pgid, start, grace_s=ENGINE_GRACE_S, first=signal.SIGINT)
+        report["engine"].append(f"process group {pgid}: {what}")
+        _log(f"engine child: process group {pgid}: {what}")
     if seen.suite_pgid is not None:
         what = kill_suite_group(seen.suite_pgid, seen.suite_start)
         report["suite"] = f"process group {seen.suite_pgid}: {what}"

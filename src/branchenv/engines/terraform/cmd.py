@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import IO
 
+from branchenv import processes
 from branchenv.engines.terraform.options import TerraformOptions
 from branchenv.errors import EngineError, EngineUnavailable, StackLocked, TransientError
 
@@ -51,6 +52,9 @@ _LOCK_HELD = re.compile(r"Error acquiring the state lock|state blob is already l
 _LOCK_FIELD = re.compile(r"^\s*(ID|Who|Created|Operation):\s*(.+?)\s*$", re.MULTILINE)
 _ERROR_LINE = re.compile(r"^(?:│\s*)?Error:\s*(.+?)\s*$", re.MULTILINE)
 _MAX_QUOTED_ERRORS = 3
+STOP_GRACE_S = 60.0
+"""How long terraform gets to stop gracefully (state written, lock released) when its run is
+given up on, before SIGKILL."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -190,6 +194,8 @@ def _execute(
             stderr=subprocess.PIPE,
             text=True,
             errors="replace",
+            # A group of its own, announced (processes.py): ci's watchdog stops it when ci dies.
+            process_group=0,
         )
     except FileNotFoundError:
         raise EngineUnavailable(
@@ -209,9 +215,18 @@ def _execute(
             target=_pump, args=(proc.stderr, err, on_output, options.secrets), daemon=True
         ),
     ]
-    for pump in pumps:
-        pump.start()
-    returncode = proc.wait()
+    processes.started(proc.pid)
+    try:
+        for pump in pumps:
+            pump.start()
+        try:
+            returncode = proc.wait()
+        except BaseException:
+            # Given up on (an interrupt): terraform stops as on Ctrl-C, its lock released.
+            processes.stop_group(proc, grace_s=STOP_GRACE_S)
+            raise
+    finally:
+        processes.ended(proc.pid)
     for pump in pumps:
         pump.join()
     return CommandResult(
