@@ -149,8 +149,11 @@ class Target:
         core._credentials = credentials
         return boto3.Session(botocore_session=core, region_name=self.region)
 
-    def client(self, service: str) -> Any:
-        """A boto3 client for ``service`` on this target (the local cloud over HTTP if local)."""
+    def client(self, service: str, *, config: Any = None) -> Any:
+        """A boto3 client for ``service`` on this target (the local cloud over HTTP if local);
+        ``config`` (a botocore ``Config``) overrides the defaults it sets (timeouts, retries).
+        Made from the target's one shared session, whose loader has every service model it
+        read already: a client from a new session reads its model's JSON again."""
         from botocore.config import Config
 
         cfg = Config(
@@ -158,6 +161,8 @@ class Target:
             connect_timeout=5,
             max_pool_connections=32,  # clients are thread-safe and shared by worker threads
         )
+        if config is not None:
+            cfg = cfg.merge(config)
         session: Any = self.session()
         endpoint = self.local_endpoint() if self.is_local else None
         # boto3 sessions are not thread-safe; clients are. Create under the lock, use freely.
