@@ -62,6 +62,8 @@ class Context:
         self.region = region
         self._clients: dict[str, Any] = {}
         self._lock = threading.Lock()
+        # Its own lock: a check of the free set never waits behind a client being made.
+        self._free_lock = threading.Lock()
         self._free: set[tuple[str, str]] = set()
 
     def client(self, service: str) -> Any:
@@ -72,12 +74,12 @@ class Context:
 
     def seen_free(self, key: tuple[str, str]) -> None:
         """Record that the engine just found this (type, name) free (see ``ensure_free``)."""
-        with self._lock:
+        with self._free_lock:
             self._free.add(key)
 
     def take_free(self, key: tuple[str, str]) -> bool:
         """Whether the engine found it free just now (once: the create's own check)."""
-        with self._lock:
+        with self._free_lock:
             if key in self._free:
                 self._free.discard(key)
                 return True
