@@ -4,6 +4,7 @@ the stack with one (a bucket on the local cloud and a tiny HTTP service on loopb
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -155,3 +156,101 @@ def test_fixtures_bind_to_the_stack(tmp_path: Path, local_cloud: Any, service: s
         assert data["latency"][0]["count"] == 5
     finally:
         local_cloud.client("s3").delete_bucket(Bucket=bucket)
+
+
+HELD_SUITE = """
+from pathlib import Path
+
+def test_ran(branchenv_stack):
+    assert branchenv_stack.stack == "held-test"  # the file was written after this pytest began
+    Path("ran").write_text("yes")
+"""
+
+HELD_CONFTEST = """
+from pathlib import Path
+
+def pytest_configure(config):
+    Path("configured").write_text("yes")
+"""
+
+
+def _held(tmp_path: Path) -> tuple[Any, Any]:
+    from branchenv.harness.suite import ReportPaths, start_held
+
+    (tmp_path / "test_held.py").write_text(HELD_SUITE)
+    (tmp_path / "conftest.py").write_text(HELD_CONFTEST)
+    paths = ReportPaths.under(tmp_path / "reports")
+    paths.report_dir.mkdir()
+    held = start_held(tmp_path, paths, cwd=tmp_path, env=subprocess_env(), extra_args=["-q"])
+    return held, paths
+
+
+def _wait_for(path: Path, proc: Any) -> None:
+    """Until ``path`` exists (the held child has started up), or the child ended early."""
+    ended = threading.Event()
+    while not path.exists() and proc.poll() is None and not ended.wait(0.05):
+        pass
+    assert path.exists(), "the held child never started up"
+
+
+def test_a_held_child_starts_up_first_and_runs_its_session_only_after_go(tmp_path: Path) -> None:
+    from branchenv.harness.suite import run_suite
+
+    held, paths = _held(tmp_path)
+    try:
+        _wait_for(tmp_path / "configured", held.proc)
+        # Started up (its conftest configured) with no stack file yet; nothing ran before go.
+        assert not (tmp_path / "ran").exists() and not paths.junit.exists()
+        write_stack_file(
+            StackInfo(
+                stack="held-test",
+                branch="held/test",
+                target=TargetInfo("local", "us-east-1", "http://127.0.0.1:9", None),
+                outputs={},
+                ready_s=0.5,
+            ),
+            paths.stack_file,
+        )
+        run = run_suite(tmp_path, paths, cwd=tmp_path, env=subprocess_env(), held=held)
+    except BaseException:
+        held.abandon()
+        raise
+    assert run.exit_code == 0
+    assert (tmp_path / "ran").read_text() == "yes" and paths.junit.exists()
+
+
+def test_the_gate_closed_without_go_ends_the_session_before_any_test(tmp_path: Path) -> None:
+    """What a held pytest does when branchenv closes the gate (or dies) without 'go': exit 2."""
+    (tmp_path / "test_held.py").write_text(HELD_SUITE)
+    read_end, write_end = os.pipe()
+    os.close(write_end)
+    try:
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pytest",
+                "-p",
+                "no:cacheprovider",
+                f"--branchenv-go-fd={read_end}",
+            ],
+            cwd=tmp_path,
+            env=subprocess_env(),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            pass_fds=(read_end,),
+        )
+    finally:
+        os.close(read_end)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "no test ran" in proc.stdout + proc.stderr
+    assert not (tmp_path / "ran").exists()
+
+
+def test_an_abandoned_held_child_ends_before_any_test(tmp_path: Path) -> None:
+    held, paths = _held(tmp_path)
+    _wait_for(tmp_path / "configured", held.proc)
+    held.abandon()  # readiness failed: no 'go'
+    assert held.proc.returncode != 0
+    assert not (tmp_path / "ran").exists() and not paths.junit.exists()

@@ -164,21 +164,33 @@ def run_suite_phase(
 ) -> tuple[SuiteRun, float]:
     """ready -> stack file -> pytest child. A signal during readiness raises
     :class:`Interrupted` at once; one during the tests is forwarded to the child, and the run
-    it cut short is returned (``guard.received`` says it was signalled)."""
-    from branchenv.harness.suite import run_suite
+    it cut short is returned (``guard.received`` says it was signalled).
 
-    with phases.run("ready", "ready"):
-        report = guard.cancel(
-            lambda: wait_stack_ready(
-                ctx, outputs, timeout_s=ready_timeout_s, say=say, sleep=guard.sleep
-            )
-        )
-    write_stack_file_for(
-        ctx, outputs, paths.stack_file, metadata=metadata, ready_s=report.seconds, cost=cost
+    The child starts before readiness is waited for, held at the plugin's gate: its
+    interpreter, pytest, the plugins and conftests (0.5 s here, most of pytest's start) start
+    while the probes wait on the stack; its session, the stack file's reading and every test
+    begin only once the stack is ready. When readiness fails or is interrupted, the held child
+    is told there is no 'go' and ends before any test (:meth:`HeldSuite.abandon`)."""
+    from branchenv.harness.suite import HeldSuite, run_suite, start_held
+
+    held: HeldSuite | None = start_held(
+        suite, paths, cwd=ctx.settings.project_dir, env=env, extra_args=pytest_args, guard=guard
     )
-    with phases.run("test", f"test: {suite}"):
-        run = guard.run_child(
-            lambda: run_suite(
+    try:
+        with phases.run("ready", "ready"):
+            report = guard.cancel(
+                lambda: wait_stack_ready(
+                    ctx, outputs, timeout_s=ready_timeout_s, say=say, sleep=guard.sleep
+                )
+            )
+        write_stack_file_for(
+            ctx, outputs, paths.stack_file, metadata=metadata, ready_s=report.seconds, cost=cost
+        )
+
+        def tests() -> SuiteRun:
+            nonlocal held
+            going, held = held, None  # from here on run_suite owns the child
+            return run_suite(
                 suite,
                 paths,
                 cwd=ctx.settings.project_dir,
@@ -186,8 +198,14 @@ def run_suite_phase(
                 extra_args=pytest_args,
                 on_output=say,
                 guard=guard,
+                held=going,
             )
-        )
+
+        with phases.run("test", f"test: {suite}"):
+            run = guard.run_child(tests)  # a signal just before: `tests` never runs
+    finally:
+        if held is not None:
+            held.abandon(guard)
     return run, report.seconds
 
 

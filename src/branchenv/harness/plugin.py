@@ -140,6 +140,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=None,
         help="write latency probes and time-to-ready of this run as JSON to PATH.",
     )
+    group.addoption(
+        "--branchenv-go-fd",
+        metavar="FD",
+        type=int,
+        default=None,
+        help="(set by `branchenv test`/`ci`) start up, then wait for the stack to be ready: "
+        "the session starts once 'go' arrives on this file descriptor.",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -152,13 +160,25 @@ def pytest_configure(config: pytest.Config) -> None:
             "give either --branchenv-stack-file (or BRANCHENV_STACK_FILE) or --branchenv-branch, "
             "not both"
         )
+    config.stash[_STATE] = state
+    config.pluginmanager.register(_RunningTests(state), "branchenv-running-tests")
+    if _gate(config) is None:
+        _read_stack(state)
+
+
+def _gate(config: pytest.Config) -> int | None:
+    """The descriptor `branchenv test`/`ci` opens the session with, in the controlling process
+    only (xdist workers start after the session does, so they read the stack file at once)."""
+    gate: int | None = config.getoption("--branchenv-go-fd", None)
+    return None if hasattr(config, "workerinput") else gate
+
+
+def _read_stack(state: _State) -> None:
     if state.stack_file is not None:
         try:
             state.stack = read_stack_file(state.stack_file)
         except StackFileError as exc:
             raise pytest.UsageError(str(exc)) from None
-    config.stash[_STATE] = state
-    config.pluginmanager.register(_RunningTests(state), "branchenv-running-tests")
 
 
 class _RunningTests:
@@ -173,6 +193,29 @@ class _RunningTests:
 
     def pytest_runtest_logfinish(self, nodeid: str) -> None:
         self.state.running.pop(nodeid, None)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """With ``--branchenv-go-fd``: the interpreter, pytest, its plugins and the conftests have
+    started while branchenv waited for the stack to be ready; the session (collection, xdist
+    workers, tests) starts once 'go' arrives, and then the stack file is read. End of file
+    without it (readiness failed, branchenv stopped or died) ends the run before any test."""
+    gate = _gate(session.config)
+    if gate is None:
+        return
+    got = b""
+    try:
+        while chunk := os.read(gate, 16):
+            got += chunk
+    except OSError:
+        pass
+    finally:
+        with contextlib.suppress(OSError):
+            os.close(gate)
+    if got.strip() != b"go":
+        pytest.exit("branchenv: the stack was not found ready; no test ran", returncode=2)
+    _read_stack(_state(session.config))
 
 
 def _state(config: pytest.Config) -> _State:

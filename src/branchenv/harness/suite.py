@@ -85,8 +85,10 @@ class SuiteRun:
     marked interrupted in the JUnit report."""
 
 
-def pytest_command(suite: Path, paths: ReportPaths, extra_args: Sequence[str] = ()) -> list[str]:
-    """The child's command line."""
+def pytest_command(
+    suite: Path, paths: ReportPaths, extra_args: Sequence[str] = (), *, gate: int | None = None
+) -> list[str]:
+    """The child's command line (``gate``: the descriptor its session waits on for 'go')."""
     return [
         sys.executable,
         "-m",
@@ -95,6 +97,7 @@ def pytest_command(suite: Path, paths: ReportPaths, extra_args: Sequence[str] = 
         f"--junitxml={paths.junit}",
         f"--branchenv-stack-file={paths.stack_file}",
         f"--branchenv-report={paths.plugin_report}",
+        *([f"--branchenv-go-fd={gate}"] if gate is not None else []),
         *extra_args,
     ]
 
@@ -183,6 +186,103 @@ def read_plugin_report(path: Path) -> PluginReport:
         return PluginReport()
 
 
+def _popen(
+    cmd: Sequence[str], *, cwd: Path, env: Mapping[str, str], pass_fds: Sequence[int] = ()
+) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        list(cmd),
+        cwd=cwd,
+        env=dict(env),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        bufsize=1,
+        process_group=0,
+        pass_fds=tuple(pass_fds),
+    )
+
+
+ABANDON_GRACE_S = 5.0
+"""How long a held child may take to end by itself once told there will be no 'go'."""
+
+
+class HeldSuite:
+    """A pytest child started ahead of the stack's readiness (:func:`start_held`): the
+    interpreter, pytest, its plugins and the suite's conftests start while branchenv waits
+    for the stack, and its session waits at the plugin's gate (``--branchenv-go-fd``) until
+    :meth:`go`. :meth:`abandon` ends it when no test is to run."""
+
+    def __init__(self, proc: subprocess.Popen[str], command: tuple[str, ...], gate: int) -> None:
+        self.proc = proc
+        self.command = command
+        self._gate: int | None = gate
+
+    def go(self) -> None:
+        """Open the gate: the stack is ready and its stack file written."""
+        gate, self._gate = self._gate, None
+        if gate is None:
+            return
+        try:
+            os.write(gate, b"go\n")
+        except OSError:
+            pass  # the child is gone already: run_suite reports how it ended
+        finally:
+            os.close(gate)
+
+    def abandon(self, guard: SignalGuard | None = None) -> None:
+        """No test will run: close the gate and stop the child's group (SIGTERM: it is still
+        starting up or waiting at the gate, before its session, so no test or fixture of the
+        suite is cut short), drain it, and kill it if it does not end within
+        :data:`ABANDON_GRACE_S`. Never waits for its start-up: teardown comes right after."""
+        gate, self._gate = self._gate, None
+        if gate is not None:
+            with contextlib.suppress(OSError):
+                os.close(gate)
+        if self.proc.poll() is None:
+            _signal_group(self.proc, signal.SIGTERM)
+        try:
+            self.proc.communicate(timeout=ABANDON_GRACE_S)
+        except (subprocess.TimeoutExpired, ValueError, OSError):
+            _signal_group(self.proc, signal.SIGKILL)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(timeout=ABANDON_GRACE_S)
+        finally:
+            if self.proc.stdout is not None:
+                self.proc.stdout.close()
+            if guard is not None:
+                guard.child_done()
+
+
+def start_held(
+    suite: Path,
+    paths: ReportPaths,
+    *,
+    cwd: Path,
+    env: Mapping[str, str],
+    extra_args: Sequence[str] = (),
+    guard: SignalGuard | None = None,
+) -> HeldSuite:
+    """Start the suite's pytest child now, held at its gate until :meth:`HeldSuite.go`."""
+    for stale in (paths.junit, paths.plugin_report):
+        stale.unlink(missing_ok=True)
+    read_end, write_end = os.pipe()
+    cmd = pytest_command(suite, paths, extra_args, gate=read_end)
+    child_env = suite_env(env)
+    try:
+        # Through the guard, so a signal can never come between "not stopped" and "started".
+        def start() -> subprocess.Popen[str]:
+            return _popen(cmd, cwd=cwd, env=child_env, pass_fds=(read_end,))
+
+        proc: subprocess.Popen[str] = guard.start_child(start) if guard is not None else start()
+    except BaseException:
+        os.close(write_end)
+        raise
+    finally:
+        os.close(read_end)
+    return HeldSuite(proc, tuple(cmd), write_end)
+
+
 def run_suite(
     suite: Path,
     paths: ReportPaths,
@@ -192,31 +292,29 @@ def run_suite(
     extra_args: Sequence[str] = (),
     on_output: Callable[[str], None] | None = None,
     guard: SignalGuard | None = None,
+    held: HeldSuite | None = None,
 ) -> SuiteRun:
     """Run pytest on ``suite`` against the stack in ``paths.stack_file``; stream its output
-    line by line to ``on_output`` (default: stderr)."""
+    line by line to ``on_output`` (default: stderr). ``held``: the child started ahead of
+    readiness (:func:`start_held`), let through its gate here."""
     say = on_output or (lambda line: print(line, file=sys.stderr, flush=True))
-    for stale in (paths.junit, paths.plugin_report):
-        stale.unlink(missing_ok=True)
-    cmd = pytest_command(suite, paths, extra_args)
-    child_env = suite_env(env)
     started = time.monotonic()
+    proc: subprocess.Popen[str]
+    if held is not None:
+        cmd = list(held.command)
+        proc = held.proc
+        held.go()
+    else:
+        for stale in (paths.junit, paths.plugin_report):
+            stale.unlink(missing_ok=True)
+        cmd = pytest_command(suite, paths, extra_args)
+        child_env = suite_env(env)
 
-    def start() -> subprocess.Popen[str]:
-        return subprocess.Popen(
-            cmd,
-            cwd=cwd,
-            env=child_env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            bufsize=1,
-            process_group=0,
-        )
+        def start() -> subprocess.Popen[str]:
+            return _popen(cmd, cwd=cwd, env=child_env)
 
-    # Through the guard, so a signal can never come between "not stopped" and "started".
-    proc: subprocess.Popen[str] = guard.start_child(start) if guard is not None else start()
+        # Through the guard, so a signal can never come between "not stopped" and "started".
+        proc = guard.start_child(start) if guard is not None else start()
     exit_code: int | None = None
     try:
         assert proc.stdout is not None
