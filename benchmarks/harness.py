@@ -19,6 +19,25 @@ In a temporary copy of the demo project (its own local cloud) it prints:
 
 The machine's load average is printed first and last: on a shared 2-core box, wall times
 grow with the neighbours' work while the CPU seconds do not. Figures only: nothing asserts.
+
+Measured (issue 17 item 2, 2 cores shared with other agents, 2026-12-02):
+
+- before (main at e076669, load 2.5-4.8): ci loop 21.3 / 17.6 s wall; phases provision 7.8 /
+  3.8, ready 1.8 / 2.0, test 7.6 / 8.0, teardown 0.9 / 0.8 s; CPU of the CLI + pytest child
+  6.45 / 6.67 s. About 1.5-3.7 s of each loop came after ci's last line: the interpreter's
+  exit-time collection over the Pulumi SDK's objects (strace: no syscall in between).
+- after (load 13.6 at the start, 8.2 at the end): ci loop 17.7 / 12.4 / 13.4 s wall, median
+  13.4; phases provision 3.0-5.6, ready 1.0-1.9, test 6.3-7.5, teardown 0.7-0.9 s; CPU of the
+  CLI + pytest child 4.46-4.65 s (-30 %). What changed: gc.freeze() before the CLI's and the
+  suite child's exit; the suite's pytest started during readiness, held at a gate (its
+  session header 0.09 s after the test banner instead of 0.5 s); readiness clients from the
+  target's shared boto3 session; the inprocess engine's free-name lock apart from client
+  creation.
+- still over 10 s; where the rest goes (after): the test phase's 5.9 s in tests are mostly
+  test_faults (3.4 s: the latency fault waits out the service's 2 s client timeout, which is
+  the check; its pass-mode test restarts the function behind the proxy, 0.7 s) and the
+  50-request latency probe (1.1 s); provision runs the program twice (the plan check before
+  anything exists, then the apply) and creates 18 resources in dependency order.
 """
 
 from __future__ import annotations
