@@ -27,6 +27,8 @@ CLI's ``--json`` envelope gives the two as ``error.message`` and ``error.hint``.
 
 from __future__ import annotations
 
+from branchenv.text import plural
+
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -77,7 +79,7 @@ class UnsupportedResource(UsageError):
     def __init__(self, types: list[str], engine: str) -> None:
         self.types = sorted(set(types))
         super().__init__(
-            f"the {engine} engine cannot create {len(self.types)} resource type(s) used by the "
+            f"the {engine} engine cannot create {plural(len(self.types), 'resource type')} used by the "
             f"program: {', '.join(self.types)}; nothing was created. Use `--engine pulumi` with a "
             "real pulumi CLI, or remove these resources from the program"
             + (

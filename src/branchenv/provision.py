@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from branchenv.errors import OperationFailed, SafetyRefusal, StackNotFound, UsageError
+from branchenv.text import plural
 
 if TYPE_CHECKING:
     from branchenv.config import Settings
@@ -483,7 +484,7 @@ def down(
         left = f" (left: {', '.join(done.failed)})" if done.failed else ""
         tagged = f"; still tagged: {', '.join(done.leaked[:10])}" if done.leaked else ""
         raise OperationFailed(
-            f"down of stack {ctx.names.stack} failed after {done.attempts} attempt(s): "
+            f"down of stack {ctx.names.stack} failed after {plural(done.attempts, 'attempt')}: "
             f"{done.error}{left}{tagged}; {marked}. Fix the cause and run `branchenv down "
             f"--branch {ctx.branch.name}` again"
         ) from done.exception

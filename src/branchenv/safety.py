@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from branchenv.errors import ConfigError, SafetyRefusal
+from branchenv.text import plural
 
 if TYPE_CHECKING:
     from branchenv.config import Settings
@@ -194,7 +195,7 @@ def check_isolation(
     )
     more = f" (+{len(offending) - 10} more)" if len(offending) > 10 else ""
     raise SafetyRefusal(
-        f"branch isolation: {len(offending)} resource(s) would have a name every branch's stack "
+        f"branch isolation: {plural(len(offending), 'resource')} would have a name every branch's stack "
         f"shares, so one branch's `down` could delete another's: {listed}{more}. Derive each "
         f"name from the stack's prefix {inputs.prefix!r} (Pulumi config `branchenv:prefix`, "
         "Terraform variable `prefix`), or leave it unset to have it generated; for a resource "

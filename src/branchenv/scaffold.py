@@ -186,7 +186,7 @@ def init_project(
     existing = [name for name in files if (root / name).exists()]
     if existing and not force:
         raise UsageError(
-            f"{', '.join(existing)} already exist(s) in {root}; pass `--force` to replace, or "
+            f"{', '.join(existing)} already {'exists' if len(existing) == 1 else 'exist'} in {root}; pass `--force` to replace, or "
             "edit them by hand"
         )
     for name, text in files.items():

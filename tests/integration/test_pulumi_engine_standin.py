@@ -725,7 +725,7 @@ def test_locked_always_is_stack_locked_after_the_attempts(rig: Rig, clone: Clone
     assert "alice@build-7 (pid 4242)" in message
     assert "pulumi cancel" in message
     assert "branchenv down" in message
-    assert "after 3 attempt(s)" in message
+    assert "after 3 attempts" in message
     assert "\n" not in message
     assert len(rig.commands("up")) == 3
     assert len(rig.sleeps) == 2

@@ -191,11 +191,27 @@ def _show(report: object, fmt: str, *, error: BranchenvError | None = None) -> N
         headers, rows = account_columns(report)
         render.table(common.plural(len(rows), "account"), headers, rows)
     headers, rows = reaped_columns(report)
+    why = headers.index("why")
+    for row in rows:  # one reason a line, each kept whole where it fits
+        row[why] = str(row[why]).replace("; ", "\n")
     render.table(
-        f"{common.plural(len(rows), 'stack')} {title}", headers, rows, abbreviate=["stack"]
+        f"{common.plural(len(rows), 'stack')} {title}",
+        headers,
+        rows,
+        abbreviate=["stack", "branch"],
+        no_wrap=["age"],
+        whole_lines=["why"],
+        # the stack's name carries its branch: what gives way first on a narrow terminal
+        optional=["account", "region", "resources", "branch"],
     )
     headers, rows = kept_columns(report)
-    render.table(f"{common.plural(len(rows), 'stack')} kept", headers, rows, abbreviate=["stack"])
+    render.table(
+        f"{common.plural(len(rows), 'stack')} kept",
+        headers,
+        rows,
+        abbreviate=["stack", "branch"],
+        optional=["account", "region"],
+    )
     if report.orphans_checked:
         headers, rows = orphan_columns(report)
         render.table(f"{common.plural(len(rows), 'orphaned resource')}", headers, rows)

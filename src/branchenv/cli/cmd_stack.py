@@ -380,7 +380,9 @@ def ls(
                 )
                 for r in rows
             ],
-            abbreviate=("stack",),
+            abbreviate=("stack", "branch"),
+            no_wrap=("age", "expires in"),
+            optional=("account/region", "target", "engine", "program"),
         )
         for r in rows:
             if r.attention:

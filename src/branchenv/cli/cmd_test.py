@@ -132,6 +132,7 @@ def test(
             pytest_args=list(ctx.args),
             program=program,
             annotator=_annotator(),
+            on_output=common.say,  # a note said during the run is not said again at its end
         )
     except Interrupted as exc:
         render.status(f"branchenv: {exc}")
@@ -188,6 +189,7 @@ def ci(
             use_pool=use_pool,
             destroy_existing=destroy_existing,
             annotator=_annotator(),
+            on_output=common.say,  # a note said during the run is not said again at its end
         )
     except Interrupted as exc:
         render.status(f"branchenv: {exc} before anything was created")

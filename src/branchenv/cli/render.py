@@ -11,8 +11,9 @@ import typer
 from branchenv.cli import output
 from branchenv.cli.output import to_jsonable
 from branchenv.errors import BranchenvError
+from branchenv.text import middle
 
-__all__ = ["emit", "emit_json", "status", "table", "to_jsonable"]
+__all__ = ["emit", "emit_json", "middle", "status", "table", "to_jsonable"]
 
 
 def emit_json(value: Any, *, error: BranchenvError | None = None) -> None:
@@ -54,14 +55,12 @@ def width() -> int:
     return 200
 
 
-def middle(text: str, limit: int) -> str:
-    """``text`` cut in the middle to ``limit`` characters, keeping both ends (a stack name's
-    hash is at its end)."""
-    if len(text) <= limit or limit < 5:
-        return text
-    tail = (limit - 1) // 2 + (limit - 1) % 2
-    head = limit - 1 - tail
-    return f"{text[:head]}…{text[-tail:]}"
+MIN_CUT = 16
+"""The narrowest an abbreviated column is cut to: a stack name keeps its hash and some head."""
+MIN_FOLD = 6
+"""The narrowest a wrapping column is planned at (narrower, its words break letter by letter)."""
+MAX_WHOLE_LINE = 32
+"""In a ``whole_lines`` column, a line up to this long is never split."""
 
 
 def table(
@@ -70,44 +69,97 @@ def table(
     rows: Iterable[Sequence[Any]],
     *,
     abbreviate: Sequence[str] = (),
+    no_wrap: Sequence[str] = (),
+    whole_lines: Sequence[str] = (),
+    optional: Sequence[str] = (),
 ) -> None:
-    """Print a table that fits the terminal's width: columns named in ``abbreviate`` are cut
-    in the middle when the table would not fit (down to 20 characters), the others wrap.
-    (rich is imported lazily: it costs start-up time.)"""
+    """Print a table that fits the terminal's width (:func:`width`).
+
+    Columns named in ``abbreviate`` (stack names, branches) are cut in the middle when the
+    table would not fit, keeping their ends (a stack name's hash: :func:`branchenv.text.middle`),
+    down to :data:`MIN_CUT` characters, first one first; cells of ``no_wrap`` columns (``expired
+    42s ago``) are never split, nor the lines of ``whole_lines`` columns up to
+    :data:`MAX_WHOLE_LINE` characters (one reason a line); the other columns wrap, at spaces
+    first. When that does not fit, the box gives way to one space between columns, then the
+    ``optional`` columns are left out, first named first, and a line under the table names
+    them. (rich is imported lazily: it costs start-up time.)"""
     from rich.console import Console
     from rich.table import Table
 
+    names = list(columns)
     cells = [["" if v is None else str(v) for v in row] for row in rows]
     total = width()
-    natural = [max([len(c), *(len(r[i]) for r in cells)]) for i, c in enumerate(columns)]
-    # other columns wrap at spaces first: only what is left over is taken from the names
-    narrowest = [
-        natural[i]
-        if c in abbreviate
-        else max(len(w) for t in [c, *(r[i] for r in cells)] for w in [*t.split(), ""])
-        for i, c in enumerate(columns)
-    ]
-    excess = sum(n + 3 for n in narrowest) + 1 - total
-    for name in abbreviate:
-        if excess <= 0 or name not in columns:
-            continue
-        i = list(columns).index(name)
-        limit = max(20, natural[i] - excess)
-        excess -= natural[i] - limit
-        for r in cells:
-            r[i] = middle(r[i], limit)
-    t = Table(title=title)
-    console = Console(width=total)
-    for i, c in enumerate(columns):
+
+    def lines(i: int) -> list[str]:
+        return [line for r in cells for line in r[i].splitlines()]
+
+    def natural(i: int) -> int:
+        return max([len(names[i])] + [len(x) for x in lines(i)])
+
+    def narrowest(i: int) -> int:
+        """What column ``i`` needs at least: a whole cell where it may not wrap (an abbreviated
+        one: as cut at most), else its longest header word, and MIN_FOLD where values fold."""
+        name = names[i]
+        if name in abbreviate:
+            return min(natural(i), MIN_CUT)
+        if name in no_wrap:
+            return natural(i)
+        header = max((len(w) for w in name.split()), default=0)
+        if name in whole_lines:
+            kept = [len(x) for x in lines(i) if len(x) <= MAX_WHOLE_LINE]
+            return max([header, min(natural(i), MIN_FOLD), *kept])
+        return max(header, min(natural(i), MIN_FOLD))
+
+    def needed(gap: int, edge: int) -> int:
+        return sum(narrowest(i) + gap for i in range(len(names))) + edge
+
+    # rich's box costs 3 characters a column (+1); when that does not fit, the table drops its
+    # box and padding for one space between columns (as kubectl and docker print theirs)
+    compact = sum(natural(i) + 3 for i in range(len(names))) + 1 > total
+    gap, edge = (1, -1) if compact else (3, 1)
+    hidden: list[str] = []
+    for name in optional:
+        if needed(gap, edge) <= total:
+            break
+        if name in names:
+            i = names.index(name)
+            hidden.append(name)
+            del names[i]
+            for r in cells:
+                del r[i]
+    # the plan: every column at its narrowest, then what is left goes to the cut names first
+    # (hash and head), then to the wrapping columns, each up to its natural width
+    widths = [narrowest(i) for i in range(len(names))]
+    spare = total - (sum(widths) + gap * len(names) + edge)
+    order = [i for i, c in enumerate(names) if c in abbreviate]
+    order += [i for i in range(len(names)) if i not in order]
+    for i in order:
+        more = max(0, min(spare, natural(i) - widths[i]))
+        widths[i] += more
+        spare -= more
+    for i, c in enumerate(names):
         if c in abbreviate:
-            # a name stays on one line (already cut to fit, hash kept): the others give way
-            longest = max([len(c), *(len(r[i]) for r in cells)])
-            t.add_column(c, no_wrap=True, min_width=longest)
-        else:
-            t.add_column(c, overflow="fold")
+            for r in cells:
+                r[i] = middle(r[i], widths[i])
+    if compact:
+        from rich import box
+
+        t = Table(title=title, box=box.SIMPLE_HEAD, padding=(0, 0), show_edge=False)
+    else:
+        t = Table(title=title)
+    console = Console(width=total)
+    for i, c in enumerate(names):
+        fixed = c in abbreviate or c in no_wrap
+        t.add_column(c, no_wrap=fixed, overflow="fold", width=widths[i])
     for r in cells:
         t.add_row(*r)
     console.print(t)
+    if hidden:
+        console.print(
+            f"not shown at {total} columns: {', '.join(hidden)} (a wider terminal or --json "
+            "shows them)",
+            highlight=False,
+        )
 
 
 def status(message: str) -> None:

@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
+from branchenv.cost.actual import ACTIVATION_HINT
 from branchenv.cost.budget import money
 from branchenv.cost.estimate import StackCost
 from branchenv.cost.prices import plain
@@ -114,10 +115,16 @@ def build_report(
     if actuals is not None:
         missing = sorted(c.stack for c in costs if c.stack not in actuals)
         if missing:
+            # the activation advice, when Cost Explorer had nothing at all, is given once
+            why = (
+                ""
+                if ACTIVATION_HINT in notes
+                else ": cost-allocation tags take up to ~24 h to appear"
+            )
             all_notes.append(
                 "no Cost Explorer figures for "
                 + ", ".join(missing)
-                + " (shown as n/a, not zero: cost-allocation tags take up to ~24 h to appear)"
+                + f" (shown as n/a, not zero{why})"
             )
     idle = [c for c in costs if c.pool_idle]
     return CostReport(

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from branchenv.errors import StackNotFound, TransientError, one_line
+from branchenv.text import plural
 
 if TYPE_CHECKING:
     from branchenv.engines.base import Engine, OutputSink, Program
@@ -100,7 +101,8 @@ def leak_text(stack: str, leaked: tuple[str, ...], *, limit: int = 10) -> str:
         f" (+{len(leaked) - limit} more)" if len(leaked) > limit else ""
     )
     return (
-        f"leaked: {len(leaked)} resource(s) still carry the tag branchenv:stack={stack} after "
+        f"leaked: {plural(len(leaked), 'resource')} still "
+        f"{'carries' if len(leaked) == 1 else 'carry'} the tag branchenv:stack={stack} after "
         f"teardown: {shown}; branchenv no longer tracks them: delete them, or let "
         "`branchenv reap --orphans --yes` sweep them once past its grace"
     )

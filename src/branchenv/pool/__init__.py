@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from branchenv.errors import OperationFailed, StackNotFound, UsageError
 from branchenv.pool.claims import Claim, ClaimStore, new_token
+from branchenv.text import plural
 
 if TYPE_CHECKING:
     from branchenv.engines.base import Engine, Program
@@ -600,8 +601,8 @@ def release_stack(
         store.release(stack)  # last: only now can another branch claim it
         items = sum(w.deleted for w in wiped)
         say(
-            f"released {stack} to pool {metadata.pool}: {len(wiped)} resource(s) wiped "
-            f"({items} item(s) deleted), verified empty"
+            f"released {stack} to pool {metadata.pool}: {plural(len(wiped), 'resource')} wiped "
+            f"({plural(items, 'item')} deleted), verified empty"
         )
         return ReleaseOutcome(
             stack, "returned", tuple(wiped), duration_s=time.monotonic() - started

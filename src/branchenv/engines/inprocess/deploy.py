@@ -48,6 +48,7 @@ from branchenv.errors import (
     UnsupportedResource,
     one_line,
 )
+from branchenv.text import plural
 
 if TYPE_CHECKING:
     from branchenv.engines.inprocess.materializers import Materializer
@@ -530,7 +531,7 @@ class StackRun:
             state.status = "failed"
             self.save(state)
             raise EngineError(
-                f"up of stack {stack!r} could not delete {len(outcome.failed)} resource(s) the "
+                f"up of stack {stack!r} could not delete {plural(len(outcome.failed), 'resource')} the "
                 "program no longer declares: "
                 + "; ".join(f"{a}: {why}" for a, why in outcome.failed)
                 + ". They stay in the state: fix the cause and re-run `up` (or `down`)"

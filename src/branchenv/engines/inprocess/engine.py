@@ -202,7 +202,10 @@ class InProcessEngine:
                     say(f"settling {plural(len(state.pending), 'interrupted operation')} first")
                     run.recover(state)
                 if run.forget_missing(state, gone):
-                    say(f"{len(gone)} resource(s) of the stack no longer exist: re-creating them")
+                    say(
+                        f"{plural(len(gone), 'resource')} of the stack no longer "
+                        f"{'exists' if len(gone) == 1 else 'exist'}: re-creating them"
+                    )
             if state is None:
                 state = StackState(
                     project=project,
@@ -280,7 +283,7 @@ class InProcessEngine:
                 # A transient failure is worth another try (the teardown retries exactly it).
                 kind = TransientError if outcome.transient else EngineError
                 error = kind(
-                    f"destroy of stack {stack!r} left {len(outcome.failed)} resource(s) after "
+                    f"destroy of stack {stack!r} left {plural(len(outcome.failed), 'resource')} after "
                     f"deleting {deleted}: "
                     + "; ".join(why for _address, why in outcome.failed)
                     + ". Fix the cause and re-run `branchenv down`"

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from branchenv.errors import ConfigError, EngineError
+from branchenv.text import plural
 
 DIY_SCHEMES = ("file", "s3", "gs", "azblob", "postgres")
 """URL schemes of DIY backends (gocloud blob buckets, plus the postgres store)."""
@@ -331,7 +332,7 @@ class Locked(Exception):
     """The stack is locked by someone else (holders attached)."""
 
     def __init__(self, holders: list[LockHolder]) -> None:
-        super().__init__(f"locked by {len(holders)} lock(s)")
+        super().__init__(f"locked by {plural(len(holders), 'lock')}")
         self.holders = holders
 
 

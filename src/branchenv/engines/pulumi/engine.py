@@ -100,6 +100,7 @@ from branchenv.errors import (
     StackNotFound,
     UsageError,
 )
+from branchenv.text import plural
 
 if TYPE_CHECKING:
     from pulumi import automation as auto
@@ -805,7 +806,7 @@ class PulumiEngine:
                 failed=left,
             )
             error = EngineError(
-                f"{failure} ({len(left)} resource(s) left: {', '.join(left) or 'none'}; "
+                f"{failure} ({plural(len(left), 'resource')} left: {', '.join(left) or 'none'}; "
                 "run `branchenv down` again once the cause is fixed)"
             )
             error.result = partial  # type: ignore[attr-defined]
@@ -1017,7 +1018,7 @@ class PulumiEngine:
     def _locked_error(self, stack: str | None, state: _LockState) -> StackLocked:
         holders = state.holders or parse_lock_holders(state.last_error)
         who = "; ".join(h.describe() for h in holders) if holders else "another update"
-        tried = f" after {state.attempts} attempt(s)" if state.attempts else ""
+        tried = f" after {plural(state.attempts, 'attempt')}" if state.attempts else ""
         cancelled = " (a stale lock was cancelled once, and the stack was locked again)"
         return StackLocked(
             f"stack {stack!r} is locked by {who}{tried}{cancelled if state.cancelled else ''}; "

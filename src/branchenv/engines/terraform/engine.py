@@ -62,6 +62,7 @@ from branchenv.engines.terraform.override import LocalWiring
 from branchenv.engines.terraform.plan import change_counts, steps_from_plan
 from branchenv.engines.terraform.workdir import DEFAULT_WORK_DIR_WAIT_S, hold_work_dir
 from branchenv.errors import EngineError, StackLocked, StackNotFound, UsageError
+from branchenv.text import plural
 
 if TYPE_CHECKING:
     from branchenv.metadata import StackMetadata
@@ -537,7 +538,7 @@ class TerraformEngine:
                     failed=tuple(sorted(left)),
                 )
                 error = EngineError(
-                    f"terraform destroy of {stack!r} left {len(left)} resource(s): "
+                    f"terraform destroy of {stack!r} left {plural(len(left), 'resource')}: "
                     f"{', '.join(sorted(left)[:5])}" + (f" ({failure})" if failure else "")
                 )
                 error.result = result  # type: ignore[attr-defined]

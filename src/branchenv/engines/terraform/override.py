@@ -167,7 +167,8 @@ def select_vars(
     if missing:
         offered_names = ", ".join(sorted(offered))
         raise UsageError(
-            f"the module's variable(s) {', '.join(missing)} have no default and branchenv does "
+            f"the module's {'variable' if len(missing) == 1 else 'variables'} {', '.join(missing)} "
+            f"{'has' if len(missing) == 1 else 'have'} no default and branchenv does "
             f"not set them (it sets only {offered_names}, where declared); give them a default "
             "or a value in the module's terraform.tfvars"
         )
