@@ -159,8 +159,7 @@ def test_report_formats_agree() -> None:
         lines[2] == "| owner | stacks | hourly | so far | projected to expiry | actual | unpriced |"
     )
     assert (
-        "| **total** | 4 | 0.0350 | 0.55 | 0.84 | 1.07 | x:y, 1 stack(s) without inventory |"
-        in lines
+        "| **total** | 4 | 0.0350 | 0.55 | 0.84 | 1.07 | x:y, 1 stack without inventory |" in lines
     )
 
 

@@ -40,7 +40,7 @@ def test_round_trip(tmp_path: Path) -> None:
         ("[]", "expected a JSON object"),
         ("{not json", "not valid JSON"),
         ('{"version": 2}', "version 2 is not 1"),
-        ('{"version": 1, "stack": "s"}', "missing key(s) target, outputs"),
+        ('{"version": 1, "stack": "s"}', "missing keys target, outputs"),
         (
             '{"version": 1, "stack": "s", "target": {"name": "local"}, "outputs": {}}',
             "'target' needs",

@@ -76,7 +76,7 @@ def test_scope_values() -> None:
 def test_allowlist_is_checked_for_every_named_account() -> None:
     s = scope(accounts=f"{A},{B},{C}", assume_role=ROLE)
     assert s is not None
-    with pytest.raises(SafetyRefusal, match=f"{C} are not in allowed_account_ids"):
+    with pytest.raises(SafetyRefusal, match=f"account {C} is not in allowed_account_ids"):
         check_allowlist(s, [A, B])
     with pytest.raises(SafetyRefusal, match="no allowed_account_ids"):
         check_allowlist(s, [])

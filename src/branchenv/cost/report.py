@@ -19,6 +19,7 @@ from branchenv.cost.actual import ACTIVATION_HINT
 from branchenv.cost.budget import money
 from branchenv.cost.estimate import StackCost
 from branchenv.cost.prices import plain
+from branchenv.text import plural
 
 GROUPINGS = ("stack", "branch", "owner", "account", "region")
 FORMATS = ("table", "json", "csv", "markdown")
@@ -162,7 +163,7 @@ def cells(report: CostReport, row: ReportRow) -> list[str]:
         out.append(money(row.actual) if row.actual is not None else "n/a")
     extra = list(row.unpriced_types)
     if row.unavailable:
-        extra.append(f"{row.unavailable} stack(s) without inventory")
+        extra.append(f"{plural(row.unavailable, 'stack')} without inventory")
     out.append(", ".join(extra))
     return out
 

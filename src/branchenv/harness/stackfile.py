@@ -86,7 +86,9 @@ class StackInfo:
             )
         missing = [k for k in ("stack", "target", "outputs") if k not in data]
         if missing:
-            raise StackFileError(f"{source}: missing key(s) {', '.join(missing)}")
+            raise StackFileError(
+                f"{source}: missing {'key' if len(missing) == 1 else 'keys'} {', '.join(missing)}"
+            )
         target = data["target"]
         if not isinstance(target, Mapping) or not target.get("name") or not target.get("region"):
             raise StackFileError(f"{source}: 'target' needs at least 'name' and 'region'")

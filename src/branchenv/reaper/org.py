@@ -162,7 +162,8 @@ def check_allowlist(scope: Scope, allowed: Sequence[str]) -> None:
     outside = [a for a in scope.accounts if a not in allowed]
     if outside:
         raise SafetyRefusal(
-            f"refusing to reap: account(s) {', '.join(outside)} are not in allowed_account_ids "
+            f"refusing to reap: {'account' if len(outside) == 1 else 'accounts'} {', '.join(outside)} "
+            f"{'is' if len(outside) == 1 else 'are'} not in allowed_account_ids "
             f"({', '.join(allowed)}); remove them from --accounts or add them to "
             "allowed_account_ids. Nothing was destroyed in any account"
         )
