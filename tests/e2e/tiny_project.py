@@ -39,6 +39,7 @@ class TinyProject:
             [str(EXE), *args],
             cwd=cwd or self.root,
             env=subprocess_env(**{**E2E_DEFAULTS, "COLUMNS": "200", **env}),
+            stdin=subprocess.DEVNULL,  # as in CI: never the tty pytest may have been run from
             capture_output=True,
             text=True,
             timeout=timeout,
