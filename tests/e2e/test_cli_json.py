@@ -12,7 +12,9 @@ from typing import Any
 import pytest
 import typer.main
 
-from branchenv.cli import build_app
+from branchenv.cli import build_app, main
+from branchenv.cli.output import command_path
+from tests.conftest import REPO_ROOT, cli_envelope
 from tests.e2e.tiny_project import TinyProject, make_tiny_project
 
 BRANCH = "feature/json-contract"
@@ -53,12 +55,21 @@ SUCCESS: list[tuple[str, ...]] = [
     ("ls",),
     ("cost", "--branch", BRANCH),
     ("reap",),
+    ("pool", "fill", "--size", "1"),
     ("pool", "status"),
     ("pool", "drain"),
+    ("pool", "drain", "--yes"),
     ("test", "--branch", BRANCH),
     ("down", "--branch", BRANCH, "--yes"),
     ("ci", "--branch", f"{BRANCH}-ci"),
+    ("cloud", "stop"),  # last: the cases after it start the cloud again when they need it
 ]
+# success envelopes validated by another test (it runs where the command can succeed)
+SUCCESS_ELSEWHERE = {
+    "init": "test_a_fresh_project_inits",
+    "render": "tests/e2e/test_render_cli.py::test_render_json_lists_files_and_no_errors",
+    "cost refresh-prices": "test_refresh_prices_success_envelope_validates",
+}
 FAILURE: list[tuple[tuple[str, ...], int, str]] = [
     (("ls", "--no-such-flag"), 2, "usage"),
     (("up", "--branch", BRANCH, "--ttl", "bogus"), 2, "usage_error"),
@@ -76,15 +87,28 @@ FAILURE: list[tuple[tuple[str, ...], int, str]] = [
     (("cloud", "stop", "--bogus"), 2, "usage"),
     (("pool", "fill", "--size", "100000"), 2, "usage_error"),
     (("cloud", "status", "-x"), 2, "usage"),
+    (("cloud", "start", "--bogus"), 2, "usage"),
+    (("test", "--branch", "main"), 3, "safety_refusal"),
+    (("pool", "status", "--target", "mars"), 2, "config_error"),
+    (("pool", "drain", "--engine", "nope"), 2, "config_error"),
 ]
 
 
-def test_every_command_has_a_case() -> None:
-    covered = {" ".join(a for a in args if not a.startswith("-")).strip() for args in SUCCESS}
-    covered |= {" ".join(a for a in args[:2] if not a.startswith("-")) for args, _, _ in FAILURE}
-    words = {c.split(" --")[0] for c in covered}
-    missing = {c for c in _leaf_commands() if not any(w.startswith(c) for w in words)}
-    assert not missing, f"no --json case for: {sorted(missing)}"
+def _command(args: tuple[str, ...]) -> str | None:
+    return command_path(args, typer.main.get_command(build_app()))
+
+
+def test_every_command_has_a_success_and_a_failure_case() -> None:
+    leaves = _leaf_commands()
+    succeeds = {_command(args) for args in SUCCESS} | set(SUCCESS_ELSEWHERE)
+    fails = {_command(args) for args, _, _ in FAILURE}
+    assert not leaves - succeeds, f"no --json success case for: {sorted(leaves - succeeds)}"
+    assert not leaves - fails, f"no --json failure case for: {sorted(leaves - fails)}"
+    here = Path(__file__).read_text()
+    for where in SUCCESS_ELSEWHERE.values():
+        path, _, name = where.rpartition("::")
+        text = (REPO_ROOT / path).read_text() if path else here
+        assert f"def {name}(" in text, f"{where} does not exist"
 
 
 def test_success_envelopes_validate(tiny: TinyProject) -> None:
@@ -101,9 +125,24 @@ def test_a_fresh_project_inits(tmp_path: Path, tiny: TinyProject) -> None:
     (fresh / "branchenv.toml").unlink()
     proc = tiny.run("init", "--json", cwd=fresh)
     assert proc.returncode == 0, proc.stderr
-    from tests.conftest import cli_result
+    doc = cli_envelope(proc.stdout)
+    assert doc["command"] == "init" and doc["result"]["kind"] == "pulumi"
 
-    assert cli_result(proc.stdout)["kind"] == "pulumi"
+
+def test_refresh_prices_success_envelope_validates(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """In process, since it succeeds only against the real Price List API: a fetcher that
+    finds nothing (every figure kept, each reported as a problem) is a success."""
+    from branchenv.cost import prices
+
+    monkeypatch.setattr(prices, "price_list_fetcher", lambda client: lambda code, filters: [])
+    with pytest.raises(SystemExit) as exited:
+        main(["cost", "refresh-prices", "--region", "us-east-1", "--json"])
+    assert exited.value.code in (0, None)
+    doc = cli_envelope(capsys.readouterr().out)
+    assert doc["ok"] is True and doc["command"] == "cost refresh-prices", doc
+    assert doc["result"]["problems"] and doc["result"]["updated"] == []
 
 
 @pytest.mark.parametrize("args,code,error", FAILURE, ids=[" ".join(a) for a, _, _ in FAILURE])
