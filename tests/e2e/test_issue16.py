@@ -134,6 +134,11 @@ def test_nothing_starts_before_the_input_is_checked(tmp_path: Path, tiny: TinyPr
         (("ci", "--branch", "main"), 3),
         (("ci", "--branch", "feature/x", "--profile", "bogus"), 2),
         (("test", "--branch", "main"), 3),
+        (("up", "--branch", "feature/x", "--ttl", "100000d"), 2),
+        (("ci", "--branch", "feature/x", "--suite", "nope"), 2),
+        (("pool", "fill", "--size", "100000"), 2),
+        (("reap", "--yes", "--orphan-grace", "bogus"), 2),
+        (("down", "--branch", "feature/x", "--engine", "nope"), 2),
     ):
         proc = tiny.run(*args)
         assert proc.returncode == code, (args, proc.stderr)
