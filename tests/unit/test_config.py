@@ -530,3 +530,43 @@ def test_the_protected_rail_refuses_to_run_without_patterns() -> None:
 
     with pytest.raises(ConfigError, match="protected_patterns is empty"):
         check_protected("feature-x", "feature/x", ())
+
+
+@pytest.mark.parametrize(
+    ("config", "env", "ttl", "refused_by"),
+    [
+        ("", {}, "30d", None),
+        ("", {}, "31d", "max_ttl 30d (from default)"),
+        ("", {"BRANCHENV_MAX_TTL": "60d"}, "40d", None),  # raised: the cap is configurable
+        ('max_ttl = "1d"\n', {}, "2d", "max_ttl 1d (from branchenv.toml)"),
+        ('max_ttl = "1d"\n', {}, "1d", None),
+        ("", {"BRANCHENV_MAX_AGE": "7d"}, "10d", "max_age 7d (from env BRANCHENV_MAX_AGE)"),
+        ("", {"BRANCHENV_MAX_AGE": "7d", "BRANCHENV_MAX_TTL": "3d"}, "5d", "max_ttl 3d"),
+        ("", {}, "100000d", "max_ttl 30d"),  # past any date: still named as past the cap
+    ],
+)
+def test_an_explicit_ttl_is_capped_by_max_ttl_or_max_age(
+    tmp_path: Path, config: str, env: dict[str, str], ttl: str, refused_by: str | None
+) -> None:
+    from branchenv.config import stack_ttl
+    from branchenv.errors import UsageError
+    from branchenv.metadata import parse_ttl
+
+    s = load_settings(cwd=_project(tmp_path, config=config), env=env)
+    if refused_by is None:
+        assert stack_ttl(s, ttl) == parse_ttl(ttl, flag=None)
+        return
+    with pytest.raises(UsageError) as refused:
+        stack_ttl(s, ttl)
+    assert refused_by in str(refused.value) and "--ttl" in str(refused.value)
+
+
+def test_default_ttl_is_capped_at_max_age_and_refused_past_max_ttl(tmp_path: Path) -> None:
+    from branchenv.config import stack_ttl
+    from branchenv.metadata import parse_ttl
+
+    root = _project(tmp_path, config='default_ttl = "10d"\n')
+    capped = load_settings(cwd=root, env={"BRANCHENV_MAX_AGE": "7d"})
+    assert stack_ttl(capped, None) == parse_ttl("7d", flag=None)
+    with pytest.raises(ConfigError, match="max_ttl 5d"):
+        load_settings(cwd=root, env={"BRANCHENV_MAX_TTL": "5d"})
