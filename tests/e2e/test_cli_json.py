@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import jsonschema  # type: ignore[import-untyped]
 import pytest
 import typer.main
 
@@ -164,3 +165,40 @@ def test_a_budget_failure_keeps_its_result(tiny: TinyProject) -> None:
         assert doc["error"]["code"] == "budget_exceeded" and doc["result"]["rows"]
     finally:
         tiny.run("down", "--branch", f"{BRANCH}-budget", "--yes")
+
+
+def test_every_command_has_a_result_schema() -> None:
+    """A command's result is checked by its own part of the schema, not only the envelope."""
+    import json
+
+    from branchenv.cli.output import SCHEMA_PATH
+
+    schema = json.loads(SCHEMA_PATH.read_text())
+    typed = {
+        part["if"]["properties"]["command"]["const"]
+        for part in schema["allOf"]
+        if "command" in part.get("if", {}).get("properties", {})
+    }
+    assert not _leaf_commands() - typed, f"no result schema for {_leaf_commands() - typed}"
+
+
+def test_the_schema_refuses_prose_money_in_a_pool_status() -> None:
+    from branchenv.cli.output import validate
+
+    doc = {
+        "schema": 1,
+        "command": "pool status",
+        "ok": True,
+        "result": {
+            "pool": "p",
+            "target": "local",
+            "engine": "inprocess",
+            "size": 0,
+            "stacks": [],
+            "idle_hourly": "$0.0009/h",
+            "unpriced": [],
+        },
+    }
+    with pytest.raises(jsonschema.ValidationError, match=r"0\.0009"):
+        validate(doc)
+    validate({**doc, "result": {**doc["result"], "idle_hourly": None}})
