@@ -157,7 +157,11 @@ def select_program(settings: Settings, name: str | None = None) -> Program:
         for program in programs:
             if program.name == name:
                 return program
-        raise UsageError(f"--program {name!r} is not a configured program; configured: {names}")
+        raise UsageError(
+            f"--program {name!r} is not a configured program; configured: {names}. Pass one of "
+            f"those, or add [tool.branchenv.programs.{name}] with its `path` to pyproject.toml "
+            f"(or [programs.{name}] to branchenv.toml)"
+        )
     for program in programs:
         if program.name == DEFAULT_PROGRAM:
             return program

@@ -65,8 +65,9 @@ def test_configured_programs_and_selection(tmp_path: Path) -> None:
     assert [p.name for p in configured_programs(settings)] == ["default", "jobs"]
     assert select_program(settings).name == "default"
     assert select_program(settings, "jobs").project == "mono-jobs"
-    with pytest.raises(UsageError, match="configured: default, jobs"):
+    with pytest.raises(UsageError, match="configured: default, jobs") as caught:
         select_program(settings, "nope")
+    assert "[tool.branchenv.programs.nope]" in str(caught.value)
     # Only named programs, none at the top: no default, and more than one asks which.
     only_named = Settings(
         project_dir=tmp_path,

@@ -165,6 +165,9 @@ def default_hint(exc: BaseException, command: str | None) -> str | None:
     from branchenv.errors import ConfigError, SafetyRefusal, UsageError
 
     where = f"branchenv {command}" if command else "branchenv"
+    if isinstance(exc, ConfigError) and str(exc).startswith("flag "):
+        # a bad flag value (config's "flag --engine: bad value ..."): the fix is on this line
+        return f"`{where} --help` lists the options and their values"
     if isinstance(exc, ConfigError) and command != "config show":
         return "`branchenv config show` lists every setting, its value and where it came from"
     if isinstance(exc, UsageError):
