@@ -38,7 +38,7 @@ Measured (issue 17 item 2, 2 cores shared with other agents, 2026-12-02):
   the check; its pass-mode test restarts the function behind the proxy, 0.7 s) and the
   50-request latency probe (1.1 s); provision runs the program twice (the plan check before
   anything exists, then the apply) and creates 18 resources in dependency order.
-- the same code on an idle machine (load 0.5, main at 218f513, 3 runs): 10.46 / 7.83 /
+- the same code on an idle machine (load 0.5, main of 2026-12-02 06:33 UTC with all of the above, 3 runs): 10.46 / 7.83 /
   8.01 s wall, median 8.01 s (goal met; the first run pays the local cloud's cold start):
   provision 1.5-3.3, ready 0.6-0.8, test 4.5-4.8, teardown 0.3-0.5 s; CPU of the CLI +
   pytest child 4.1-5.3 s.
