@@ -6,11 +6,14 @@ missing; on a machine with both (this image, CI) they run and must pass.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import shutil
 from pathlib import Path
 
 import pytest
+
+from branchenv.metadata import StackMetadata
 
 # Read at import, before the autouse fixture strips BRANCHENV_* from each test's environment.
 _ENV_MIRROR = os.environ.get("BRANCHENV_TERRAFORM_PLUGIN_MIRROR") or None
@@ -58,3 +61,17 @@ def terraform_mirror(terraform_bin: str) -> Path:
             "set BRANCHENV_TERRAFORM_PLUGIN_MIRROR to run the real-terraform tests offline"
         )
     return mirror
+
+
+def tf_metadata(stack: str) -> StackMetadata:
+    """Metadata of a terraform stack on the local target, two hours to live."""
+    return StackMetadata.create(
+        stack=stack,
+        branch=f"feature/{stack}",
+        owner="tf@example.com",
+        commit="c0ffee0",
+        ttl=dt.timedelta(hours=2),
+        now=dt.datetime.now(dt.UTC),
+        target="local",
+        engine="terraform",
+    )

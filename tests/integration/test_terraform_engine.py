@@ -27,24 +27,11 @@ from branchenv.errors import SafetyRefusal, StackLocked, StackNotFound
 from branchenv.metadata import StackMetadata
 from branchenv.targets import Target
 from tests.conftest import inputs_for, program_at
-from tests.tfsupport import PROGRAMS, terraform_bin, terraform_mirror
+from tests.tfsupport import PROGRAMS, terraform_bin, terraform_mirror, tf_metadata
 
 __all__ = ["terraform_bin", "terraform_mirror"]
 
 pytestmark = pytest.mark.terraform
-
-
-def _metadata(stack: str) -> StackMetadata:
-    return StackMetadata.create(
-        stack=stack,
-        branch=f"feature/{stack}",
-        owner="tf@example.com",
-        commit="c0ffee0",
-        ttl=dt.timedelta(hours=2),
-        now=dt.datetime.now(dt.UTC),
-        target="local",
-        engine="terraform",
-    )
 
 
 def _engine(tmp_path: Path, target: Target, mirror: Path, **settings: str) -> TerraformEngine:
@@ -62,13 +49,13 @@ def _objects(target: Target, prefix: str) -> list[str]:
     return [v["Key"] for v in (listed.get("Versions") or []) + (listed.get("DeleteMarkers") or [])]
 
 
-def test_lifecycle_plan_check_preview_refresh_metadata(
+def test_lifecycle_plan_check_preview_refreshtf_metadata(
     tmp_path: Path, local_cloud: Target, terraform_mirror: Path
 ) -> None:
     engine = _engine(tmp_path, local_cloud, terraform_mirror)
     program = program_at(PROGRAMS / "contract")
     stack = f"int-{uuid.uuid4().hex[:8]}"
-    md = _metadata(stack)
+    md = tf_metadata(stack)
     seen: list[PlannedStep] = []
 
     def remember(steps: Sequence[PlannedStep]) -> None:
@@ -105,8 +92,8 @@ def test_lifecycle_plan_check_preview_refresh_metadata(
                 stack=refused,
                 program=program,
                 target=local_cloud,
-                metadata=_metadata(refused),
-                inputs=inputs_for(_metadata(refused), target=local_cloud),
+                metadata=tf_metadata(refused),
+                inputs=inputs_for(tf_metadata(refused), target=local_cloud),
                 plan_check=refuse,
             )
         assert _objects(local_cloud, f"branchenv/contract/{refused}/") == []
@@ -146,7 +133,7 @@ def test_lifecycle_plan_check_preview_refresh_metadata(
         # Metadata lives in the sidecar: rewritten without touching any resource.
         pending = StackMetadata.from_tags({**md.to_tags(), "branchenv:reap-pending": "true"})
         assert pending is not None
-        engine.set_metadata(stack=stack, program=program, metadata=pending)
+        engine.settf_metadata(stack=stack, program=program, metadata=pending)
         assert engine.metadata(stack=stack, program=program) == pending
         listed = {s.stack: s for s in engine.list_stacks(program=program)}
         assert listed[stack].metadata == pending and listed[stack].resource_count == 2
@@ -188,7 +175,7 @@ def test_a_stale_lock_is_cleared_once_and_a_live_one_refuses(
     engine.lock_timeout_s = 1
     program = _builtin_module(tmp_path)
     stack = f"int-{uuid.uuid4().hex[:8]}"
-    md = _metadata(stack)
+    md = tf_metadata(stack)
     lock_key = f"branchenv/{program.project}/{stack}/terraform.tfstate.tflock"
     s3 = local_cloud.client("s3")
 
@@ -234,7 +221,7 @@ def test_the_local_file_backend_is_one_persons_and_says_so(
     engine = _engine(tmp_path, local_cloud, terraform_mirror, terraform_backend="local")
     program = _builtin_module(tmp_path)
     stack = f"int-{uuid.uuid4().hex[:8]}"
-    md = _metadata(stack)
+    md = tf_metadata(stack)
     root = tmp_path / ".branchenv" / "terraform-state" / program.project / stack
     try:
         result = engine.up(

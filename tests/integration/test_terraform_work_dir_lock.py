@@ -5,7 +5,6 @@ work dir, with real processes; the engine tests use a module of builtin resource
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import os
 import shutil
 import subprocess
@@ -22,10 +21,9 @@ from branchenv.engines.terraform import workspace
 from branchenv.engines.terraform.engine import TerraformEngine
 from branchenv.engines.terraform.workdir import WORK_DIR_LOCK, hold_work_dir
 from branchenv.errors import StackLocked, StackNotFound
-from branchenv.metadata import StackMetadata
 from branchenv.targets import Target
 from tests.conftest import inputs_for, program_at
-from tests.tfsupport import terraform_bin, terraform_mirror
+from tests.tfsupport import terraform_bin, terraform_mirror, tf_metadata
 
 __all__ = ["terraform_bin", "terraform_mirror"]  # fixtures, used by name
 
@@ -121,19 +119,6 @@ def _builtin_module(tmp_path: Path) -> Program:
     return program_at(module)
 
 
-def _metadata(stack: str) -> StackMetadata:
-    return StackMetadata.create(
-        stack=stack,
-        branch=f"feature/{stack}",
-        owner="tf@example.com",
-        commit="c0ffee0",
-        ttl=dt.timedelta(hours=2),
-        now=dt.datetime.now(dt.UTC),
-        target="local",
-        engine="terraform",
-    )
-
-
 @pytest.mark.terraform
 def test_the_engine_waits_for_a_run_holding_the_stacks_work_dir(
     tmp_path: Path, local_cloud: Target, terraform_mirror: Path
@@ -148,7 +133,7 @@ def test_the_engine_waits_for_a_run_holding_the_stacks_work_dir(
     engine._sleep = _never
     program = _builtin_module(tmp_path)
     stack = f"int-{uuid.uuid4().hex[:8]}"
-    md = _metadata(stack)
+    md = tf_metadata(stack)
     work_dir = workspace.work_dir_for(engine.state_dir, program.project, stack)
     lines: list[str] = []
 
