@@ -49,7 +49,7 @@ def _objects(target: Target, prefix: str) -> list[str]:
     return [v["Key"] for v in (listed.get("Versions") or []) + (listed.get("DeleteMarkers") or [])]
 
 
-def test_lifecycle_plan_check_preview_refreshtf_metadata(
+def test_lifecycle_plan_check_preview_refresh_metadata(
     tmp_path: Path, local_cloud: Target, terraform_mirror: Path
 ) -> None:
     engine = _engine(tmp_path, local_cloud, terraform_mirror)
@@ -133,7 +133,7 @@ def test_lifecycle_plan_check_preview_refreshtf_metadata(
         # Metadata lives in the sidecar: rewritten without touching any resource.
         pending = StackMetadata.from_tags({**md.to_tags(), "branchenv:reap-pending": "true"})
         assert pending is not None
-        engine.settf_metadata(stack=stack, program=program, metadata=pending)
+        engine.set_metadata(stack=stack, program=program, metadata=pending)
         assert engine.metadata(stack=stack, program=program) == pending
         listed = {s.stack: s for s in engine.list_stacks(program=program)}
         assert listed[stack].metadata == pending and listed[stack].resource_count == 2

@@ -19,8 +19,8 @@ from branchenv.engines.terraform import cmd
 from branchenv.errors import StackNotFound
 from branchenv.targets import Target
 from tests.conftest import inputs_for, program_at
-from tests.integration.test_terraform_engine import _engine, _metadata
-from tests.tfsupport import PROGRAMS, terraform_bin, terraform_mirror
+from tests.integration.test_terraform_engine import _engine
+from tests.tfsupport import PROGRAMS, terraform_bin, terraform_mirror, tf_metadata
 
 __all__ = ["terraform_bin", "terraform_mirror"]
 
@@ -45,7 +45,7 @@ def test_provider_starts_of_up_update_and_destroy(
     engine = _engine(tmp_path, local_cloud, terraform_mirror)
     program = program_at(PROGRAMS / "contract")
     stack = f"int-{uuid.uuid4().hex[:8]}"
-    md = _metadata(stack)
+    md = tf_metadata(stack)
     ran: list[str] = []
     real_run = cmd.run
 
