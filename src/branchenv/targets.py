@@ -55,13 +55,16 @@ class RoleNotAssumed(BranchenvError):
 @dataclasses.dataclass(frozen=True)
 class Target:
     """Where resources live. For ``local``, ``endpoint_url`` is the moto server's base URL and
-    ``functions_url`` the local function runner's."""
+    ``functions_url`` the local function runner's; ``atomic_conditional_writes`` says that
+    server checks and applies S3 conditional writes as one step, as AWS does (a local cloud
+    started by an older branchenv does not)."""
 
     name: str
     region: str
     endpoint_url: str | None = None
     functions_url: str | None = None
     role: AssumeRole | None = None
+    atomic_conditional_writes: bool = False
 
     @property
     def is_local(self) -> bool:

@@ -125,6 +125,30 @@ def test_boto3_talks_to_it_over_http(local_cloud: object) -> None:
     sqs.delete_queue(QueueUrl=url)
 
 
+def test_status_says_whether_the_server_makes_conditional_writes_atomic(
+    local_cloud: object, local_cloud_dir: Path
+) -> None:
+    # A server started by this branchenv records it in server.json; one started by an older
+    # version (still running: the server outlives commands) records nothing and is not taken
+    # for atomic, so the pool's claim keeps its settle there.
+    from branchenv.localcloud.fidelity import ATOMIC_CONDITIONAL_WRITES
+
+    cloud = LocalCloud(local_cloud_dir)
+    status = cloud.status()
+    assert status.running and status.atomic_conditional_writes
+    assert status.target().atomic_conditional_writes
+    original = cloud.info_path.read_bytes()
+    try:
+        info = json.loads(original)
+        del info[ATOMIC_CONDITIONAL_WRITES]
+        cloud.info_path.write_text(json.dumps(info))
+        older = cloud.status()
+        assert older.running and not older.atomic_conditional_writes
+        assert not older.target().atomic_conditional_writes
+    finally:
+        cloud.info_path.write_bytes(original)
+
+
 def test_cli_cloud_commands(tmp_path: Path) -> None:
     exe = Path(sys.executable).parent / "branchenv"
     (tmp_path / "branchenv.toml").write_text('state_dir = ".state"\n')

@@ -7,9 +7,12 @@ was seen failing against plain moto before the fix in branchenv.localcloud.fidel
 from __future__ import annotations
 
 import json
+import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import requests
 
@@ -111,3 +114,95 @@ def test_deleted_function_worker_is_stopped_and_its_code_removed(
     assert _gone_within(lambda: not _worker_pids(fn), 10), "the worker outlived its function"
     assert _gone_within(lambda: not code_dirs[0].exists(), 10), "the code dir was left behind"
     assert requests.get(f"{local_cloud.functions_url}/fn/{fn}/x", timeout=30).status_code == 404
+
+
+def _race(n: int, put: Callable[[int], None]) -> list[int]:
+    """Run ``put(i)`` on ``n`` threads released at one instant; the indexes that got 200
+    (every other answer must be 412 Precondition Failed)."""
+    from botocore.exceptions import ClientError
+
+    barrier = threading.Barrier(n)
+    winners: list[int] = []
+    errors: list[BaseException] = []
+
+    def one(i: int) -> None:
+        barrier.wait(timeout=60)
+        try:
+            put(i)
+            winners.append(i)
+        except ClientError as exc:
+            if exc.response["ResponseMetadata"]["HTTPStatusCode"] != 412:
+                errors.append(exc)
+        except BaseException as exc:  # reported below, on the test's thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not errors, errors
+    return winners
+
+
+# Large enough that moto writes the body to a temporary file between its condition check and
+# storing the key (its buffer is 5 MB): with the check and the write unlocked, a racer slips
+# into that gap in about one round in three, so twenty rounds show it every time.
+_BODY = b"x" * (5 * 1024 * 1024 + 4096)
+_ROUNDS = 20
+_RACERS = 8
+
+
+def test_s3_if_none_match_put_is_atomic_exactly_one_racer_creates_the_key(
+    local_cloud: Target,
+) -> None:
+    # The warm pool's claim is one PutObject with If-None-Match: * (branchenv.pool.claims):
+    # moto checked the condition and stored the key in two unlocked steps, so two racers could
+    # both get 200 and both believe they hold the stack.
+    s3 = local_cloud.client("s3")
+    bucket = f"fid-cond-{_suffix()}"
+    s3.create_bucket(Bucket=bucket)
+    try:
+        for round_ in range(_ROUNDS):
+            key = f"claim-{round_}"
+            winners = _race(
+                _RACERS,
+                lambda i, key=key: s3.put_object(
+                    Bucket=bucket, Key=key, Body=b"%d:" % i + _BODY, IfNoneMatch="*"
+                ),
+            )
+            assert len(winners) == 1, f"round {round_}: {len(winners)} racers created {key}"
+            body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+            assert body.startswith(b"%d:" % winners[0]), "the key holds a loser's body"
+    finally:
+        _empty_and_delete(s3, bucket)
+
+
+def test_s3_if_match_put_is_atomic_exactly_one_racer_replaces_the_version_read(
+    local_cloud: Target,
+) -> None:
+    # Compare-and-swap: every racer read the same ETag and writes If-Match on it; only the
+    # first write matches it, every later one must find the ETag changed.
+    s3 = local_cloud.client("s3")
+    bucket = f"fid-cas-{_suffix()}"
+    s3.create_bucket(Bucket=bucket)
+    try:
+        for round_ in range(_ROUNDS):
+            key = f"record-{round_}"
+            etag = s3.put_object(Bucket=bucket, Key=key, Body=b"start")["ETag"]
+            winners = _race(
+                _RACERS,
+                lambda i, key=key, etag=etag: s3.put_object(
+                    Bucket=bucket, Key=key, Body=b"%d:" % i + _BODY, IfMatch=etag
+                ),
+            )
+            assert len(winners) == 1, f"round {round_}: {len(winners)} racers replaced {key}"
+    finally:
+        _empty_and_delete(s3, bucket)
+
+
+def _empty_and_delete(s3: Any, bucket: str) -> None:
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+        for item in page.get("Contents", []):
+            s3.delete_object(Bucket=bucket, Key=item["Key"])
+    s3.delete_bucket(Bucket=bucket)

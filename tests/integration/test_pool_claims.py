@@ -3,11 +3,12 @@ same instant, exactly one holds it; releasing lets the next one in; baselines ro
 
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing
 import uuid
 from typing import Any
 
-from branchenv.pool.claims import Claim, ClaimStore, new_token
+from branchenv.pool.claims import SETTLE_S, Claim, ClaimStore, new_token
 
 
 def _claim(target: Any, project: str, stack: str, name: str, barrier: Any, out: Any) -> None:
@@ -68,3 +69,28 @@ def test_a_released_claim_lets_the_next_claimer_in_and_baselines_round_trip(
     assert store.baseline(stack) == frozenset({"urn:a", "urn:b"})
     store.forget(stack)
     assert store.read_claim(stack) is None and store.baseline(stack) is None
+
+
+def test_a_claim_waits_for_the_settle_only_where_the_local_cloud_is_not_atomic(
+    local_cloud: Any,
+) -> None:
+    # The session's local cloud is started by this branchenv: its S3 checks and applies a
+    # conditional write as one step and says so, so a claim has nothing to wait for. A local
+    # cloud that does not say so (an older server still running) gets the settle.
+    assert local_cloud.atomic_conditional_writes
+    project = f"int-{uuid.uuid4().hex[:8]}"
+    for target, waits in (
+        (local_cloud, []),
+        (dataclasses.replace(local_cloud, atomic_conditional_writes=False), [SETTLE_S]),
+    ):
+        slept: list[float] = []
+        store = ClaimStore(target, engine="inprocess", project=project, sleep=slept.append)
+        stack = f"{project}-pool-{len(waits)}"
+        record = Claim(
+            stack, "a", "me", "2026-01-01T00:00:00Z", "2026-01-02T00:00:00Z", new_token()
+        )
+        assert store.try_claim(record)
+        assert slept == waits
+        assert not store.try_claim(dataclasses.replace(record, branch="b", token=new_token()))
+        assert slept == waits  # a refused claim reads nothing back
+        store.forget(stack)

@@ -14,6 +14,13 @@ tests/integration/test_localcloud_fidelity.py that failed against plain moto.
 - A deleted Lambda function's warm workers (in the function runner, same process) kept running
   and its unpacked code stayed on disk until some other function started. Listeners registered
   with :func:`on_function_deleted` now hear of every DeleteFunction.
+- S3 conditional writes (PutObject with ``If-None-Match: *`` or ``If-Match``, DeleteObject with
+  ``If-Match``, CompleteMultipartUpload with ``If-None-Match``) checked the condition and
+  stored the key in two unlocked steps: two racers could both get 200 (the warm pool's claim
+  relies on exactly one). Every S3 object write now runs under one lock, so a condition is
+  checked and acted on at once, as on AWS. The server says so in its ``server.json``
+  (:data:`ATOMIC_CONDITIONAL_WRITES`), so a claimer knows a server started by an older
+  branchenv does not.
 """
 
 from __future__ import annotations
@@ -23,8 +30,12 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+ATOMIC_CONDITIONAL_WRITES = "s3_atomic_conditional_writes"
+"""The ``server.json`` key a local cloud with the S3 lock below sets to true."""
+
 _APPLIED = False
 _LOCK = threading.Lock()
+_S3_WRITES = threading.RLock()
 _DELETE_LISTENERS: list[Callable[[], None]] = []
 
 
@@ -45,6 +56,7 @@ def apply() -> None:
         _fix_sqs_redrive_echo()
         _notify_function_deletes()
         _check_assume_role_trust()
+        _serialize_s3_object_writes()
         _APPLIED = True
 
 
@@ -107,6 +119,31 @@ def _notify_function_deletes() -> None:
             listener()
 
     backend.delete_function = delete_function
+
+
+def _serialize_s3_object_writes() -> None:
+    """One lock around every S3 request handler that writes or deletes an object: moto's
+    condition check and its write then happen as one step. Unconditional writes take it too,
+    else one could land between a conditional write's check and its write (both would get 200,
+    and the conditional one would win, which AWS never does). The request body is read
+    before the handler runs, so the lock holds no network I/O."""
+    from moto.s3.responses import S3Response
+
+    handler: Any = S3Response  # patched in place: moto's own class
+    for name in (
+        "put_object",  # PutObject, If-None-Match / If-Match included
+        "copy_object",  # writes the destination key
+        "delete_object",  # DeleteObject, If-Match included
+        "_key_response_post",  # multipart create/complete (If-None-Match on complete)
+        "_bucket_response_post",  # DeleteObjects, and the browser-form POST upload
+    ):
+        handler_method = getattr(handler, name)
+
+        def locked(self: Any, *args: Any, _method: Any = handler_method, **kwargs: Any) -> Any:
+            with _S3_WRITES:
+                return _method(self, *args, **kwargs)
+
+        setattr(handler, name, locked)
 
 
 def _check_assume_role_trust() -> None:

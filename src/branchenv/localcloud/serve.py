@@ -75,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         "endpoint_url": endpoint_url,
         "functions_url": runner.url,
         "started_at": dt.datetime.now(dt.UTC).isoformat(),
+        fidelity.ATOMIC_CONDITIONAL_WRITES: True,
     }
     tmp = state_dir / "server.json.tmp"
     tmp.write_text(json.dumps(info))

@@ -35,6 +35,7 @@ from typing import Any
 
 from branchenv import extras
 from branchenv.errors import LocalCloudError
+from branchenv.localcloud import fidelity
 from branchenv.targets import Target, is_loopback_host
 
 _CMD_MARKER = "branchenv.localcloud.serve"
@@ -54,6 +55,9 @@ class CloudStatus:
     state_dir: Path
     log_path: Path
     note: str | None = None
+    atomic_conditional_writes: bool = False
+    """The server checks and applies S3 conditional writes as one step (a server started by
+    an older branchenv may not: see :mod:`branchenv.localcloud.fidelity`)."""
 
     def target(self, region: str = "us-east-1") -> Target:
         """The ``local`` target for this running cloud."""
@@ -66,6 +70,7 @@ class CloudStatus:
             region=region,
             endpoint_url=self.endpoint_url,
             functions_url=self.functions_url,
+            atomic_conditional_writes=self.atomic_conditional_writes,
         )
 
 
@@ -318,6 +323,8 @@ class LocalCloud:
             state_dir=self.dir,
             log_path=self.log_path,
             note=note,
+            atomic_conditional_writes=running
+            and info.get(fidelity.ATOMIC_CONDITIONAL_WRITES) is True,
         )
 
     def start(self) -> CloudStatus:

@@ -8,11 +8,14 @@ Precondition Failed`` (S3 conditional writes, strongly consistent on AWS). The h
 writes the claim into the stack's own metadata (what ``ls``, ``pool status`` and the reaper
 read); releasing deletes the object last, once the stack is wiped and marked free again.
 
-The local cloud's S3 (moto) checks the condition and stores the object in two steps, so two
-requests arriving in the same instant could both pass the check. Each claim therefore carries a
-random token and the claimer reads the object back after a short settle: the last write is the
-one that stays, so at most one claimer finds its own token and the others back off. On AWS the
-read-back costs one GET.
+Each claim carries a random token and the claimer reads the object back: only the claimer
+that finds its own token holds the stack (a GET on AWS). Plain moto checks the condition and
+stores the object in two steps, so two requests arriving in the same instant could both pass
+the check; the local cloud branchenv starts serialises S3 writes so they cannot
+(:mod:`branchenv.localcloud.fidelity`, advertised as ``Target.atomic_conditional_writes``).
+On a local cloud that does not say so (one started by an older branchenv and still running)
+the claimer waits a short settle before the read-back: the last write is the one that stays,
+so at most one claimer finds its own token and the others back off.
 
 The same bucket keeps each pool stack's *baseline*, the set of resource addresses it had when
 the pool made it (``baselines/...``): a release compares the stack's addresses against it to
@@ -34,7 +37,8 @@ if TYPE_CHECKING:
     from branchenv.targets import Target
 
 SETTLE_S = 0.25
-"""How long a claimer on the local cloud waits before reading its claim back (see module doc)."""
+"""How long a claimer on a local cloud without atomic conditional writes waits before reading
+its claim back (see module doc)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -152,8 +156,8 @@ class ClaimStore:
             ):
                 return False
             raise
-        if self.target.endpoint_url is not None:
-            self._sleep(SETTLE_S)  # see the module doc: the local cloud's check is not atomic
+        if self.target.endpoint_url is not None and not self.target.atomic_conditional_writes:
+            self._sleep(SETTLE_S)  # see the module doc: this local cloud's check is not atomic
         held = self.read_claim(claim.stack)
         return held is not None and held.token == claim.token
 
