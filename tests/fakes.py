@@ -374,6 +374,7 @@ class FakeEngine:
         return _mask(self._load(program, stack)["outputs"])
 
     def resources(self, *, stack: str, program: Program) -> list[ResourceSummary]:
+        self.calls.append("resources")
         return _summaries(self._load(program, stack)["resources"])
 
     def list_stacks(self, *, program: Program, count_missing: bool = True) -> list[StackSummary]:

@@ -10,7 +10,7 @@ import dataclasses
 import datetime as dt
 import os
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,6 +28,7 @@ if TYPE_CHECKING:
         PlannedStep,
         Program,
         ProgramInputs,
+        ResourceSummary,
         StackSummary,
     )
     from branchenv.gitinfo import BranchInfo
@@ -65,6 +66,10 @@ class UpOutcome:
     metadata: StackMetadata
     duration_s: float
     notes: tuple[str, ...]
+    resources: tuple[ResourceSummary, ...] | None = None
+    """The stack's resources as ``Engine.resources`` reported them at the end of this up (what
+    is gone from the target left out), when it asked; None when it did not. The run's cost
+    estimate prices these instead of asking the engine again."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -517,8 +522,10 @@ def stack_cost(
     metadata: StackMetadata | None,
     now: dt.datetime | None = None,
     prices: PriceTable | None = None,
+    resources: Sequence[ResourceSummary] | None = None,
 ) -> StackCost:
-    """The estimated cost of the branch's stack (``metadata``: what the run already knows)."""
+    """The estimated cost of the branch's stack (``metadata``, ``resources``: what the run
+    already knows; ``resources`` None: asked of the engine)."""
     from branchenv.cost import estimate
 
     return estimate.stack_cost(
@@ -529,6 +536,7 @@ def stack_cost(
         region=ctx.target.region,
         now=now,
         prices=prices,
+        resources=resources,
     )
 
 

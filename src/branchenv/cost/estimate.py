@@ -19,7 +19,7 @@ from branchenv.cost.prices import PriceTable, load_prices
 
 if TYPE_CHECKING:
     from branchenv.config import Settings
-    from branchenv.engines.base import Engine, Program
+    from branchenv.engines.base import Engine, Program, ResourceSummary
     from branchenv.inventory import TaggedResource
     from branchenv.metadata import StackMetadata
 
@@ -223,8 +223,10 @@ def inventory_from_engine(
     program: Program,
     metadata: StackMetadata | None,
     default_region: str,
+    resources: Sequence[ResourceSummary] | None = None,
 ) -> StackInventory:
-    """The stack's resources from the engine's own state (``Engine.resources``)."""
+    """The stack's resources from the engine's own state (``Engine.resources``; ``resources``:
+    what that call returned a moment ago in this run, so it is not asked again)."""
     common: dict[str, Any] = {
         "stack": stack,
         "branch": metadata.branch if metadata else None,
@@ -247,7 +249,9 @@ def inventory_from_engine(
             name=entry.name,
             outputs=dict(entry.outputs),
         )
-        for entry in engine.resources(stack=stack, program=program)
+        for entry in (
+            engine.resources(stack=stack, program=program) if resources is None else resources
+        )
     )
     return StackInventory(items=items, **common)
 
@@ -325,10 +329,17 @@ def stack_cost(
     region: str,
     now: dt.datetime | None = None,
     prices: PriceTable | None = None,
+    resources: Sequence[ResourceSummary] | None = None,
 ) -> StackCost:
-    """The estimated cost of one stack an engine knows (for ``ls``: ``.so_far``)."""
+    """The estimated cost of one stack an engine knows (for ``ls``: ``.so_far``;
+    ``resources``: see :func:`inventory_from_engine`)."""
     inventory = inventory_from_engine(
-        engine, stack=stack, program=program, metadata=metadata, default_region=region
+        engine,
+        stack=stack,
+        program=program,
+        metadata=metadata,
+        default_region=region,
+        resources=resources,
     )
     return estimate_stack(inventory, prices or load_prices(), now=now or dt.datetime.now(dt.UTC))
 

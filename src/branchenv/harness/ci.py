@@ -397,7 +397,7 @@ def estimate_cost(ctx: StackContext, up: UpOutcome, say: Say) -> StackCost | Non
 
     budget = ctx.settings.max_hourly is not None or ctx.settings.max_total is not None
     try:
-        estimate = provision.stack_cost(ctx, metadata=up.metadata)
+        estimate = provision.stack_cost(ctx, metadata=up.metadata, resources=up.resources)
     except Exception as exc:
         if budget:
             raise OperationFailed(

@@ -774,6 +774,7 @@ def apply(
             metadata=metadata,
             duration_s=time.monotonic() - started,
             notes=ctx.notes,
+            resources=tuple(resources),  # the cost estimate's: one existence check per claim
         )
     # Until the update succeeds the stack runs neither version for sure: a later claim must
     # apply its program whatever it is.
