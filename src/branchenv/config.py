@@ -121,6 +121,9 @@ class Settings:
     """What `up --pool` does when the pool is empty: ``fail`` (exit 1) or ``cold``."""
     pool_ttl: str = "7d"
     """How long a free pool stack lives (counted again from each release)."""
+    pool_refill: str = "background"
+    """A pool stack destroyed on release: ``background`` (a detached refill replaces it at
+    once) or ``off`` (the next ``pool fill`` does)."""
     sources: dict[str, str] = dataclasses.field(default_factory=dict)
 
     @property
@@ -495,6 +498,7 @@ _CHECKS: dict[str, Callable[[object], Any]] = {
     "pool": _bool,
     "pool_fallback": _choice(("fail", "cold")),
     "pool_ttl": _ttl,
+    "pool_refill": _choice(("background", "off")),
 }
 _LIST_KEYS = frozenset({"protected_patterns", "allowed_account_ids"})
 assert set(_CHECKS) == set(SETTING_NAMES), "every setting needs a check"

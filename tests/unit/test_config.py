@@ -92,6 +92,7 @@ def test_defaults_when_no_source_sets_anything(tmp_path: Path) -> None:
         "pool": False,
         "pool_fallback": "fail",
         "pool_ttl": "7d",
+        "pool_refill": "background",
     }
     assert s.sources == dict.fromkeys(SETTING_NAMES, "default")
 

@@ -94,6 +94,7 @@ def test_pool_size_per_target(tmp_path: Path, text: str, local: int, aws: int) -
         ('pool_fallback = "warm"', "pool_fallback"),
         ('pool = "maybe"', "pool"),
         ('pool_ttl = "forever"', "pool_ttl"),
+        ('pool_refill = "sometimes"', "pool_refill"),
     ],
 )
 def test_bad_pool_settings_are_one_line_naming_the_key(
@@ -112,10 +113,13 @@ def test_pool_settings_from_the_environment(tmp_path: Path) -> None:
             "BRANCHENV_POOL_SIZE": "local=2,aws=1",
             "BRANCHENV_POOL": "true",
             "BRANCHENV_POOL_FALLBACK": "cold",
+            "BRANCHENV_POOL_REFILL": "off",
         },
     )
     assert settings.pool_size_for("local") == 2 and settings.pool_size_for("aws") == 1
     assert settings.pool is True and settings.pool_fallback == "cold"
+    assert settings.pool_refill == "off"
+    assert load_settings(cwd=tmp_path, env={}).pool_refill == "background"
 
 
 BASE = StackMetadata.create(
