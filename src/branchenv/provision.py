@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from branchenv.harness.teardown import RetryPolicy
     from branchenv.metadata import StackMetadata
     from branchenv.naming import StackNames
+    from branchenv.pool.refill import Refill
     from branchenv.targets import Target
 
 PROFILES = ("ephemeral", "prodlike")
@@ -103,6 +104,9 @@ class DownOutcome:
     """Why the leak check could not run (None when it ran)."""
     released: bool = False
     """The branch held a warm-pool stack: it was wiped and returned to its pool."""
+    refill: Refill | None = None
+    """The branch's pool stack was destroyed instead: its pool's background refill
+    (:mod:`branchenv.pool.refill`)."""
 
 
 @dataclasses.dataclass(frozen=True)

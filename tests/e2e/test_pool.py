@@ -180,17 +180,144 @@ def test_a_released_stack_holds_nothing_of_its_previous_claimant(project: UserPr
         project.ok("down", "--branch", b)
 
         # A claimant whose program changes the resource graph gets the stack destroyed on
-        # release, never returned; the next fill replaces it.
-        project.write_program(POOL_PROGRAM + 'aws.sqs.Queue("extra", name=f"{prefix}-extra")\n')
+        # release, never returned; with pool_refill = "off" the next fill replaces it (the
+        # background refill: test_a_stack_destroyed_on_release_is_replaced_in_the_background).
+        project.write_program(POOL_PROGRAM + EXTRA_QUEUE)
         project.json("up", "--pool", "--branch", a)
-        gone = cli_result(project.ok("down", "--branch", a, "--json").stdout)
+        gone = cli_result(
+            project.ok("down", "--branch", a, "--json", BRANCHENV_POOL_REFILL="off").stdout
+        )
         assert gone["released"] is False and gone["removed"] is True
-        assert project.json("pool", "status")["stacks"] == []
+        assert gone["refill"]["status"] == "off" and gone["refill"]["pid"] is None
+        status = project.json("pool", "status")
+        assert status["stacks"] == [] and status["refill"]["running"] is False
         names = {q.rsplit("/", 1)[-1] for q in sqs.list_queues().get("QueueUrls", [])}
         assert not any(n.startswith(first["stack"]) for n in names)
     finally:
         for br in (a, b):
             project.run("down", "--branch", br)
+
+
+EXTRA_QUEUE = 'aws.sqs.Queue("extra", name=f"{prefix}-extra")\n'
+
+
+def _pool_settled(project: UserProject, *, size: int, **env: str) -> dict[str, Any]:
+    """`pool status` once the pool holds ``size`` free stacks and no refill runs (polled with a
+    deadline; how fast it gets there is the benchmarks' business, not this test's)."""
+    deadline = time.monotonic() + 300
+    while True:
+        status: dict[str, Any] = project.json("pool", "status", **env)
+        free = [s for s in status["stacks"] if s["state"] == "free"]
+        if len(free) == size and not status["refill"]["running"]:
+            return status
+        assert time.monotonic() < deadline, status
+        time.sleep(1)
+
+
+def test_a_stack_destroyed_on_release_is_replaced_in_the_background(
+    project: UserProject,
+) -> None:
+    """Two claimants whose program adds a resource release at once: both stacks are destroyed,
+    one refill runs (the other release finds it running, or starts it if it already ended),
+    and the pool comes back to its size, never more, without anyone running `pool fill`."""
+    two = {"BRANCHENV_POOL_SIZE": "2"}
+    made = project.json("pool", "fill", **two)["created"]
+    assert len(made) == 2
+    a, b = f"feature/a-{uuid.uuid4().hex[:6]}", f"feature/b-{uuid.uuid4().hex[:6]}"
+    try:
+        project.write_program(POOL_PROGRAM + EXTRA_QUEUE)
+        held = {project.json("up", "--pool", "--branch", br, **two)["stack"] for br in (a, b)}
+        assert held == set(made)
+        downs = [
+            subprocess.Popen(
+                [str(EXE), "down", "--branch", br, *(["--json"] if br == a else [])],
+                cwd=project.root,
+                env=subprocess_env(BRANCHENV_STATE_DIR=str(project.state_dir), **two),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for br in (a, b)
+        ]
+        (out_a, err_a), (out_b, err_b) = (p.communicate(timeout=240) for p in downs)
+        assert [p.returncode for p in downs] == [0, 0], (err_a, err_b)
+        gone = cli_result(out_a)
+        assert gone["removed"] is True and gone["released"] is False
+        refill = gone["refill"]
+        assert refill["status"] in ("started", "running"), refill
+        log = Path(refill["log"])
+        assert log.parent.parent == project.state_dir.resolve()  # under the state dir
+        # The human `down` says what became of the replacement, pid and log included.
+        said = [line for line in out_b.splitlines() if "background refill of pool" in line]
+        assert len(said) == 1 and str(log) in said[0], out_b
+        assert "started (pid " in said[0] or "running already (pid " in said[0]
+        assert refill["status"] == "started" or "started (pid " in said[0]  # one started it
+
+        status = _pool_settled(project, size=2, **two)
+        assert sorted(s["stack"] for s in status["stacks"]) == sorted(made)
+        text = log.read_text()
+        assert "created" in text and all(stack in text for stack in made), text
+        from branchenv.targets import LOCAL_SECRET_KEY
+
+        assert LOCAL_SECRET_KEY not in text and "Traceback" not in text
+    finally:
+        for br in (a, b):
+            project.run("down", "--branch", br, **two)
+        project.write_program(POOL_PROGRAM)
+        project.run("pool", "drain", "--yes", **two)
+
+
+def test_a_fill_killed_mid_create_leaves_nothing_behind(project: UserProject) -> None:
+    """A filler (the background refill is one) killed while it makes a stack, as a CI runner
+    kills orphans at job end: the half-made stack stays held by the dead fill's claim (nobody
+    claims it), `pool status` says it is unfinished, the next fill finishes it, and a drain
+    leaves none of its resources."""
+    import os
+    import signal
+
+    from branchenv.pool import member_names
+
+    name = (project.root / "Pulumi.yaml").read_text().split()[1]
+    stack = member_names(f"{name}-pool", 1)
+    project.ok("cloud", "start")
+    target = project.target()
+    s3, sqs = target.client("s3"), target.client("sqs")
+    for _attempt in range(3):
+        filler = subprocess.Popen(
+            [str(EXE), "pool", "fill"],
+            cwd=project.root,
+            env=subprocess_env(BRANCHENV_STATE_DIR=str(project.state_dir)),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 180
+        while filler.poll() is None and time.monotonic() < deadline:
+            if any(b["Name"] == f"{stack}-data" for b in s3.list_buckets()["Buckets"]):
+                os.killpg(filler.pid, signal.SIGKILL)  # its first resource exists: mid-create
+                break
+            time.sleep(0.05)
+        filler.wait(timeout=60)
+        [member] = project.json("pool", "status")["stacks"]
+        if member["state"] == "unfinished":
+            break
+        project.ok("pool", "drain", "--yes")  # it finished before the kill: once more
+    assert filler.returncode == -signal.SIGKILL and member["state"] == "unfinished", member
+    br = f"feature/x-{uuid.uuid4().hex[:6]}"
+    try:
+        lost = project.run("up", "--pool", "--branch", br)
+        assert lost.returncode == 1 and "is empty" in lost.stderr  # a half-made stack: never
+        done = project.json("pool", "fill")
+        assert done["created"] == [stack], done
+        out = project.json("up", "--pool", "--branch", br)["outputs"]
+        assert out["queue_url"] and sqs.get_queue_url(QueueName=f"{stack}-jobs")
+        project.ok("down", "--branch", br)
+    finally:
+        project.run("down", "--branch", br)
+    project.ok("pool", "drain", "--yes")
+    assert not [b for b in s3.list_buckets()["Buckets"] if b["Name"].startswith(stack)]
+    queues = sqs.list_queues(QueueNamePrefix=stack).get("QueueUrls", [])
+    assert not queues, queues
 
 
 CI_SUITE = """

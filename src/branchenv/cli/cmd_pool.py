@@ -107,6 +107,8 @@ def status(
         idle = "n/a" if st.idle_hourly is None else f"${money(st.idle_hourly, 4)}/h"
         extra = f" (a lower bound; unpriced: {', '.join(st.unpriced)})" if st.unpriced else ""
         typer.echo(f"idle burn rate: {idle}{extra}")
+        if st.refill is not None and st.refill.running:
+            typer.echo(f"background refill running: pid {st.refill.pid} (log {st.refill.log})")
 
     render.emit(st, as_json=as_json, human=human)
 

@@ -218,5 +218,7 @@ def _show(report: object, fmt: str, *, error: BranchenvError | None = None) -> N
     if report.remote is None:
         common.note("branch-deleted rule not checked; pass `--remote origin` to check it")
     typer.echo(summary_line(report))
+    for refill in report.refills:
+        typer.echo(refill.describe())
     if report.next_step:
         typer.echo(report.next_step)

@@ -450,6 +450,8 @@ def down(
             )
         if outcome.leak_check is not None:
             render.status(f"warning: {outcome.leak_check}")
+        if outcome.refill is not None:
+            typer.echo(outcome.refill.describe())
 
     render.emit(outcome, as_json=as_json, human=human)
     _exit_if_signalled(guard.received, f"`down` finished first (stack {outcome.stack})")

@@ -115,13 +115,19 @@ def teardown(
     )
 
 
-def release_claim(ctx: StackContext, metadata: StackMetadata, *, say: Say) -> TeardownOutcome:
+def release_claim(
+    ctx: StackContext,
+    metadata: StackMetadata,
+    *,
+    say: Say,
+    env: Mapping[str, str] | None = None,
+) -> TeardownOutcome:
     """The end of a pooled run: the claimed stack is wiped, verified empty and returned to its
-    pool (``released``), or destroyed when it cannot be (``destroyed``; ``failed`` if that
-    failed too)."""
+    pool (``released``), or destroyed when it cannot be (``destroyed``, with the pool's
+    background refill started: ``refill``; ``failed`` if the destroy failed too)."""
     from branchenv.pool import release
 
-    done = release(ctx, metadata, say=say)
+    done = release(ctx, metadata, say=say, env=env)
     if done.status == "failed":
         return TeardownOutcome(
             status="failed", attempts=1, duration_s=done.duration_s, error=done.reason
@@ -130,6 +136,7 @@ def release_claim(ctx: StackContext, metadata: StackMetadata, *, say: Say) -> Te
         status="released" if done.status == "returned" else "destroyed",
         attempts=1,
         duration_s=done.duration_s,
+        refill=done.refill,
     )
 
 
@@ -338,7 +345,9 @@ def run_ci(
                 # A claimed pool stack goes back (wiped) whatever happened, even when `up`
                 # never ran or refused: the claim is this run's.
                 with phases.run("teardown", f"release: {ctx.names.stack} to its pool"):
-                    outcome_td = guard.shielded(lambda: release_claim(ctx, claimed, say=say))
+                    outcome_td = guard.shielded(
+                        lambda: release_claim(ctx, claimed, say=say, env=env)
+                    )
             elif (
                 not up_started
                 or isinstance(error, StackLocked)

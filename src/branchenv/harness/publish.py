@@ -27,6 +27,7 @@ from branchenv.text import plural
 if TYPE_CHECKING:
     from branchenv.cifold import Annotator
     from branchenv.cost.estimate import StackCost
+    from branchenv.pool.refill import Refill
     from branchenv.provision import StackContext
 
 
@@ -79,7 +80,9 @@ class TeardownOutcome:
     and ``remaining`` lists what is left) | ``leaked`` (destroyed, but the leak check found
     resources still carrying the stack's tag: ``leaked``). ``leak_check`` says why the leak
     check could not run (None when it ran). ``released``: a claimed warm-pool stack went back
-    to its pool, wiped and verified empty (:mod:`branchenv.pool`).
+    to its pool, wiped and verified empty (:mod:`branchenv.pool`); a claimed one that could not
+    go back is ``destroyed`` and ``refill`` says what became of its replacement (the pool's
+    background refill, :mod:`branchenv.pool.refill`).
     """
 
     status: str
@@ -92,6 +95,7 @@ class TeardownOutcome:
     leaked: tuple[str, ...] = ()
     leak_check: str | None = None
     existed: bool = False
+    refill: Refill | None = None
 
     def summary(self) -> str:
         """One cell for the run summary: what happened, and the leak count."""
@@ -106,6 +110,8 @@ class TeardownOutcome:
         )
         if self.leak_check is not None:
             text += f" ({self.leak_check})"
+        if self.refill is not None:
+            text += f"; {self.refill.describe()}"
         return text
 
 

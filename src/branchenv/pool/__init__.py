@@ -11,7 +11,8 @@ Release (``down``, the end of ``ci``, the reaper once a claim expires): the stac
 wiped per resource type and verified empty (:mod:`branchenv.pool.wipe`), then the stack goes
 back to the pool. When the claimant's program changed the resource graph (its addresses differ
 from the pool's baseline), or a resource type may hold data no wiper knows, the stack is
-destroyed through the one teardown path instead; the next ``pool fill`` replaces it.
+destroyed through the one teardown path instead, and a detached refill replaces it
+(:mod:`branchenv.pool.refill`; ``pool_refill = "off"``: the next ``pool fill`` does).
 
 Nothing here names an engine: stacks are read and written through the Engine protocol.
 """
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
     from branchenv.engines.base import Engine, Program
     from branchenv.harness.teardown import RetryPolicy
     from branchenv.metadata import StackMetadata
+    from branchenv.pool.refill import Refill, RefillState
     from branchenv.pool.wipe import Wiped
     from branchenv.provision import DownOutcome, StackContext, UpOutcome
     from branchenv.targets import Target
@@ -52,6 +54,9 @@ DEFAULT_POOL_TTL = "7d"
 
 MAX_POOL_SIZE = 20
 
+FILL_CLAIM = "(pool fill)"
+"""The branch of the service claim ``pool fill`` holds on a stack it makes."""
+
 
 class PoolEmpty(OperationFailed):
     """No free stack in the pool and ``pool_fallback = "fail"`` (exit 1)."""
@@ -63,7 +68,9 @@ class PoolStack:
 
     stack: str
     state: str
-    """``free`` | ``claimed`` | ``pending`` (marked reap-pending) | ``attention``."""
+    """``free`` | ``claimed`` | ``pending`` (marked reap-pending) | ``attention`` | ``making``
+    (a ``pool fill`` is making it) | ``unfinished`` (the fill making it died: the next fill
+    finishes it)."""
     claimed_by: str | None
     claimed_owner: str | None
     expires_at: dt.datetime | None
@@ -83,6 +90,8 @@ class PoolStatus:
     stacks: tuple[PoolStack, ...]
     idle_hourly: Decimal | None
     unpriced: tuple[str, ...] = ()
+    refill: RefillState | None = None
+    """The pool's background refill: whether one runs now (its pid) and its log."""
 
     @property
     def free(self) -> int:
@@ -121,6 +130,9 @@ class ReleaseOutcome:
     wiped: tuple[Wiped, ...] = ()
     reason: str | None = None
     duration_s: float = 0.0
+    refill: Refill | None = None
+    """A destroyed stack's replacement: the background refill this release started (or found
+    running, or did not start: ``pool_refill = "off"``); None when nothing was destroyed."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -225,15 +237,19 @@ def fill(
     provision.check_profile(profile)
     started = time.monotonic()
     pool = pool_name(ctx)
-    present = {stack for stack, md, _, _ in _members(ctx) if md is not None}
-    missing: list[str] = []
+    store = store_for(ctx)
+    members = _members(ctx)
+    # A member a filler was making when it died (its service claim's maker is gone) is made
+    # again: its up converges what it left, and it counts toward the size like any member.
+    stale = _unfinished(store, members)
+    present = {stack for stack, md, _, _ in members if md is not None and stack not in stale}
+    missing: list[str] = sorted(stale)
     n = 1
     while len(present) + len(missing) < wanted:
         name = member_names(pool, n)
-        if name not in present:
+        if name not in present and name not in stale:
             missing.append(name)
         n += 1
-    store = store_for(ctx)
     owner = detect_owner(env=os.environ if env is None else env, cwd=ctx.settings.project_dir)
     commit = current_commit(ctx.settings.project_dir)
 
@@ -262,12 +278,15 @@ def fill(
         )
         md = dataclasses.replace(md, pool=pool)
         # Held by the filler until it is ready: nobody claims a stack that is half made.
-        store.forget(stack)  # whatever a stack of that name left before
-        if not store.try_claim(_service_claim(stack, "(pool fill)")):
+        if stack in stale:
+            store.release_if(stale[stack])  # its dead maker's claim, unless taken over since
+        else:
+            store.forget(stack)  # whatever a stack of that name left before
+        if not store.try_claim(_service_claim(stack, FILL_CLAIM)):
             raise OperationFailed(
                 f"stack {stack} is being made by another `branchenv pool fill`; let it finish"
             )
-        say(f"pool {pool}: creating {stack}")
+        say(f"pool {pool}: {'finishing' if stack in stale else 'creating'} {stack}")
         provision.up(
             member,
             profile=profile,
@@ -310,7 +329,14 @@ def status(ctx: StackContext, *, now: dt.datetime | None = None) -> PoolStatus:
     idle = Decimal(0)
     priced = False
     unpriced: set[str] = set()
-    for stack, md, count, attention in _members(ctx):
+    members = _members(ctx)
+    store = store_for(ctx)
+    held_by_fill = (
+        {s: c for s, c in store.claims().items() if c is not None and c.branch == FILL_CLAIM}
+        if any(md is not None and md.claimed_by is None for _, md, _, _ in members)
+        else {}
+    )
+    for stack, md, count, attention in members:
         hourly: Decimal | None = None
         if md is not None and attention is None:
             cost = estimate_stack(
@@ -334,6 +360,8 @@ def status(ctx: StackContext, *, now: dt.datetime | None = None) -> PoolStatus:
             if md.reap_pending
             else "claimed"
             if md.claimed_by is not None
+            else ("unfinished" if maker_gone(held_by_fill[stack], now=now) else "making")
+            if stack in held_by_fill
             else "free"
         )
         if state == "free" and hourly is not None:
@@ -350,19 +378,38 @@ def status(ctx: StackContext, *, now: dt.datetime | None = None) -> PoolStatus:
                 hourly=hourly,
             )
         )
+    from branchenv.pool import refill
+
+    pool = pool_name(ctx)
     return PoolStatus(
-        pool=pool_name(ctx),
+        pool=pool,
         target=ctx.target.name,
         engine=ctx.engine.name,
         size=pool_size(ctx),
         stacks=tuple(stacks),
         idle_hourly=idle if priced else None,
         unpriced=tuple(sorted(unpriced)),
+        refill=refill.state(
+            ctx.settings, pool=pool, target=ctx.target.name, engine=ctx.engine.name
+        ),
     )
 
 
 def drain(ctx: StackContext, *, yes: bool, say: Say) -> DrainOutcome:
-    """Destroy the pool's free stacks (dry run unless ``yes``); claimed ones stay."""
+    """Destroy the pool's free stacks (dry run unless ``yes``); claimed ones stay. With
+    ``yes``, a running background refill is waited for first, and none starts meanwhile."""
+    pool = pool_name(ctx)
+    if not yes:
+        return _drain(ctx, yes=False, say=say)
+    from branchenv.pool import refill
+
+    with refill.held(
+        ctx.settings, pool=pool, target=ctx.target.name, engine=ctx.engine.name, say=say
+    ):
+        return _drain(ctx, yes=True, say=say)
+
+
+def _drain(ctx: StackContext, *, yes: bool, say: Say) -> DrainOutcome:
     from branchenv.harness.teardown import INTERACTIVE, destroy_stack
 
     pool = pool_name(ctx)
@@ -397,19 +444,66 @@ def drain(ctx: StackContext, *, yes: bool, say: Say) -> DrainOutcome:
     )
 
 
+SERVICE_CLAIM_LIFETIME = dt.timedelta(hours=1)
+"""How long a service claim holds a stack for its maker (after that it is the maker's no more:
+a fill takes the stack over)."""
+
+
 def _service_claim(stack: str, what: str) -> Claim:
-    """A claim branchenv itself holds while it makes or destroys a pool stack."""
+    """A claim branchenv itself holds while it makes or destroys a pool stack; its ``maker``
+    names this process (host, pid, start time)."""
+    import socket
+
+    from branchenv.harness.watchdog import start_time
     from branchenv.metadata import format_timestamp
 
     now = _now()
+    me = os.getpid()
     return Claim(
         stack=stack,
         branch=what,
         owner="branchenv",
         claimed_at=format_timestamp(now),
-        expires_at=format_timestamp(now + dt.timedelta(hours=1)),
+        expires_at=format_timestamp(now + SERVICE_CLAIM_LIFETIME),
         token=new_token(),
+        maker=f"{socket.gethostname()} {me} {start_time(me) or '-'}",
     )
+
+
+def maker_gone(claim: Claim, *, now: dt.datetime | None = None) -> bool:
+    """Whether the process that took a service claim is gone: the claim expired, or its maker
+    ran on this host and that process (pid and start time) no longer runs. A maker on another
+    host is trusted until the claim expires."""
+    import socket
+
+    from branchenv.harness.watchdog import alive
+    from branchenv.metadata import parse_timestamp
+
+    try:
+        if parse_timestamp(claim.expires_at) <= (now or _now()):
+            return True
+    except ValueError:
+        return True
+    host, _, rest = claim.maker.partition(" ")
+    pid, _, started = rest.partition(" ")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    return not alive(int(pid), int(started) if started.isdigit() else None)
+
+
+def _unfinished(store: ClaimStore, members: list[Member]) -> dict[str, Claim]:
+    """Members a ``pool fill`` was making when it died: free in their metadata, held by a
+    fill's service claim whose maker is gone (stack -> that claim)."""
+    found: dict[str, Claim] = {}
+    candidates = [s for s, md, _, _ in members if md is not None and md.claimed_by is None]
+    if not candidates:
+        return found
+    claims = store.claims()
+    for stack in candidates:
+        record = claims.get(stack)
+        if record is not None and record.branch == FILL_CLAIM and maker_gone(record):
+            found[stack] = record
+    return found
 
 
 # --- claim / release ------------------------------------------------------------------------
@@ -529,10 +623,14 @@ def release(
     *,
     say: Say,
     sleep: Callable[[float], None] = time.sleep,
+    env: Mapping[str, str] | None = None,
 ) -> ReleaseOutcome:
     """Wipe the claimed stack ``ctx`` points at, verify it empty, and return it to the pool;
-    destroy it instead when its resource graph changed or a type cannot be wiped."""
-    return release_stack(
+    destroy it instead when its resource graph changed or a type cannot be wiped, and then
+    start the pool's background refill (:mod:`branchenv.pool.refill`; not waited for)."""
+    from branchenv.pool import refill
+
+    done = release_stack(
         ctx.engine,
         program=ctx.program,
         target=ctx.target,
@@ -542,6 +640,11 @@ def release(
         say=say,
         sleep=sleep,
     )
+    if done.status != "destroyed":
+        return done
+    started = refill.start_for(ctx, pool=metadata.pool or pool_name(ctx), env=env)
+    say(started.describe())
+    return dataclasses.replace(done, refill=started)
 
 
 def release_stack(
@@ -629,7 +732,7 @@ def release_stack(
             time.monotonic() - started,
         )
     store.forget(stack)
-    say(f"{stack} destroyed; `branchenv pool fill` makes its replacement")
+    say(f"{stack} destroyed")
     return ReleaseOutcome(stack, "destroyed", tuple(wiped), reason, time.monotonic() - started)
 
 
@@ -804,12 +907,14 @@ def redirect(ctx: StackContext) -> StackContext:
     return mine[0] if mine is not None else ctx
 
 
-def release_held(ctx: StackContext, *, say: Say) -> ReleaseOutcome | None:
+def release_held(
+    ctx: StackContext, *, say: Say, env: Mapping[str, str] | None = None
+) -> ReleaseOutcome | None:
     """Release the pool stack the branch holds (None when it holds none)."""
     mine = held(ctx)
     if mine is None:
         return None
-    return release(mine[0], mine[1], say=say)
+    return release(mine[0], mine[1], say=say, env=env)
 
 
 def outputs(ctx: StackContext) -> dict[str, Any]:
@@ -856,4 +961,5 @@ def down(
         duration_s=outcome.duration_s,
         notes=(*ctx.notes, note),
         released=outcome.status == "returned",
+        refill=outcome.refill,
     )

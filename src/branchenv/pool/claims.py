@@ -51,6 +51,9 @@ class Claim:
     claimed_at: str
     expires_at: str
     token: str
+    maker: str = ""
+    """Who holds it, for a claim branchenv holds itself while it makes a stack: ``<host> <pid>
+    <start time>`` (so a fill on that host can tell the maker died); empty for a branch's."""
 
     def to_json(self) -> bytes:
         return json.dumps(dataclasses.asdict(self), sort_keys=True).encode()
@@ -59,8 +62,14 @@ class Claim:
     def from_json(cls, raw: bytes) -> Claim | None:
         try:
             data = json.loads(raw)
-            return cls(**{f.name: str(data[f.name]) for f in dataclasses.fields(cls)})
-        except (ValueError, KeyError, TypeError):
+            return cls(
+                **{
+                    f.name: str(data[f.name])
+                    for f in dataclasses.fields(cls)
+                    if f.name in data or f.default is dataclasses.MISSING
+                }
+            )
+        except (ValueError, KeyError, TypeError, AttributeError):
             return None
 
 
@@ -176,6 +185,13 @@ class ClaimStore:
     def release(self, stack: str) -> None:
         """Delete the stack's claim object: from now on another claimer can get it."""
         self.s3.delete_object(Bucket=self.bucket, Key=self._key("claims", stack))
+
+    def release_if(self, claim: Claim) -> None:
+        """Delete the stack's claim object only while it is still ``claim`` (its token): a
+        claim someone took over meanwhile stays."""
+        held = self.read_claim(claim.stack)
+        if held is not None and held.token == claim.token:
+            self.release(claim.stack)
 
     def claims(self) -> dict[str, Claim | None]:
         """Every claim object of the project's pools, by stack (None: unreadable record)."""

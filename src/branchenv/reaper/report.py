@@ -17,6 +17,7 @@ from branchenv.metadata import format_duration, format_timestamp
 from branchenv.text import plural
 
 if TYPE_CHECKING:
+    from branchenv.pool.refill import Refill
     from branchenv.reaper.run import ReapResult
 
 
@@ -120,6 +121,8 @@ class ReapReport:
     pairs: tuple[PairRow, ...] = ()
     """Every pair of an organisation-wide run, grouped by account then region."""
     accounts: tuple[AccountRow, ...] = ()
+    refills: tuple[Refill, ...] = ()
+    """Background refills started for pools whose claimed stacks were destroyed."""
 
 
 def build_report(result: ReapResult) -> ReapReport:
@@ -223,6 +226,7 @@ def build_report(result: ReapResult) -> ReapReport:
         leaked=sum(len(r.leaked) for r in reaped),
         pairs=pairs,
         accounts=accounts,
+        refills=result.refills,
     )
 
 

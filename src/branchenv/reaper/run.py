@@ -38,7 +38,8 @@ if TYPE_CHECKING:
     from branchenv.engines.base import Engine, OutputSink, Program
     from branchenv.harness.teardown import RetryPolicy
     from branchenv.metadata import StackMetadata
-    from branchenv.reaper.executor import Outcome
+    from branchenv.pool.refill import Refill
+    from branchenv.reaper.executor import Outcome, ReapJob
     from branchenv.reaper.org import PairPlan, Scope
     from branchenv.targets import Target
 
@@ -117,6 +118,9 @@ class ReapResult:
     failed_pairs: dict[tuple[str, str], str] = dataclasses.field(default_factory=dict)
     """(account, region) -> why the pair failed when acting (its role denied since the plan,
     say); pairs that failed while planning are in ``plan.pairs``."""
+    refills: tuple[Refill, ...] = ()
+    """The background refills started for pools whose claimed stacks were destroyed instead
+    of released (one per pool: :mod:`branchenv.pool.refill`)."""
 
     def pair_errors(self) -> dict[tuple[str, str], str]:
         """Every failed pair, with its reason (planning first, then acting)."""
@@ -614,6 +618,7 @@ def execute(
         sleep=sleep,
         on_output=on_output,
     )
+    refills = _refill_pools(jobs, outcomes, settings=settings, target=target, on_output=on_output)
     swept: list[SweepOutcome] = []
     if reap_plan.orphans is not None and reap_plan.orphans.orphans:
         swept = sweep(
@@ -623,7 +628,51 @@ def execute(
             sleep=sleep,
             on_output=on_output,
         )
-    return ReapResult(plan=reap_plan, acted=True, outcomes=tuple(outcomes), swept=tuple(swept))
+    return ReapResult(
+        plan=reap_plan,
+        acted=True,
+        outcomes=tuple(outcomes),
+        swept=tuple(swept),
+        refills=refills,
+    )
+
+
+def _refill_pools(
+    jobs: Sequence[ReapJob],
+    outcomes: Sequence[Outcome],
+    *,
+    settings: Settings,
+    target: Target,
+    on_output: OutputSink | None,
+) -> tuple[Refill, ...]:
+    """Start one background refill per pool that lost a claimed stack: the release found it
+    could not go back and destroyed it (a free pool stack reaped at its TTL is not refilled:
+    that pool is one nobody uses)."""
+    from branchenv.pool import refill
+    from branchenv.programs import DEFAULT_PROGRAM
+    from branchenv.reaper.executor import Status
+
+    pools: dict[tuple[str, str, str], str | None] = {}
+    for job, outcome in zip(jobs, outcomes, strict=True):
+        md = job.metadata
+        if (
+            md is None
+            or md.pool is None
+            or md.claimed_by is None
+            or md.reap_pending
+            or job.target is not None  # another region's: its pool is filled there
+            or outcome.status != Status.DESTROYED
+        ):
+            continue
+        name = None if job.program.name == DEFAULT_PROGRAM else job.program.name
+        pools[(md.pool, job.engine.name, job.program.name)] = name
+    started = []
+    for (pool, engine, _), program in sorted(pools.items()):
+        done = refill.start(settings, pool=pool, target=target.name, engine=engine, program=program)
+        if on_output is not None:
+            on_output(done.describe())
+        started.append(done)
+    return tuple(started)
 
 
 def _execute_org(
