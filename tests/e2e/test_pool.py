@@ -378,3 +378,24 @@ def test_the_reaper_releases_an_expired_claim_back_to_the_pool(project: UserProj
         assert not s3.list_object_versions(Bucket=out["bucket"]).get("Versions")
     finally:
         project.run("down", "--branch", br)
+
+
+def test_the_reaper_refills_a_pool_whose_expired_claim_it_had_to_destroy(
+    project: UserProject,
+) -> None:
+    pool_stack = project.json("pool", "fill")["created"][0]
+    br = f"feature/gone-{uuid.uuid4().hex[:6]}"
+    try:
+        project.write_program(POOL_PROGRAM + EXTRA_QUEUE)
+        project.json("up", "--pool", "--branch", br, "--ttl", "1s")
+        time.sleep(1.5)
+        reap = project.json("reap", "--yes")
+        [row] = [r for r in reap["reaped"] if r["stack"] == pool_stack]
+        assert row["status"] == "destroyed", row
+        [refill] = reap["refills"]
+        assert refill["status"] == "started" and refill["pid"], refill
+        [member] = _pool_settled(project, size=1)["stacks"]
+        assert member["stack"] == pool_stack
+    finally:
+        project.run("down", "--branch", br)
+        project.write_program(POOL_PROGRAM)
