@@ -77,3 +77,32 @@ def test_ls_cost_and_reap_cover_every_configured_program(tmp_path: Path) -> None
         run(root, "down")
         run(root, "down", "--program", "jobs")
         run(root, "cloud", "stop")
+
+
+def test_pool_commands_act_on_the_program_named_by_program(tmp_path: Path) -> None:
+    """`pool fill|status|drain --program NAME` work on NAME's pool (the flag was accepted and
+    ignored: every pool command acted on the default program's pool)."""
+    root = tmp_path / "mono"
+    for name in ("web", "jobs"):
+        (root / name).mkdir(parents=True)
+        (root / name / "Pulumi.yaml").write_text(f"name: mono-{name}\nruntime: python\n")
+        (root / name / "__main__.py").write_text(textwrap.dedent(PROGRAM.format(name=name)))
+    (root / "branchenv.toml").write_text(
+        'program = "web"\npool_refill = "off"\n\n[programs.jobs]\npath = "jobs"\n'
+        'engine = "inprocess"\n'
+    )
+    subprocess.run(["git", "init", "-q", "-b", "feature/pool", str(root)], check=True)
+    try:
+        filled = ok_json(root, "pool", "fill", "--size", "1", "--program", "jobs")
+        assert len(filled["created"]) == 1
+        rows = ok_json(root, "ls")
+        assert [r["program"] for r in rows] == ["jobs"]
+        jobs = ok_json(root, "pool", "status", "--program", "jobs")
+        assert [s["stack"] for s in jobs["stacks"]] == filled["created"]
+        assert ok_json(root, "pool", "status")["stacks"] == []  # web's pool: none made
+        drained = ok_json(root, "pool", "drain", "--yes", "--program", "jobs")
+        assert drained["destroy"] == filled["created"]
+        assert ok_json(root, "ls") == []
+    finally:
+        run(root, "pool", "drain", "--yes", "--program", "jobs")
+        run(root, "cloud", "stop")

@@ -34,7 +34,14 @@ def _context(
 
     settings = common.load(target=target, engine=engine)
     # The pool's own stacks are named for the pool; the branch only names the caller.
-    return resolve(settings, branch="pool", target=None, engine=None, start_local_cloud=start)
+    return resolve(
+        settings,
+        branch="pool",
+        target=None,
+        engine=None,
+        start_local_cloud=start,
+        program=program,
+    )
 
 
 @pool_app.command("fill", epilog=epilog())
