@@ -243,6 +243,7 @@ def fill(
     # again: its up converges what it left, and it counts toward the size like any member.
     stale = _unfinished(store, members)
     present = {stack for stack, md, _, _ in members if md is not None and stack not in stale}
+    listed = {stack for stack, _, _, _ in members}
     missing: list[str] = sorted(stale)
     n = 1
     while len(present) + len(missing) < wanted:
@@ -280,12 +281,24 @@ def fill(
         # Held by the filler until it is ready: nobody claims a stack that is half made.
         if stack in stale:
             store.release_if(stale[stack])  # its dead maker's claim, unless taken over since
-        else:
-            store.forget(stack)  # whatever a stack of that name left before
-        if not store.try_claim(_service_claim(stack, FILL_CLAIM)):
-            raise OperationFailed(
-                f"stack {stack} is being made by another `branchenv pool fill`; let it finish"
+        mine = _service_claim(stack, FILL_CLAIM)
+        if not store.try_claim(mine):
+            # Another fill that listed it missing too may hold it: never take that over. A
+            # record a destroyed stack of that name left (no stack, no live fill) is dropped.
+            held = store.read_claim(stack)
+            leftover = (
+                held is not None
+                and stack not in listed
+                and (held.branch != FILL_CLAIM or maker_gone(held))
             )
+            if leftover and held is not None:
+                store.release_if(held)
+            if not (leftover and store.try_claim(mine)):
+                raise OperationFailed(
+                    f"stack {stack} is being made by another `branchenv pool fill`; let it finish"
+                )
+        if stack not in stale:
+            store.forget(stack, claim=False)  # what a stack of that name left, under the claim
         say(f"pool {pool}: {'finishing' if stack in stale else 'creating'} {stack}")
         provision.up(
             member,

@@ -246,7 +246,8 @@ class ClaimStore:
         except (ValueError, KeyError, TypeError):
             return None
 
-    def forget(self, stack: str) -> None:
-        """Drop everything kept for a stack that left the pool (destroyed)."""
-        for kind in ("claims", "baselines", "applied"):
+    def forget(self, stack: str, *, claim: bool = True) -> None:
+        """Drop everything kept for a stack that left the pool (destroyed); ``claim=False``
+        keeps its claim object (a filler holding it drops what an older stack left)."""
+        for kind in ("claims", "baselines", "applied") if claim else ("baselines", "applied"):
             self.s3.delete_object(Bucket=self.bucket, Key=self._key(kind, stack))
