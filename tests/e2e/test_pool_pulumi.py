@@ -86,7 +86,7 @@ def dev(
     fixture.write_text(json.dumps(PROGRAM))
     standin_env["STANDIN_FIXTURE"] = str(fixture)  # the clones share this dict
     with (clone.root / "branchenv.toml").open("a") as fh:
-        fh.write("pool_size = 1\n")
+        fh.write('pool_size = 1\npool_refill = "off"\n')
     try:
         yield clone
     finally:
@@ -202,5 +202,55 @@ def test_a_pulumi_pool_stack_goes_back_wiped_to_the_next_claimant(
     finally:
         for branch in (a, b):
             dev.run("down", "--branch", branch)
+        if target is not None and outputs:
+            _unprovide(target, outputs)
+
+
+def test_a_pulumi_claimant_that_adds_a_resource_gets_the_stack_destroyed_at_the_end_of_ci(
+    dev: Clone, standin_env: dict[str, str], local_cloud: Any, tmp_path: Path
+) -> None:
+    branch = f"feature/graph-{uuid.uuid4().hex[:6]}"
+    outputs: dict[str, Any] = {}
+    target: Any = None
+    try:
+        assert dev.json("pool", "fill")["created"] == [POOL_STACK]
+        outputs = {"bucket_name": f"{POOL_STACK}-data", "table_name": f"{POOL_STACK}-items"}
+        target = _target(dev)
+        _provide(target, outputs)
+
+        # The branch's program adds a bucket: its code changed, and so does what it declares.
+        with (dev.root / "infra" / "aws" / "__main__.py").open("a") as fh:
+            fh.write("\n# the branch adds a bucket\n")
+        grown = tmp_path / "grown-program.json"
+        extra = {
+            "type": "aws:s3/bucketV2:BucketV2",
+            "name": "extra",
+            "inputs": {"bucket": "{config:branchenv:prefix}-extra"},
+        }
+        grown.write_text(json.dumps({**PROGRAM, "resources": [*PROGRAM["resources"], extra]}))
+        standin_env["STANDIN_FIXTURE"] = str(grown)
+        suite = dev.root / "pool-suite"
+        suite.mkdir()
+        (suite / "test_claimant.py").write_text(SUITE)
+
+        ci = dev.run("ci", "--pool", "--branch", branch, "--suite", str(suite), "--json")
+        assert ci.returncode == 0, ci.stderr[-4000:]
+        result = cli_result(ci.stdout)
+        assert result["stack"] == POOL_STACK
+        assert result["counts"]["passed"] == 1, result["counts"]
+        teardown = result["teardown"]
+        assert teardown["status"] == "destroyed", teardown
+        assert teardown["deleted"] == 3, teardown  # the pool's two resources and the branch's
+        assert "resource graph (+1/-0" in ci.stderr, ci.stderr[-4000:]
+        assert dev.json("pool", "status")["stacks"] == []
+        backend = standin_env["BRANCHENV_BACKEND_URL"]
+        assert not [
+            k
+            for k in bucket_keys(local_cloud, backend)
+            if k.startswith(f".pulumi/stacks/{PROJECT}/")
+        ]
+        assert _claim_keys(target) == []
+    finally:
+        dev.run("down", "--branch", branch)
         if target is not None and outputs:
             _unprovide(target, outputs)

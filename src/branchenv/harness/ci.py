@@ -130,13 +130,19 @@ def release_claim(
     done = release(ctx, metadata, say=say, env=env)
     if done.status == "failed":
         return TeardownOutcome(
-            status="failed", attempts=1, duration_s=done.duration_s, error=done.reason
+            status="failed",
+            attempts=1,
+            deleted=done.deleted,
+            duration_s=done.duration_s,
+            error=done.reason,
         )
     return TeardownOutcome(
         status="released" if done.status == "returned" else "destroyed",
         attempts=1,
+        deleted=done.deleted,
         duration_s=done.duration_s,
         refill=done.refill,
+        leak_check=done.leak_check,
     )
 
 

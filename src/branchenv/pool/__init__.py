@@ -133,6 +133,10 @@ class ReleaseOutcome:
     refill: Refill | None = None
     """A destroyed stack's replacement: the background refill this release started (or found
     running, or did not start: ``pool_refill = "off"``); None when nothing was destroyed."""
+    deleted: int = 0
+    """Resources the destroy deleted (0 when the stack was returned)."""
+    leak_check: str | None = None
+    """Why the destroy's leak check could not run (None when it ran or nothing was destroyed)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -743,10 +747,20 @@ def release_stack(
             tuple(wiped),
             f"{reason}; then its destroy failed: {done.error or done.status}",
             time.monotonic() - started,
+            deleted=done.deleted,
+            leak_check=done.leak_check,
         )
     store.forget(stack)
     say(f"{stack} destroyed")
-    return ReleaseOutcome(stack, "destroyed", tuple(wiped), reason, time.monotonic() - started)
+    return ReleaseOutcome(
+        stack,
+        "destroyed",
+        tuple(wiped),
+        reason,
+        time.monotonic() - started,
+        deleted=done.deleted,
+        leak_check=done.leak_check,
+    )
 
 
 # --- the hooks `up`, `ci`, `down`, `outputs` and `test` call --------------------------------
@@ -968,11 +982,12 @@ def down(
         branch=ctx.branch.name,
         target=ctx.target.name,
         engine=ctx.engine.name,
-        deleted=0,
+        deleted=outcome.deleted,
         removed=outcome.status == "destroyed",
         already_absent=False,
         duration_s=outcome.duration_s,
         notes=(*ctx.notes, note),
+        leak_check=outcome.leak_check,
         released=outcome.status == "returned",
         refill=outcome.refill,
     )

@@ -135,8 +135,8 @@ def destroy_one(
         if back.status == "returned":
             return outcome(Status.RELEASED, attempts=1)
         if back.status == "destroyed":
-            return outcome(Status.DESTROYED, attempts=1)
-        return outcome(Status.FAILED, attempts=1, error=back.reason)
+            return outcome(Status.DESTROYED, attempts=1, deleted=back.deleted)
+        return outcome(Status.FAILED, attempts=1, deleted=back.deleted, error=back.reason)
     done = destroy_stack(
         job.engine,
         stack=job.stack,
