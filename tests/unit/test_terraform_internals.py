@@ -24,7 +24,6 @@ from branchenv.engines.terraform.override import (
     tags_expression,
 )
 from branchenv.engines.terraform.workdir import prepare_work_dir
-from branchenv.engines.terraform.workspace import LOCAL_ENDPOINT_ENV
 from branchenv.errors import ConfigError, UsageError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -69,32 +68,6 @@ def test_command_env_passes_only_the_options_vars() -> None:
     assert env["TF_VAR_n"] == "3"
     assert env["TF_INPUT"] == "0" and env["TF_IN_AUTOMATION"] == "1"
     assert env["TF_CLI_CONFIG_FILE"] == "/x/cli.tfrc" and env["PATH"] == "/bin"
-
-
-def test_command_env_clears_the_callers_variables_the_options_name() -> None:
-    opts = TerraformOptions(
-        work_dir=Path("/w"),
-        env={"AWS_ENDPOINT_URL": "http://127.0.0.1:1"},
-        env_cleared=LOCAL_ENDPOINT_ENV,
-    )
-    caller = {
-        "AWS_ENDPOINT_URL": "https://elsewhere.example.com",
-        "AWS_ENDPOINT_URL_S3": "https://s3.example.com",
-        "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS": "true",
-        "TF_AWS_STS_ENDPOINT": "https://sts.example.com",
-        "AWS_S3_ENDPOINT": "https://s3.example.com",
-        "AWS_REGION": "eu-west-1",
-        "PATH": "/bin",
-    }
-    env = cmd.command_env(opts, caller)
-    assert env["AWS_ENDPOINT_URL"] == "http://127.0.0.1:1"
-    assert {k for k in env if "ENDPOINT" in k} == {"AWS_ENDPOINT_URL"}
-    assert env["AWS_REGION"] == "eu-west-1" and env["PATH"] == "/bin"  # the rest as given
-    # Without env_cleared (a real account) the caller's variables pass as they are.
-    assert cmd.command_env(TerraformOptions(work_dir=Path("/w")), caller) == {
-        **caller,
-        **cmd.command_env(TerraformOptions(work_dir=Path("/w")), {}),
-    }
 
 
 def test_mask_hides_every_secret() -> None:
@@ -219,9 +192,9 @@ def test_override_wires_every_aws_provider_to_the_local_cloud(tmp_path: Path) ->
     for body in providers:
         assert body["region"] == '"us-east-1"'  # the local cloud's region wins
         assert body["skip_requesting_account_id"] is False  # ARNs still carry the account
-        # No endpoints block: the provider validates its ~300 attributes in seconds of CPU at
-        # every start; AWS_ENDPOINT_URL (workspace.prepare) routes every service instead.
-        assert "endpoints" not in body
+        endpoints = body["endpoints"][0]
+        assert {"s3", "sqs", "dynamodb", "lambda", "sts", "iam", "logs"} <= set(endpoints)
+        assert len([k for k in endpoints if k != "__is_block__"]) == len(endpoint_services())
     assert providers[1]["alias"] == '"east"'
     assert providers[1]["default_tags"][0]["tags"].startswith("${merge(var.t, {")
     assert parsed["terraform"][0]["backend"][0] == {'"s3"': {"__is_block__": True}}
@@ -232,31 +205,7 @@ def test_a_module_without_provider_block_gets_a_plain_one(tmp_path: Path) -> Non
     files = render_files(info, region="us-east-1", tags={"k": "v"}, local=LOCAL, backend_kind="s3")
     assert set(files) == {OVERRIDE_FILE, PROVIDERS_FILE}
     assert "provider" not in hcl2.loads(files[OVERRIDE_FILE])
-    body = hcl2.loads(files[PROVIDERS_FILE])["provider"][0]['"aws"']
-    assert body["access_key"] == '"ak"' and "endpoints" not in body
-
-
-@pytest.mark.parametrize(
-    "module",
-    [
-        # The module's own endpoints block: an override's block replaces it, an absent one
-        # would leave it (pointing who knows where) above AWS_ENDPOINT_URL.
-        'provider "aws" {\n  endpoints {\n    s3 = "https://s3.example.com"\n  }\n}\n',
-        # A service whose provider client ignores AWS_ENDPOINT_URL (aws-sdk-go v1).
-        'resource "aws_simpledb_domain" "d" {\n  name = "x"\n}\n',
-    ],
-    ids=["module-sets-endpoints", "env-blind-service"],
-)
-def test_the_full_endpoints_block_stays_where_the_environment_cannot_route(
-    tmp_path: Path, module: str
-) -> None:
-    info = read_module(_module(tmp_path, module))
-    files = render_files(info, region="us-east-1", tags={}, local=LOCAL, backend_kind="s3")
-    text = files.get(PROVIDERS_FILE) or files[OVERRIDE_FILE]
-    endpoints = hcl2.loads(text)["provider"][0]['"aws"']["endpoints"][0]
-    assert {"s3", "sqs", "simpledb", "sts", "iam"} <= set(endpoints)
-    assert len([k for k in endpoints if k != "__is_block__"]) == len(endpoint_services())
-    assert endpoints["s3"] == '"http://127.0.0.1:5555"'
+    assert "endpoints" in hcl2.loads(files[PROVIDERS_FILE])["provider"][0]['"aws"']
 
 
 def test_on_aws_only_tags_and_a_missing_region_are_set(tmp_path: Path) -> None:

@@ -29,13 +29,11 @@ class Variable:
 @dataclasses.dataclass(frozen=True)
 class AwsProvider:
     """One ``provider "aws"`` block: alias (None: the default one), its ``default_tags.tags``
-    as an HCL expression (None when it sets none), and whether it sets ``region`` and an
-    ``endpoints`` block of its own."""
+    as an HCL expression (None when it sets none), and whether it sets ``region``."""
 
     alias: str | None
     default_tags: str | None
     sets_region: bool
-    sets_endpoints: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,8 +43,6 @@ class ModuleInfo:
     variables: dict[str, Variable]
     aws_providers: tuple[AwsProvider, ...]
     uses_aws: bool
-    aws_types: frozenset[str] = frozenset()
-    """Every ``aws_*`` resource and data source type the module declares."""
 
 
 def _label(raw: str) -> str:
@@ -123,7 +119,6 @@ def read_module(module_dir: Path) -> ModuleInfo:
     variables: dict[str, Variable] = {}
     providers: list[AwsProvider] = []
     uses_aws = False
-    aws_types: set[str] = set()
     for path in sorted(module_dir.glob("*.tf")):
         if path.name.startswith("branchenv_"):
             continue
@@ -150,28 +145,18 @@ def read_module(module_dir: Path) -> ModuleInfo:
                     alias=None if alias is None else _label(str(alias)),
                     default_tags=tags,
                     sets_region="region" in body,
-                    sets_endpoints="endpoints" in body,
                 )
             )
         for resource_kind in ("resource", "data"):
             for entry in data.get(resource_kind, []) or []:
-                if not isinstance(entry, dict):
-                    continue
-                found = {_label(k) for k in entry if _label(k).startswith("aws_")}
-                if found:
+                if isinstance(entry, dict) and any(_label(k).startswith("aws_") for k in entry):
                     uses_aws = True
-                    aws_types |= found
         for block in data.get("terraform", []) or []:
             required = block.get("required_providers") if isinstance(block, dict) else None
             for req in required or []:
                 if isinstance(req, dict) and "aws" in req:
                     uses_aws = True
-    return ModuleInfo(
-        variables=variables,
-        aws_providers=tuple(providers),
-        uses_aws=uses_aws,
-        aws_types=frozenset(aws_types),
-    )
+    return ModuleInfo(variables=variables, aws_providers=tuple(providers), uses_aws=uses_aws)
 
 
 def tfvars_names(module_dir: Path) -> set[str]:

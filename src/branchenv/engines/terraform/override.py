@@ -3,18 +3,11 @@ provider settings for the target and the backend block, so a module that knows n
 branchenv runs on the local cloud with its resources tagged.
 
 - ``branchenv_override.tf``: a terraform override file. For every ``provider "aws"`` block of
-  the module (each alias): on the local cloud, its region, the dummy credentials, path-style S3
-  and the skip flags (the account id is still requested, so ARNs carry it); on every target,
-  ``default_tags`` = the module's own default tags merged with the stack's identity tags. Plus
-  ``terraform { backend "<kind>" {} }``, its settings given to ``init`` as ``-backend-config``.
-- The local cloud's endpoint reaches the provider as ``AWS_ENDPOINT_URL`` (set, and rivals
-  cleared, by :func:`.workspace.prepare`), not as an ``endpoints`` block: the provider
-  validates that block's ~300 attributes on every start (plan, apply, destroy), whatever few
-  are set, and that cost ~10 s of CPU per run of the demo module (issue 17: most of a pool
-  claim's update). The block is still written, with every service the provider knows, where
-  the variable cannot route: a provider block that sets its own ``endpoints`` (the override's
-  block replaces it; no block would leave it in force above the variable) or a module using a
-  service whose client ignores the variable (:data:`ENV_BLIND_TYPE_PREFIXES`).
+  the module (each alias): on the local cloud, its region, the dummy credentials, path-style S3,
+  the skip flags (the account id is still requested, so ARNs carry it) and an endpoint for every
+  service the provider knows; on every target, ``default_tags`` = the module's own default tags
+  merged with the stack's identity tags. Plus ``terraform { backend "<kind>" {} }``, its settings
+  given to ``init`` as ``-backend-config``.
 - ``branchenv_providers.tf``: only when the module has no ``provider "aws"`` block of its own
   (an override must have a block to override): the same settings as a plain provider block.
 
@@ -36,10 +29,6 @@ from branchenv.errors import UsageError
 
 OVERRIDE_FILE = "branchenv_override.tf"
 PROVIDERS_FILE = "branchenv_providers.tf"
-
-ENV_BLIND_TYPE_PREFIXES = ("aws_simpledb_",)
-"""Resource types whose provider client ignores ``AWS_ENDPOINT_URL``: in aws provider 5.x
-SimpleDB is the one service left on aws-sdk-go v1 (which never read that variable)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,7 +67,6 @@ def _provider_body(
     region: str,
     tags: Mapping[str, str],
     local: LocalWiring | None,
-    endpoints: bool,
 ) -> list[str]:
     lines = []
     if provider.alias is not None:
@@ -95,13 +83,10 @@ def _provider_body(
             "  skip_metadata_api_check = true",
             "  skip_region_validation = true",
             "  skip_requesting_account_id = false",
+            "  endpoints {",
+            *(f"    {svc} = {_str(local.endpoint_url)}" for svc in endpoint_services()),
+            "  }",
         ]
-        if endpoints:
-            lines += [
-                "  endpoints {",
-                *(f"    {svc} = {_str(local.endpoint_url)}" for svc in endpoint_services()),
-                "  }",
-            ]
     lines += [
         "  default_tags {",
         f"    tags = {tags_expression(provider.default_tags, tags)}",
@@ -125,18 +110,11 @@ def render_files(
     )
     override = [header.rstrip("\n")]
     files: dict[str, str] = {}
-    env_blind = any(t.startswith(ENV_BLIND_TYPE_PREFIXES) for t in module.aws_types)
     if module.aws_providers:
         for provider in module.aws_providers:
             override += [
                 'provider "aws" {',
-                *_provider_body(
-                    provider,
-                    region=region,
-                    tags=tags,
-                    local=local,
-                    endpoints=env_blind or provider.sets_endpoints,
-                ),
+                *_provider_body(provider, region=region, tags=tags, local=local),
                 "}",
             ]
     elif module.uses_aws:
@@ -146,9 +124,7 @@ def render_files(
                 [
                     header.rstrip("\n"),
                     'provider "aws" {',
-                    *_provider_body(
-                        default, region=region, tags=tags, local=local, endpoints=env_blind
-                    ),
+                    *_provider_body(default, region=region, tags=tags, local=local),
                     "}",
                 ]
             )

@@ -31,14 +31,6 @@ from branchenv.engines.terraform.override import (
 from branchenv.engines.terraform.workdir import prepare_work_dir
 
 PLAN_FILE = "branchenv.tfplan"
-LOCAL_ENDPOINT_ENV: tuple[str, ...] = (
-    r"AWS_ENDPOINT_URL_",  # per service: outranks AWS_ENDPOINT_URL
-    r"AWS_IGNORE_CONFIGURED_ENDPOINT_URLS$",  # would turn AWS_ENDPOINT_URL off
-    r"(TF_)?AWS_(DYNAMODB|IAM|S3|STS)_ENDPOINT$",  # the provider's older per-service ones
-)
-"""The caller's variables that could send a local-cloud run's requests elsewhere: on the
-local cloud the aws provider finds its endpoint in ``AWS_ENDPOINT_URL`` alone (the override
-sets no ``endpoints`` block: :mod:`.override`)."""
 _INIT_STAMP = ".branchenv_init"
 
 OutputSink = Callable[[str], None]
@@ -100,8 +92,7 @@ def prepare(
     )
     run_env = {"TF_CLI_CONFIG_FILE": str(cli_config), "AWS_REGION": region}
     if local is not None:
-        # The endpoint of every service the provider reaches (the override sets none, see
-        # .override), and the same credentials as the override.
+        # Belt and braces: anything the override misses still reaches only the local cloud.
         run_env.update(
             AWS_ACCESS_KEY_ID=local.access_key,
             AWS_SECRET_ACCESS_KEY=local.secret_key,
@@ -114,7 +105,6 @@ def prepare(
         binary=binary,
         vars=variables,
         env=run_env,
-        env_cleared=LOCAL_ENDPOINT_ENV if local is not None else (),
         lock_timeout_s=lock_timeout_s,
     )
     return Workspace(options=options, backend=backend, project=project, stack=stack)
