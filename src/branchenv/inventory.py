@@ -95,7 +95,10 @@ def _http_api_stages(target: Target, key: str, values: set[str] | None) -> Itera
     while True:
         page = apigw.get_apis(**({"NextToken": token} if token else {}))
         for api in page.get("Items", []):
-            stages = apigw.get_stages(ApiId=api["ApiId"]).get("Items", [])
+            try:
+                stages = apigw.get_stages(ApiId=api["ApiId"]).get("Items", [])
+            except apigw.exceptions.NotFoundException:
+                continue  # deleted since the listing (another stack's down): so are its stages
             for stage in stages:
                 tags = dict(stage.get("Tags") or {})
                 if _matches(tags, key, values):

@@ -8,6 +8,7 @@ is proven found by it."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import uuid
@@ -193,6 +194,54 @@ def test_a_stage_is_found_by_its_own_tags(local_cloud: Target) -> None:
         assert [(r.arn, r.type) for r in found] == [(arn, "apigateway:stages")]
     finally:
         apigw.delete_api(ApiId=api)
+
+
+def test_an_api_deleted_while_stages_are_listed_is_skipped(local_cloud: Target) -> None:
+    """Another stack's `down` deleting its HTTP API between the listing of APIs and the
+    listing of that API's stages: the inventory goes on (a leak check of a killed `ci` once
+    failed on GetStages NotFoundException this way), and still finds what is tagged."""
+    stack = f"int-{uuid.uuid4().hex[:8]}"
+    real = local_cloud.client("apigatewayv2")
+    doomed = real.create_api(Name=f"{stack}-doomed", ProtocolType="HTTP")["ApiId"]
+    kept = real.create_api(Name=f"{stack}-kept", ProtocolType="HTTP")["ApiId"]
+    real.create_stage(ApiId=kept, StageName="live", Tags={"branchenv:stack": stack})
+
+    class Racing:
+        exceptions = real.exceptions
+
+        def get_apis(self, **kwargs: Any) -> Any:
+            page = real.get_apis(**kwargs)
+            real.delete_api(ApiId=doomed)  # gone once listed
+            return page
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(real, name)
+
+    target: Any = dataclasses.replace(local_cloud)
+    try:
+        from branchenv import inventory
+
+        found = list(
+            inventory._http_api_stages(
+                _ClientOverride(target, "apigatewayv2", Racing()), "branchenv:stack", {stack}
+            )
+        )
+        assert [r.arn.rsplit("/apis/", 1)[1] for r in found] == [f"{kept}/stages/live"]
+    finally:
+        real.delete_api(ApiId=kept)
+        with contextlib.suppress(real.exceptions.NotFoundException):
+            real.delete_api(ApiId=doomed)
+
+
+class _ClientOverride:
+    """A target whose client for one service is the given object."""
+
+    def __init__(self, target: Target, service: str, client: Any) -> None:
+        self._target, self._service, self._client = target, service, client
+        self.region = target.region
+
+    def client(self, service: str) -> Any:
+        return self._client if service == self._service else self._target.client(service)
 
 
 @pytest.mark.parametrize(
