@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from branchenv.harness.teardown import RetryPolicy
     from branchenv.metadata import StackMetadata
     from branchenv.naming import StackNames
-    from branchenv.pool.refill import Refill
+    from branchenv.pool.outcome import Refill
     from branchenv.targets import Target
 
 PROFILES = ("ephemeral", "prodlike")

@@ -13,6 +13,7 @@ import pytest
 from branchenv.config import Settings, load_settings
 from branchenv.pool import refill
 from branchenv.pool.claims import Claim
+from branchenv.pool.outcome import Refill
 
 
 @pytest.fixture
@@ -21,7 +22,7 @@ def settings(tmp_path: Path) -> Settings:
     return load_settings(cwd=tmp_path, env={})
 
 
-def _start(settings: Settings) -> refill.Refill:
+def _start(settings: Settings) -> Refill:
     return refill.start(
         settings, pool="shop-pool", target="local", engine="inprocess", program=None
     )

@@ -27,7 +27,7 @@ from branchenv.text import plural
 if TYPE_CHECKING:
     from branchenv.cifold import Annotator
     from branchenv.cost.estimate import StackCost
-    from branchenv.pool.refill import Refill
+    from branchenv.pool.outcome import Refill
     from branchenv.provision import StackContext
 
 

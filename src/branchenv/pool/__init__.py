@@ -37,7 +37,8 @@ if TYPE_CHECKING:
     from branchenv.engines.base import Engine, Program
     from branchenv.harness.teardown import RetryPolicy
     from branchenv.metadata import StackMetadata
-    from branchenv.pool.refill import Refill, RefillState
+    from branchenv.pool.outcome import Refill
+    from branchenv.pool.refill import RefillState
     from branchenv.pool.wipe import Wiped
     from branchenv.provision import DownOutcome, StackContext, UpOutcome
     from branchenv.targets import Target

@@ -29,7 +29,7 @@ A refill killed mid-create (a CI runner killing orphans at job end) leaves a hal
 under its ``(pool fill)`` service claim; the next fill of the pool finds that claim's maker gone
 and finishes the stack (see :func:`branchenv.pool.fill` and docs/pool.md).
 
-Run as ``python -m branchenv.pool.refill`` (the spec as the first line on stdin).
+Run as ``python -m branchenv.pool.refill_worker`` (the spec as the first line on stdin).
 """
 
 from __future__ import annotations
@@ -43,7 +43,6 @@ import os
 import pickle
 import re
 import select
-import signal
 import subprocess
 import sys
 import time
@@ -52,6 +51,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from branchenv.errors import OperationFailed
+from branchenv.pool.outcome import Refill
 
 if TYPE_CHECKING:
     from branchenv.config import Settings
@@ -66,39 +66,6 @@ MAX_PASSES = 5
 again by releases would otherwise keep one process alive for ever)."""
 DRAIN_WAIT_S = 900.0
 """How long ``pool drain --yes`` waits for a running refill to finish."""
-
-
-@dataclasses.dataclass(frozen=True)
-class Refill:
-    """What a release did about the pool's replacement stack.
-
-    ``status``: ``started`` (this release started the refill: ``pid``), ``running`` (one was
-    running already, ``pid`` when known: it fills to size anyway), ``off`` (``pool_refill =
-    "off"``: the next ``pool fill`` replaces it), ``skipped`` (``pool_size`` is 0 for the
-    target: no size to refill to) or ``failed`` (the process did not start: ``reason``)."""
-
-    status: str
-    pool: str
-    pid: int | None = None
-    log: str | None = None
-    reason: str | None = None
-
-    def describe(self) -> str:
-        """One line for a person."""
-        if self.status == "started":
-            return f"background refill of pool {self.pool} started (pid {self.pid}, log {self.log})"
-        if self.status == "running":
-            who = f"pid {self.pid}" if self.pid is not None else "pid unknown"
-            return (
-                f"a background refill of pool {self.pool} is running already ({who}, log "
-                f"{self.log}): it fills the pool to size"
-            )
-        if self.status == "failed":
-            return (
-                f"the background refill of pool {self.pool} did not start ({self.reason}); run "
-                "`branchenv pool fill`"
-            )
-        return f"no background refill of pool {self.pool} ({self.reason})"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -218,7 +185,7 @@ def _spawn(spec: RefillSpec, where: RefillPaths, *, env: Mapping[str, str]) -> R
     proc: subprocess.Popen[str] | None = None
     try:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "branchenv.pool.refill"],
+            [sys.executable, "-m", "branchenv.pool.refill_worker"],
             cwd=spec.settings.project_dir,
             env=dict(env),
             stdin=subprocess.PIPE,
@@ -338,36 +305,6 @@ def _record(fd: int) -> None:
     os.pwrite(fd, f"{me} {started if started is not None else '-'}\n".encode(), 0)
 
 
-def fill_once(spec: RefillSpec) -> int:
-    """One fill pass of the spec's pool: 0 when it is full, 1 when it failed (said)."""
-    from branchenv import pool, provision
-    from branchenv.errors import BranchenvError, one_line
-
-    try:
-        ctx = provision.resolve(
-            spec.settings,
-            branch="pool",
-            target=spec.target,
-            engine=spec.engine,
-            program=spec.program,
-        )
-        if pool.pool_name(ctx) != spec.pool:
-            _log(f"the program now makes pool {pool.pool_name(ctx)}, not {spec.pool}: left alone")
-            return 1
-        done = pool.fill(ctx, say=_log)
-    except BranchenvError as exc:
-        _log(f"fill failed: {exc}")
-        return 1
-    except Exception as exc:  # one line in the log, never a traceback (it may quote values)
-        _log(f"fill failed: {one_line(exc, limit=300)}")
-        return 1
-    _log(
-        f"pool {done.pool}: {len(done.created) + len(done.present)} of {done.size}; created "
-        f"{', '.join(done.created) or 'none'} [{done.duration_s:.1f} s]"
-    )
-    return 0
-
-
 def run(spec: RefillSpec, wanted: Path, *, fill: Callable[[], int]) -> int:
     """Fill while a wanted mark is there, then let the lock go; a mark left meanwhile (by a
     release that found the lock held) is taken up again under the lock."""
@@ -387,35 +324,3 @@ def run(spec: RefillSpec, wanted: Path, *, fill: Callable[[], int]) -> int:
         except BlockingIOError:
             return code  # another refill took the lock: the mark is its
         _record(spec.lock_fd)
-
-
-def main() -> int:
-    """The refill process: read the spec, detach, say ``started <pid>``, fill."""
-    from branchenv.harness.watchdog import read_line
-
-    spec = RefillSpec.decode(read_line(0))
-    # A second fork: the process the release started exits at once, so this one is nobody's
-    # child in the releasing command's tree (a runner that kills that tree does not reach it).
-    if os.fork() > 0:
-        os._exit(0)
-    for signum in (signal.SIGINT, signal.SIGHUP, signal.SIGPIPE):
-        signal.signal(signum, signal.SIG_IGN)  # a terminal's Ctrl-C or hang-up is not for it
-    _record(spec.lock_fd)
-    print(f"started {os.getpid()}", flush=True)
-    devnull = os.open(os.devnull, os.O_RDWR)
-    os.dup2(devnull, 0)
-    os.dup2(devnull, 1)
-    os.close(devnull)
-    where = paths(spec.settings, pool=spec.pool, target=spec.target, engine=spec.engine)
-    _log(f"refilling pool {spec.pool} ({spec.engine} engine, {spec.target})")
-    code = run(spec, where.wanted, fill=lambda: fill_once(spec))
-    _log(f"done (exit {code})")
-    return code
-
-
-if __name__ == "__main__":
-    # Run as the importable module, not as ``__main__``: the spec's class must be the one the
-    # release pickled.
-    from branchenv.pool.refill import main as _main
-
-    sys.exit(_main())

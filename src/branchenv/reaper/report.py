@@ -17,7 +17,7 @@ from branchenv.metadata import format_duration, format_timestamp
 from branchenv.text import plural
 
 if TYPE_CHECKING:
-    from branchenv.pool.refill import Refill
+    from branchenv.pool.outcome import Refill
     from branchenv.reaper.run import ReapResult
 
 

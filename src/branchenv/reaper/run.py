@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from branchenv.engines.base import Engine, OutputSink, Program
     from branchenv.harness.teardown import RetryPolicy
     from branchenv.metadata import StackMetadata
-    from branchenv.pool.refill import Refill
+    from branchenv.pool.outcome import Refill
     from branchenv.reaper.executor import Outcome, ReapJob
     from branchenv.reaper.org import PairPlan, Scope
     from branchenv.targets import Target
