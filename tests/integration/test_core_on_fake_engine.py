@@ -5,7 +5,6 @@ before anything exists (issue 13 item 3), with `--allow-shared` as the escape.""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,15 +18,6 @@ from branchenv.naming import names_for
 from branchenv.programs import select_program
 from branchenv.targets import Target
 from tests import fakes
-
-
-@pytest.fixture
-def registered() -> Iterator[None]:
-    fakes.register()
-    try:
-        yield
-    finally:
-        fakes.unregister()
 
 
 def context(tmp_path: Path, resources: list[dict[str, Any]], branch: str) -> Any:

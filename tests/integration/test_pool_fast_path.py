@@ -5,7 +5,6 @@ ready, and that the cost estimate still prices what the engine reports."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,15 +18,6 @@ from branchenv.naming import names_for
 from branchenv.programs import select_program
 from branchenv.targets import Target
 from tests import fakes
-
-
-@pytest.fixture
-def registered() -> Iterator[None]:
-    fakes.register()
-    try:
-        yield
-    finally:
-        fakes.unregister()
 
 
 def _context(tmp_path: Path, local_cloud: Target, branch: str) -> Any:

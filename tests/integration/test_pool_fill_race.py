@@ -9,7 +9,6 @@ that stack (a record a destroyed stack left behind)."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,15 +20,6 @@ from branchenv.pool.claims import Claim
 from branchenv.targets import Target
 from tests import fakes
 from tests.integration.test_pool_fast_path import _context
-
-
-@pytest.fixture
-def registered() -> Iterator[None]:
-    fakes.register()
-    try:
-        yield
-    finally:
-        fakes.unregister()
 
 
 def _filler(tmp_path: Path, local_cloud: Target) -> tuple[Any, str]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,15 +18,6 @@ from branchenv.reaper import run
 from branchenv.reaper.orphans import SkipReason
 from branchenv.targets import LOCAL_ACCOUNT_ID, Target
 from tests import fakes
-
-
-@pytest.fixture
-def registered() -> Iterator[None]:
-    fakes.register()
-    try:
-        yield
-    finally:
-        fakes.unregister()
 
 
 def queue_for(target: Target, *, stack: str, project: str) -> str:
