@@ -39,16 +39,23 @@ def ok_json(root: Path, *args: str) -> Any:
     return cli_result(proc.stdout)
 
 
-def test_ls_cost_and_reap_cover_every_configured_program(tmp_path: Path) -> None:
+def two_programs(tmp_path: Path, *, branch: str, settings: str = "") -> Path:
+    """A git repository with the programs web (the default) and jobs (``[programs.jobs]``),
+    on ``branch``; ``settings``: more top-level lines for branchenv.toml."""
     root = tmp_path / "mono"
     for name in ("web", "jobs"):
         (root / name).mkdir(parents=True)
         (root / name / "Pulumi.yaml").write_text(f"name: mono-{name}\nruntime: python\n")
         (root / name / "__main__.py").write_text(textwrap.dedent(PROGRAM.format(name=name)))
     (root / "branchenv.toml").write_text(
-        'program = "web"\n\n[programs.jobs]\npath = "jobs"\nengine = "inprocess"\n'
+        f'program = "web"\n{settings}\n[programs.jobs]\npath = "jobs"\nengine = "inprocess"\n'
     )
-    subprocess.run(["git", "init", "-q", "-b", "feature/two", str(root)], check=True)
+    subprocess.run(["git", "init", "-q", "-b", branch, str(root)], check=True)
+    return root
+
+
+def test_ls_cost_and_reap_cover_every_configured_program(tmp_path: Path) -> None:
+    root = two_programs(tmp_path, branch="feature/two")
     try:
         web = ok_json(root, "up", "--ttl", "1s")
         jobs = ok_json(root, "up", "--ttl", "1s", "--program", "jobs")
@@ -82,16 +89,7 @@ def test_ls_cost_and_reap_cover_every_configured_program(tmp_path: Path) -> None
 def test_pool_commands_act_on_the_program_named_by_program(tmp_path: Path) -> None:
     """`pool fill|status|drain --program NAME` work on NAME's pool (the flag was accepted and
     ignored: every pool command acted on the default program's pool)."""
-    root = tmp_path / "mono"
-    for name in ("web", "jobs"):
-        (root / name).mkdir(parents=True)
-        (root / name / "Pulumi.yaml").write_text(f"name: mono-{name}\nruntime: python\n")
-        (root / name / "__main__.py").write_text(textwrap.dedent(PROGRAM.format(name=name)))
-    (root / "branchenv.toml").write_text(
-        'program = "web"\npool_refill = "off"\n\n[programs.jobs]\npath = "jobs"\n'
-        'engine = "inprocess"\n'
-    )
-    subprocess.run(["git", "init", "-q", "-b", "feature/pool", str(root)], check=True)
+    root = two_programs(tmp_path, branch="feature/pool", settings='pool_refill = "off"\n')
     try:
         filled = ok_json(root, "pool", "fill", "--size", "1", "--program", "jobs")
         assert len(filled["created"]) == 1
