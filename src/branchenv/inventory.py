@@ -64,10 +64,11 @@ def _iam_roles(target: Target, key: str, values: set[str] | None) -> Iterator[Ta
     iam = target.client("iam")
     for page in iam.get_paginator("list_roles").paginate():
         for role in page["Roles"]:
-            tags = {
-                t["Key"]: t["Value"]
-                for t in iam.list_role_tags(RoleName=role["RoleName"]).get("Tags", [])
-            }
+            try:
+                listed = iam.list_role_tags(RoleName=role["RoleName"]).get("Tags", [])
+            except iam.exceptions.NoSuchEntityException:
+                continue  # deleted since the listing (another stack's down)
+            tags = {t["Key"]: t["Value"] for t in listed}
             if _matches(tags, key, values):
                 yield TaggedResource(arn=role["Arn"], type="iam:role", tags=tags)
 
@@ -116,10 +117,11 @@ def _event_rules(target: Target, key: str, values: set[str] | None) -> Iterator[
     events = target.client("events")
     for page in events.get_paginator("list_rules").paginate():
         for rule in page.get("Rules", []):
-            tags = {
-                t["Key"]: t["Value"]
-                for t in events.list_tags_for_resource(ResourceARN=rule["Arn"]).get("Tags", [])
-            }
+            try:
+                listed = events.list_tags_for_resource(ResourceARN=rule["Arn"]).get("Tags", [])
+            except events.exceptions.ResourceNotFoundException:
+                continue  # deleted since the listing (another stack's down)
+            tags = {t["Key"]: t["Value"] for t in listed}
             if _matches(tags, key, values):
                 yield TaggedResource(arn=rule["Arn"], type="events:rule", tags=tags)
 
