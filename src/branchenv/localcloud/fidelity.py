@@ -21,17 +21,28 @@ tests/integration/test_localcloud_fidelity.py that failed against plain moto.
   checked and acted on at once, as on AWS. The server says so in its ``server.json``
   (:data:`ATOMIC_CONDITIONAL_WRITES`), so a claimer knows a server started by an older
   branchenv does not.
+
+One knob, not a fix: SQS allows one PurgeQueue per queue per 60 s (moto enforces it, as AWS
+does). ``BRANCHENV_LOCALCLOUD_SQS_PURGE_INTERVAL_S`` in the server's environment shortens that
+interval (the rule itself stays: a second purge within it is refused with
+``PurgeQueueInProgress``), so a test of the code that waits out the rule need not wait a
+minute. Unset, it is AWS's 60 s.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 ATOMIC_CONDITIONAL_WRITES = "s3_atomic_conditional_writes"
 """The ``server.json`` key a local cloud with the S3 lock below sets to true."""
+
+SQS_PURGE_INTERVAL_ENV = "BRANCHENV_LOCALCLOUD_SQS_PURGE_INTERVAL_S"
+SQS_PURGE_INTERVAL_S = 60.0
+"""AWS's: one PurgeQueue per queue per 60 s."""
 
 _APPLIED = False
 _LOCK = threading.Lock()
@@ -57,7 +68,53 @@ def apply() -> None:
         _notify_function_deletes()
         _check_assume_role_trust()
         _serialize_s3_object_writes()
+        _sqs_purge_interval(sqs_purge_interval_s(os.environ))
         _APPLIED = True
+
+
+def sqs_purge_interval_s(env: Mapping[str, str]) -> float:
+    """The interval between two purges of one queue the local cloud allows: AWS's 60 s unless
+    ``env`` names a shorter positive one (:data:`SQS_PURGE_INTERVAL_ENV`)."""
+    raw = env.get(SQS_PURGE_INTERVAL_ENV, "").strip()
+    if not raw:
+        return SQS_PURGE_INTERVAL_S
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0 < value <= SQS_PURGE_INTERVAL_S:
+        raise ValueError(
+            f"{SQS_PURGE_INTERVAL_ENV}={raw!r}: give seconds in (0, {SQS_PURGE_INTERVAL_S:g}]"
+            " (unset it for AWS's 60 s)"
+        )
+    return value
+
+
+def _sqs_purge_interval(interval_s: float) -> None:
+    if interval_s == SQS_PURGE_INTERVAL_S:
+        return  # moto's own rule is AWS's
+    from moto.core.utils import unix_time
+    from moto.settings import sqs_enforce_strict_queue_purge_behaviour
+    from moto.sqs import models
+    from moto.sqs.exceptions import PurgeQueueInProgress
+
+    backend: Any = models.SQSBackend  # patched in place: moto's own class
+
+    def purge_queue(self: Any, queue_name: str) -> None:
+        """moto's own, with ``interval_s`` for its 60."""
+        queue = self.get_queue(queue_name)
+        now = unix_time()
+        if (
+            sqs_enforce_strict_queue_purge_behaviour()
+            and queue.last_purged_at is not None
+            and now - queue.last_purged_at < interval_s
+        ):
+            raise PurgeQueueInProgress(queue.name)
+        queue.last_purged_at = now
+        queue._messages = []
+        queue._pending_messages = set()
+
+    backend.purge_queue = purge_queue
 
 
 def _fix_dynamodb_tag_pages() -> None:
