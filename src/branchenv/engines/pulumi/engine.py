@@ -303,8 +303,10 @@ class PulumiEngine:
             raise EngineUnavailable(
                 f"could not run `pulumi version` ({type(exc).__name__}): {INSTALL_HINT}"
             ) from exc
-        self._command = command
         self._check_version(command)
+        from branchenv.engines.pulumi.command import grouped
+
+        self._command = command = grouped(command)
         return command
 
     def _check_version(self, command: auto.PulumiCommand) -> None:
