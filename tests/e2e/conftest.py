@@ -5,7 +5,8 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,31 @@ class Project:
                 f"branchenv {' '.join(args)} exited {proc.returncode}\n{proc.stderr}"
             )
         return proc
+
+    def down_all(self, branches: Iterable[str], timeout: float = 180) -> None:
+        """`down` every branch's stack, the runs side by side: a test's clean-up of many stacks
+        (each run's outcome unchecked, as ``run`` leaves it; a stack already gone is nothing
+        to do). The runs share nothing but the local cloud, so none waits for another."""
+        procs = [
+            subprocess.Popen(
+                [str(EXE), "down", "--branch", branch],
+                cwd=self.root,
+                env=subprocess_env(**E2E_DEFAULTS),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            for branch in branches
+        ]
+        deadline = time.monotonic() + timeout
+        try:
+            for proc in procs:
+                proc.wait(timeout=max(deadline - time.monotonic(), 0.1))
+        finally:
+            for proc in procs:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
 
     def json(self, *args: str, **env: str) -> Any:
         proc = self.run(*args, "--json", check=True, **env)

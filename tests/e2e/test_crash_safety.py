@@ -96,5 +96,4 @@ def test_sigkill_at_ten_offsets_of_up_leaves_nothing_after_reap(project: Project
         left = {b: tagged_count(project, b) for b in branches}
         assert left == dict.fromkeys(branches, 0), left
     finally:
-        for branch in branches:
-            project.run("down", "--branch", branch)
+        project.down_all(branches)

@@ -131,8 +131,7 @@ def test_sigkill_of_ci_at_ten_offsets_across_provisioning_leaves_nothing(
         with_resources = sum(1 for r in reports if r["teardown"]["deleted"] > 0)
         assert with_resources >= OFFSETS // 2, reports
     finally:
-        for branch in branches:
-            project.run("down", "--branch", branch)
+        project.down_all(branches)
 
 
 def test_sigkill_of_ci_during_its_tests_takes_the_stack_and_the_suite_down(
