@@ -28,13 +28,11 @@ Run as ``python -m branchenv.harness.watchdog`` (the spec comes as the first lin
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import dataclasses
 import datetime as dt
 import json
 import os
-import pickle
 import select
 import signal
 import subprocess
@@ -43,6 +41,8 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
+
+from branchenv import detached
 
 if TYPE_CHECKING:
     from branchenv.config import Settings
@@ -82,14 +82,11 @@ class WatchdogSpec:
     needs the pool's claim)."""
 
     def encode(self) -> str:
-        return base64.b64encode(pickle.dumps(self)).decode("ascii")
+        return detached.encode(self)
 
     @classmethod
     def decode(cls, line: str) -> WatchdogSpec:
-        spec = pickle.loads(base64.b64decode(line.strip()))  # from our own parent, over a pipe
-        if not isinstance(spec, cls):
-            raise TypeError(f"not a watchdog spec: {type(spec).__name__}")
-        return spec
+        return detached.decode(line, cls)
 
 
 # --- processes, proven by /proc ---------------------------------------------------------------
@@ -202,41 +199,29 @@ class Watchdog:
         except OSError as exc:
             say(f"warning: no watchdog ({LOG}: {exc.strerror}); {NO_GUARANTEE}")
             return None
-        proc: subprocess.Popen[str] | None = None
         try:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "branchenv.harness.watchdog"],
+            stdin, line = detached.start(
+                "branchenv.harness.watchdog",
+                encoded,
                 cwd=spec.settings.project_dir,
-                env=dict(env),
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=log,
-                text=True,
-                start_new_session=True,
+                env=env,
+                log=log,
+                timeout_s=ARM_TIMEOUT_S,
+                keep_stdin=True,
             )
-            assert proc.stdin is not None and proc.stdout is not None
-            proc.stdin.write(encoded + "\n")
-            proc.stdin.flush()
-            ready, _, _ = select.select([proc.stdout], [], [], ARM_TIMEOUT_S)
-            line = proc.stdout.readline().strip() if ready else ""
-            proc.stdout.close()
-            proc.wait(timeout=ARM_TIMEOUT_S)  # the first fork exits at once
         except (OSError, subprocess.SubprocessError) as exc:
             say(f"warning: no watchdog ({exc}); {NO_GUARANTEE}")
-            if proc is not None and proc.stdin is not None:
-                with contextlib.suppress(OSError):
-                    proc.stdin.close()
             return None
         finally:
             log.close()
         if not line.startswith("armed "):
             say(f"warning: the watchdog did not start (see {LOG}); {NO_GUARANTEE}")
             with contextlib.suppress(OSError):
-                proc.stdin.close()
+                stdin.close()
             return None
         pid = int(line.split()[1])
         say(f"watchdog {pid} armed: if this run dies, it tears {spec.stack} down")
-        return cls(pid, proc.stdin, say)
+        return cls(pid, stdin, say)
 
     def suite(self, pid: int | None) -> None:
         """The suite's pytest process started (its pid, which leads its process group) or is
@@ -511,13 +496,8 @@ def watch(spec: WatchdogSpec, fd: int) -> dict[str, Any] | None:
 def main() -> int:
     """The watchdog process: read the spec, detach, say ``armed <pid>``, watch stdin."""
     spec = WatchdogSpec.decode(read_line(0))
-    # A second fork: the process `ci` started exits at once, so this one is nobody's child in
-    # `ci`'s process tree (a runner that kills that tree does not reach it).
-    if os.fork() > 0:
-        os._exit(0)
-    for signum in (signal.SIGINT, signal.SIGHUP, signal.SIGPIPE):
-        signal.signal(signum, signal.SIG_IGN)  # a terminal's Ctrl-C or hang-up is for ci
-    print(f"armed {os.getpid()}", flush=True)
+    # Nobody's child in `ci`'s process tree (a runner that kills that tree does not reach it).
+    detached.detach("armed")
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 1)
     os.close(devnull)

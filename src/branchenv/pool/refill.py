@@ -34,15 +34,12 @@ Run as ``python -m branchenv.pool.refill_worker`` (the spec as the first line on
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import dataclasses
 import datetime as dt
 import fcntl
 import os
-import pickle
 import re
-import select
 import subprocess
 import sys
 import time
@@ -50,6 +47,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from branchenv import detached
 from branchenv.errors import OperationFailed
 from branchenv.pool.outcome import Refill
 
@@ -91,14 +89,11 @@ class RefillSpec:
     """The locked file's descriptor, inherited (the lock is the process's from then on)."""
 
     def encode(self) -> str:
-        return base64.b64encode(pickle.dumps(self)).decode("ascii")
+        return detached.encode(self)
 
     @classmethod
     def decode(cls, line: str) -> RefillSpec:
-        spec = pickle.loads(base64.b64decode(line.strip()))  # from our own parent, over a pipe
-        if not isinstance(spec, cls):
-            raise TypeError(f"not a refill spec: {type(spec).__name__}")
-        return spec
+        return detached.decode(line, cls)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -182,26 +177,16 @@ def _spawn(spec: RefillSpec, where: RefillPaths, *, env: Mapping[str, str]) -> R
         log = where.log.open("a", encoding="utf-8")
     except Exception as exc:  # settings that cannot travel, a log that cannot open: said
         return Refill("failed", spec.pool, log=str(where.log), reason=f"{type(exc).__name__}")
-    proc: subprocess.Popen[str] | None = None
     try:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "branchenv.pool.refill_worker"],
+        _, line = detached.start(
+            "branchenv.pool.refill_worker",
+            encoded,
             cwd=spec.settings.project_dir,
-            env=dict(env),
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=log,
-            text=True,
-            start_new_session=True,
+            env=env,
+            log=log,
+            timeout_s=START_TIMEOUT_S,
             pass_fds=(spec.lock_fd,),
         )
-        assert proc.stdin is not None and proc.stdout is not None
-        proc.stdin.write(encoded + "\n")
-        proc.stdin.close()
-        ready, _, _ = select.select([proc.stdout], [], [], START_TIMEOUT_S)
-        line = proc.stdout.readline().strip() if ready else ""
-        proc.stdout.close()
-        proc.wait(timeout=START_TIMEOUT_S)  # the first fork exits at once
     except (OSError, subprocess.SubprocessError) as exc:
         return Refill("failed", spec.pool, log=str(where.log), reason=str(exc))
     finally:

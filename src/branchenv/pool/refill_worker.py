@@ -6,9 +6,9 @@ cycle)."""
 from __future__ import annotations
 
 import os
-import signal
 import sys
 
+from branchenv import detached
 from branchenv.pool.refill import RefillSpec, _log, _record, paths, run
 
 
@@ -47,14 +47,9 @@ def main() -> int:
     from branchenv.harness.watchdog import read_line
 
     spec = RefillSpec.decode(read_line(0))
-    # A second fork: the process the release started exits at once, so this one is nobody's
-    # child in the releasing command's tree (a runner that kills that tree does not reach it).
-    if os.fork() > 0:
-        os._exit(0)
-    for signum in (signal.SIGINT, signal.SIGHUP, signal.SIGPIPE):
-        signal.signal(signum, signal.SIG_IGN)  # a terminal's Ctrl-C or hang-up is not for it
-    _record(spec.lock_fd)
-    print(f"started {os.getpid()}", flush=True)
+    # Nobody's child in the releasing command's tree (a runner that kills that tree does not
+    # reach it); the lock names this process before the release hears of it.
+    detached.detach("started", before_saying=lambda: _record(spec.lock_fd))
     devnull = os.open(os.devnull, os.O_RDWR)
     os.dup2(devnull, 0)
     os.dup2(devnull, 1)
