@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -176,6 +177,29 @@ def arm_watchdog(
     return Watchdog.arm(spec, env=env, say=say)
 
 
+def warm_up(ctx: StackContext, *, pooled: bool) -> threading.Thread:
+    """Start making, on a daemon thread, what the run's first AWS calls need: the target's
+    boto3 session (boto3's import: every later client is made from it) and, with the pool,
+    the claim store's S3 client and bucket (:func:`branchenv.pool.prepare`). `ci` starts it
+    just before it arms its watchdog, whose start this process only waits for; whoever needs
+    the same objects meanwhile waits for them (the session's and the store's locks) instead of
+    making its own. A failure here is ignored: the step that needs the same thing meets it
+    and reports it."""
+
+    def work() -> None:
+        from branchenv import pool
+
+        with contextlib.suppress(Exception):
+            if pooled:
+                pool.prepare(ctx)
+            else:
+                ctx.target.session()
+
+    thread = threading.Thread(target=work, name="branchenv-warm-up", daemon=True)
+    thread.start()
+    return thread
+
+
 def run_ci(
     settings: Settings,
     *,
@@ -254,6 +278,7 @@ def run_ci(
         keep_existing = existing is not None and not destroy_existing and not pooled
         up_started = False
         up: UpOutcome | None = None
+        warm_up(ctx, pooled=pooled)
         # The dead-man's switch, from here to the end of teardown: a SIGKILL in between leaves
         # the stack (and the suite) to it. Disarmed below, once teardown is done or skipped.
         watchdog = arm_watchdog(

@@ -58,6 +58,10 @@ MAX_POOL_SIZE = 20
 FILL_CLAIM = "(pool fill)"
 """The branch of the service claim ``pool fill`` holds on a stack it makes."""
 
+FILL_READY_TIMEOUT_S = 60.0
+"""How long ``pool fill`` waits for a stack it made to answer (as `ci`'s ``--ready-timeout``
+default)."""
+
 
 class PoolEmpty(OperationFailed):
     """No free stack in the pool and ``pool_fallback = "fail"`` (exit 1)."""
@@ -188,6 +192,15 @@ def store_for(ctx: StackContext) -> ClaimStore:
     return ClaimStore(ctx.target, engine=ctx.engine.name, project=ctx.program.project)
 
 
+def prepare(ctx: StackContext) -> None:
+    """Make what a claim needs first, ahead of it: the claim store's S3 client (boto3's import
+    and its first client, most of a warm claim's own time) and its bucket. `ci` runs it on
+    another thread while it waits for its watchdog to start; a claim arriving meanwhile waits
+    for it instead of making its own. A failure is left to the claim, which meets the same
+    and reports it."""
+    store_for(ctx).bucket  # noqa: B018 - made and kept for this process's claims
+
+
 def _for_stack(ctx: StackContext, stack: str) -> StackContext:
     """``ctx`` pointed at a pool stack (its name and prefix), for the same branch."""
     from branchenv.naming import StackNames
@@ -232,10 +245,19 @@ def fill(
     profile: str = "ephemeral",
     say: Say,
     env: Mapping[str, str] | None = None,
+    ready_timeout_s: float = FILL_READY_TIMEOUT_S,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> FillOutcome:
-    """Create pool stacks until the pool holds ``size`` (claimed ones count: they come back)."""
+    """Create pool stacks until the pool holds ``size`` (claimed ones count: they come back).
+
+    Each stack made is offered only once it is ready: its endpoints and resources answer the
+    same readiness checks `ci` runs (:mod:`branchenv.harness.readiness`), which also starts
+    its functions' runtimes, so a claim's own readiness wait finds them running. One that does
+    not become ready within ``ready_timeout_s`` fails the fill (NotReady) and stays held by
+    it: no branch claims it, and the next fill finishes it."""
     from branchenv import provision
     from branchenv.gitinfo import current_commit, detect_owner
+    from branchenv.harness.readiness import checks_for_stack, wait_ready
     from branchenv.metadata import StackMetadata, parse_ttl
 
     wanted = pool_size(ctx, size)
@@ -305,7 +327,7 @@ def fill(
         if stack not in stale:
             store.forget(stack, claim=False)  # what a stack of that name left, under the claim
         say(f"pool {pool}: {'finishing' if stack in stale else 'creating'} {stack}")
-        provision.up(
+        made = provision.up(
             member,
             profile=profile,
             metadata=md,
@@ -313,6 +335,12 @@ def fill(
             checked=True,
             on_output=_prefixed(say, stack),
         )
+        checks = checks_for_stack(made.outputs, member.target)
+        if checks:
+            report = wait_ready(
+                checks, deadline_s=ready_timeout_s, sleep=sleep, on_progress=_prefixed(say, stack)
+            )
+            say(f"pool {pool}: {stack} ready in {report.seconds:.2f} s")
         addresses = [r.address for r in ctx.engine.resources(stack=stack, program=ctx.program)]
         store.write_baseline(stack, addresses)
         store.write_applied(stack, fingerprint(member, md, profile=profile))

@@ -27,6 +27,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import secrets
+import threading
 import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
@@ -77,6 +78,10 @@ _BUCKETS: dict[Target, str] = {}
 _S3: dict[Target, Any] = {}
 """The claim bucket per target, once made or found in this process (a claim asks several
 times; each create_bucket and STS call costs a round trip)."""
+_MAKING = threading.Lock()
+"""Held while the S3 client or the bucket is made: `ci` makes them ahead of its claim on
+another thread (:func:`branchenv.pool.prepare`), and a claim arriving meanwhile waits for them
+rather than making its own."""
 
 
 def new_token() -> str:
@@ -106,8 +111,9 @@ class ClaimStore:
     @property
     def s3(self) -> Any:
         if self._s3 is None:
-            self._s3 = _S3.get(self.target) or self.target.client("s3")
-            _S3[self.target] = self._s3
+            with _MAKING:
+                self._s3 = _S3.get(self.target) or self.target.client("s3")
+                _S3[self.target] = self._s3
         return self._s3
 
     @property
@@ -116,27 +122,34 @@ class ClaimStore:
         if self._bucket is None and self.target in _BUCKETS:
             self._bucket = _BUCKETS[self.target]
         if self._bucket is None:
-            from botocore.exceptions import ClientError
-
-            account = self.target.known_account() or self.target.account_id()
-            name = f"branchenv-pool-{account}-{self.target.region}"
-            try:
-                if self.target.region == "us-east-1":
-                    self.s3.create_bucket(Bucket=name)
-                else:
-                    self.s3.create_bucket(
-                        Bucket=name,
-                        CreateBucketConfiguration={"LocationConstraint": self.target.region},
-                    )
-            except ClientError as exc:
-                code = exc.response.get("Error", {}).get("Code")
-                if code not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
-                    raise OperationFailed(
-                        f"the pool's claim bucket {name} could not be created: {code}; check "
-                        "the target's credentials allow s3:CreateBucket"
-                    ) from None
-            self._bucket = _BUCKETS[self.target] = name
+            s3 = self.s3
+            with _MAKING:
+                self._bucket = _BUCKETS.get(self.target) or self._make_bucket(s3)
+                _BUCKETS[self.target] = self._bucket
         return self._bucket
+
+    def _make_bucket(self, s3: Any) -> str:
+        """Create the shared bucket (one that exists already is reused); its name."""
+        from botocore.exceptions import ClientError
+
+        account = self.target.known_account() or self.target.account_id()
+        name = f"branchenv-pool-{account}-{self.target.region}"
+        try:
+            if self.target.region == "us-east-1":
+                s3.create_bucket(Bucket=name)
+            else:
+                s3.create_bucket(
+                    Bucket=name,
+                    CreateBucketConfiguration={"LocationConstraint": self.target.region},
+                )
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code")
+            if code not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+                raise OperationFailed(
+                    f"the pool's claim bucket {name} could not be created: {code}; check "
+                    "the target's credentials allow s3:CreateBucket"
+                ) from None
+        return name
 
     def _key(self, kind: str, stack: str) -> str:
         return f"{kind}/{self.engine}/{self.project}/{stack}.json"
