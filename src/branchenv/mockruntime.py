@@ -13,11 +13,14 @@ variables, fresh event loop) and a fresh root stack resource.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
+import importlib
+import keyword
 import runpy
 import sys
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +28,8 @@ from branchenv import extras
 from branchenv.errors import BranchenvError, EngineError, UsageError, one_line
 
 _RUN_LOCK = threading.Lock()
+_PRELOADS: list[threading.Thread] = []
+_PRELOADS_LOCK = threading.Lock()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,6 +65,66 @@ class ProgramRun:
     """Names of exported outputs the program marked secret (never to be shown or stored)."""
 
 
+def sdk_modules(resource_types: Iterable[str]) -> list[tuple[str, str]]:
+    """(module, class) of each Pulumi type token in its Python SDK, by the SDKs' layout:
+    ``aws:s3/bucket:Bucket`` -> (``pulumi_aws.s3``, ``Bucket``), ``kubernetes:core/v1:Namespace``
+    -> (``pulumi_kubernetes.core.v1``, ``Namespace``); a keyword gets a trailing ``_``
+    (``lambda_``). Tokens of another shape (``pulumi:providers:aws``) are left out."""
+    found: dict[tuple[str, str], None] = {}
+    for token in resource_types:
+        parts = token.split(":")
+        if len(parts) != 3 or not all(parts) or parts[0] == "pulumi":
+            continue
+        package, module, name = parts
+        segments = module.split("/")
+        if len(segments) > 1 and segments[-1] == name[:1].lower() + name[1:]:
+            segments = segments[:-1]  # aws:s3/bucket:Bucket: the file, not a module
+        if segments == ["index"]:
+            segments = []
+        path = [f"pulumi_{package.replace('-', '_')}"]
+        path += [f"{seg}_" if keyword.iskeyword(seg) else seg for seg in segments]
+        found[(".".join(path), name)] = None
+    return list(found)
+
+
+def preload(resource_types: Iterable[str]) -> threading.Thread:
+    """Import, on a daemon thread, what a run of a program declaring ``resource_types`` imports
+    first: the SDK's runtime and each type's class in its provider SDK (:func:`sdk_modules`;
+    provider SDKs load their modules lazily, on first use of a class: most of a first run's
+    time). For a caller that has something else to wait on first (the inprocess engine's
+    existence check of a stack's resources). The next :func:`run_program` waits for it (a
+    lazily loaded module is not safe to load from two threads at once on Python 3.11); what
+    fails to import here is left to that run, which reports it."""
+    wanted = sdk_modules(resource_types)
+
+    def work() -> None:
+        with contextlib.suppress(Exception):
+            _import_sdk()
+        for module, name in wanted:
+            with contextlib.suppress(Exception):
+                getattr(importlib.import_module(module), name)
+
+    thread = threading.Thread(target=work, name="branchenv-sdk-preload", daemon=True)
+    with _PRELOADS_LOCK:
+        _PRELOADS.append(thread)
+    thread.start()
+    return thread
+
+
+def _import_sdk() -> None:
+    """The SDK modules :func:`_run_in_thread` uses."""
+    import pulumi  # noqa: F401
+    from pulumi.runtime import mocks, rpc, settings, stack, sync_await  # noqa: F401
+    from pulumi.runtime.proto import resource_pb2  # noqa: F401
+
+
+def _wait_for_preloads() -> None:
+    with _PRELOADS_LOCK:
+        running, _PRELOADS[:] = list(_PRELOADS), []
+    for thread in running:
+        thread.join()
+
+
 def run_program(
     *,
     program_dir: Path,
@@ -86,6 +151,7 @@ def run_program(
             result["error"] = exc
 
     with _RUN_LOCK:
+        _wait_for_preloads()
         thread = threading.Thread(target=target, name=f"pulumi-mocks-{stack}", daemon=True)
         thread.start()
         thread.join()

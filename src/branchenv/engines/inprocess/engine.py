@@ -184,6 +184,12 @@ class InProcessEngine:
         run = self._run(target, say)
         with self.store.lock(project, stack, wait_s=self.lock_wait_s, on_wait=say):
             state = self.store.load(project, stack)
+            if state is not None and state.resources:
+                # The existence check of settled_view waits on the local cloud: the program's
+                # SDK imports (over a second of a first run) go on meanwhile.
+                from branchenv.mockruntime import preload
+
+                preload(e.type for e in state.resources)
             # The plan is made against the state as it will be once settled, but nothing is
             # settled (deleted, rewritten) before the plan check has seen the plan.
             view, gone = run.settled_view(state) if state is not None else (None, [])
