@@ -285,3 +285,29 @@ def test_every_new_type_of_issue_13_has_a_crud_case() -> None:
     }
     assert wanted <= set(REGISTRY)
     assert wanted <= {c.token for c in CASES}
+
+
+def test_every_context_of_a_target_shares_its_clients(
+    local_cloud: Target, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each engine call makes a new Context (a `ci` run: the existence checks of the claim or
+    up, of the cost estimate, of the release); a client costs tens of milliseconds to make."""
+    import dataclasses
+
+    from branchenv.engines.inprocess.materializers import base
+
+    monkeypatch.setattr(base, "_CLIENTS", {})
+    made: list[str] = []
+    real = Target.client
+
+    def counted(self: Target, service: str, **kwargs: Any) -> Any:
+        made.append(service)
+        return real(self, service, **kwargs)
+
+    monkeypatch.setattr(Target, "client", counted)
+    first = Context(local_cloud, "us-east-1").client("sqs")
+    assert Context(local_cloud, "us-east-1").client("sqs") is first
+    assert made == ["sqs"]
+    other = dataclasses.replace(local_cloud, region="eu-west-1")
+    assert Context(other, "eu-west-1").client("sqs") is not first  # another target: its own
+    assert made == ["sqs", "sqs"]

@@ -52,25 +52,31 @@ class AlreadyExists(EngineError):
     """A create found the physical resource already there (and not in this stack's state)."""
 
 
+_CLIENTS: dict[tuple[Target, str], Any] = {}
+_CLIENTS_LOCK = threading.Lock()
+"""One client per target and service for the whole process: every engine call (up, resources,
+destroy) makes a new Context, and a `ci` run asks several times (the claim's or up's existence
+check, the cost estimate's, the release's)."""
+
+
 class Context:
     """What a materializer may use: clients for the target and the resource's region. One
-    client per service, shared by the engine's threads (botocore clients are thread-safe;
-    making one costs tens of milliseconds, most of a small stack's no-op ``up``)."""
+    client per service, shared by the engine's threads and its calls (botocore clients are
+    thread-safe; making one costs tens of milliseconds, most of a small stack's no-op ``up``)."""
 
     def __init__(self, target: Target, region: str) -> None:
         self.target = target
         self.region = region
-        self._clients: dict[str, Any] = {}
-        self._lock = threading.Lock()
         # Its own lock: a check of the free set never waits behind a client being made.
         self._free_lock = threading.Lock()
         self._free: set[tuple[str, str]] = set()
 
     def client(self, service: str) -> Any:
-        with self._lock:
-            if service not in self._clients:
-                self._clients[service] = self.target.client(service)
-            return self._clients[service]
+        key = (self.target, service)
+        with _CLIENTS_LOCK:
+            if key not in _CLIENTS:
+                _CLIENTS[key] = self.target.client(service)
+            return _CLIENTS[key]
 
     def seen_free(self, key: tuple[str, str]) -> None:
         """Record that the engine just found this (type, name) free (see ``ensure_free``)."""
