@@ -71,6 +71,10 @@ class UpOutcome:
     """The stack's resources as ``Engine.resources`` reported them at the end of this up (what
     is gone from the target left out), when it asked; None when it did not. The run's cost
     estimate prices these instead of asking the engine again."""
+    in_place: bool = False
+    """True when this up applied nothing to a warm-pool stack whose resources were all just
+    found in place (what the pool made, checked ready, and wiped since): `ci`'s readiness then
+    probes its endpoints only, which prove the whole chain answers."""
 
 
 @dataclasses.dataclass(frozen=True)

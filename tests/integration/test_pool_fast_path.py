@@ -80,3 +80,56 @@ def test_a_claim_with_nothing_to_apply_asks_for_the_resources_once_and_prices_th
     finally:
         pool.release(got.ctx, got.metadata, say=lambda _line: None)
         pool.drain(filler, yes=True, say=lambda _line: None)
+
+
+@pytest.mark.usefixtures("registered")
+def test_a_claim_finds_the_pool_s_resources_in_place_or_updates_the_stack(
+    tmp_path: Path, local_cloud: Target, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nothing to apply only when every resource the pool made is still there (its readiness
+    wait then probes the endpoints alone: ``in_place``); one gone meanwhile (deleted behind the
+    engine's back) makes the claim an update, which creates it again."""
+    import uuid
+
+    fakes.write_program(
+        tmp_path / "prog",
+        project=f"int-{uuid.uuid4().hex[:8]}",
+        resources=[
+            {"name": "jobs", "type": "aws:sqs/queue:Queue", "physical_name": "{prefix}-jobs"},
+            {"name": "orders", "type": "aws:dynamodb/table:Table", "physical_name": "{prefix}-o"},
+        ],
+    )
+    filler = _context(tmp_path, local_cloud, "main")
+    said: list[str] = []
+    try:
+        for branch, lose_one in (("feature/in-place", False), ("feature/lost-one", True)):
+            # (The fake's resources exist nowhere: the release cannot wipe them, destroys the
+            # stack, and the next pass fills the pool again.)
+            pool.fill(filler, size=1, profile="ephemeral", say=lambda _line: None)
+            ctx = _context(tmp_path, local_cloud, branch)
+            got = pool.acquire(ctx, ttl="1h", say=said.append, existing=None)
+            assert got.metadata is not None
+            engine = got.ctx.engine
+            engine.calls.clear()
+            if lose_one:
+
+                def without_jobs(*, _all: Any = engine.resources, **kw: Any) -> Any:
+                    return [r for r in _all(**kw) if "jobs" not in r.address]
+
+                monkeypatch.setattr(engine, "resources", without_jobs)
+            up = pool.apply(
+                got.ctx,
+                got.metadata,
+                profile="ephemeral",
+                on_output=None,
+                say=said.append,
+                existing=provision.check_may_manage(got.ctx),
+            )
+            assert up.in_place is not lose_one
+            assert ("up" in engine.calls) is lose_one, engine.calls
+            if lose_one:
+                assert any("not every resource the pool made is in place" in s for s in said)
+                monkeypatch.undo()
+            pool.release(got.ctx, got.metadata, say=lambda _line: None)
+    finally:
+        pool.drain(filler, yes=True, say=lambda _line: None)

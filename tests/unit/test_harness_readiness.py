@@ -90,6 +90,9 @@ def test_checks_follow_output_names() -> None:
         "sqs queue q",
         "sqs queue q-dlq",
     ]
+    # A warm claim that applied nothing and found every resource in place: its endpoints only.
+    only = sorted(c.name for c in checks_for_stack(outputs, target, endpoints_only=True))
+    assert only == ["admin_endpoint GET /health", "endpoint GET /health"]
 
 
 def test_the_probes_of_a_round_run_side_by_side() -> None:

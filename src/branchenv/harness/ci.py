@@ -362,6 +362,7 @@ def run_ci(
                 guard=guard,
                 cost=cost,
                 phases=phases,
+                in_place=up.in_place,
             )
         except Interrupted as exc:
             interrupted, during = exc, phases.current

@@ -83,12 +83,22 @@ def wait_stack_ready(
     timeout_s: float,
     say: Say,
     sleep: Callable[[float], None] = time.sleep,
+    in_place: bool = False,
 ) -> ReadinessReport:
-    """Wait until the stack's endpoint and resources answer (raises NotReady on timeout)."""
+    """Wait until the stack's endpoint and resources answer (raises NotReady on timeout);
+    ``in_place``: its resources were just found in place, unchanged since they last answered
+    (``UpOutcome.in_place``), so only its endpoints are probed."""
     from branchenv.harness.readiness import checks_for_stack, wait_ready
 
-    checks = checks_for_stack(outputs, ctx.target)
-    say(f"waiting for {plural(len(checks), 'readiness check')}, up to {timeout_s:.0f} s")
+    checks = checks_for_stack(outputs, ctx.target, endpoints_only=in_place)
+    say(
+        f"waiting for {plural(len(checks), 'readiness check')}, up to {timeout_s:.0f} s"
+        + (
+            " (endpoints only: its resources were just found in place, unchanged)"
+            if in_place
+            else ""
+        )
+    )
     report = wait_ready(checks, deadline_s=timeout_s, sleep=sleep, on_progress=say)
     say(f"stack ready in {report.seconds:.2f} s")
     return report
@@ -161,8 +171,10 @@ def run_suite_phase(
     guard: SignalGuard,
     cost: RunCost | None,
     phases: Phases,
+    in_place: bool = False,
 ) -> tuple[SuiteRun, float]:
-    """ready -> stack file -> pytest child. A signal during readiness raises
+    """ready -> stack file -> pytest child (``in_place``: see :func:`wait_stack_ready`). A
+    signal during readiness raises
     :class:`Interrupted` at once; one during the tests is forwarded to the child, and the run
     it cut short is returned (``guard.received`` says it was signalled).
 
@@ -180,7 +192,12 @@ def run_suite_phase(
         with phases.run("ready", "ready"):
             report = guard.cancel(
                 lambda: wait_stack_ready(
-                    ctx, outputs, timeout_s=ready_timeout_s, say=say, sleep=guard.sleep
+                    ctx,
+                    outputs,
+                    timeout_s=ready_timeout_s,
+                    say=say,
+                    sleep=guard.sleep,
+                    in_place=in_place,
                 )
             )
         write_stack_file_for(

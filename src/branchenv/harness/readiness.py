@@ -198,8 +198,12 @@ def checks_for_stack(
     *,
     health_path: str = HEALTH_PATH,
     timeout_s: float = 5.0,
+    endpoints_only: bool = False,
 ) -> list[Check]:
-    """The readiness checks for a stack's outputs (see the module doc for the conventions)."""
+    """The readiness checks for a stack's outputs (see the module doc for the conventions);
+    ``endpoints_only``: the endpoints' alone, for a stack whose resources the caller has just
+    found in place, unchanged since they last passed these checks (a warm-pool claim that
+    applied nothing)."""
     checks: list[Check] = []
     clients: dict[str, Any] = {}
     made = threading.Lock()
@@ -231,6 +235,8 @@ def checks_for_stack(
             continue
         if _is(key, "endpoint") and value.startswith(("http://", "https://")):
             checks.append(Check(f"{key} GET {health_path}", _health_probe(value, health_path)))
+        elif endpoints_only:
+            continue
         elif _is(key, "table_name"):
             checks.append(Check(f"dynamodb table {value}", _table_probe(client, value)))
         elif _is(key, "queue_url") or key == "dlq_url":

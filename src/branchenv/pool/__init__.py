@@ -911,16 +911,23 @@ def apply(
     allow_shared: Iterable[str] = (),
 ) -> UpOutcome:
     """Apply the branch's program to the pool stack it claimed: an update, or nothing when the
-    program and inputs are exactly what the stack last had applied (the claim's metadata is
-    already written); either way the outcome holds the stack's outputs and resources."""
+    program and inputs are exactly what the stack last had applied and every resource the pool
+    made is still in place (the claim's metadata is already written); either way the outcome
+    holds the stack's outputs and resources. A resource gone meanwhile makes it an update,
+    which creates it again."""
     from branchenv import provision
 
     started = time.monotonic()
     store = store_for(ctx)
     wanted = fingerprint(ctx, metadata, profile=profile, allow_shared=allow_shared)
-    if store.applied(ctx.names.stack) == wanted:
+    resources = (
+        ctx.engine.resources(stack=ctx.names.stack, program=ctx.program)
+        if store.applied(ctx.names.stack) == wanted
+        else None
+    )
+    baseline = store.baseline(ctx.names.stack) if resources is not None else None
+    if resources is not None and frozenset(r.address for r in resources) == baseline:
         ctx.engine.set_metadata(stack=ctx.names.stack, program=ctx.program, metadata=metadata)
-        resources = ctx.engine.resources(stack=ctx.names.stack, program=ctx.program)
         say(f"{ctx.names.stack}: the program and inputs are what it runs already: nothing to apply")
         return provision.UpOutcome(
             stack=ctx.names.stack,
@@ -934,7 +941,10 @@ def apply(
             duration_s=time.monotonic() - started,
             notes=ctx.notes,
             resources=tuple(resources),  # the cost estimate's: one existence check per claim
+            in_place=True,
         )
+    if resources is not None:
+        say(f"{ctx.names.stack}: not every resource the pool made is in place: updating it")
     # Until the update succeeds the stack runs neither version for sure: a later claim must
     # apply its program whatever it is.
     store.write_applied(ctx.names.stack, "(updating)")
