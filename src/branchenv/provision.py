@@ -572,6 +572,7 @@ def list_stacks(
                     program=program,
                     metadata=md,
                     default_region=settings.region,
+                    resources=summary.resources,
                 ),
                 prices,
                 now=now,

@@ -363,3 +363,56 @@ def test_secret_outputs_are_masked_and_never_stored(tmp_path: Path, local_cloud:
         assert "hunter2-do-not-leak" not in stored and "hunter3" not in stored
     finally:
         engine.destroy(stack="s8", program=prog, target=local_cloud)
+
+
+def test_a_listing_asks_each_resource_once_and_prices_what_it_found(
+    tmp_path: Path, local_cloud: Target, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`ls` (provision.list_stacks) asks the local cloud whether each resource of each stack
+    still exists once, not once to count what is missing and again per stack to price it
+    (2-3 s an `ls` on the shared CI box); the stacks are priced from that same answer."""
+    from branchenv import provision
+    from branchenv.config import Settings
+
+    prog = write_program(
+        tmp_path,
+        """
+        aws.s3.Bucket("a", bucket=f"{pulumi.get_stack()}-a", opts=opts)
+        aws.s3.Bucket("b", bucket=f"{pulumi.get_stack()}-b", opts=opts)
+        """,
+    )
+    engine = InProcessEngine(state_dir=tmp_path / "state", target=local_cloud)
+    stacks = [f"ls{i}-{uuid.uuid4().hex[:8]}" for i in range(2)]
+    for stack in stacks:
+        md = metadata(stack)
+        engine.up(stack=stack, program=prog, target=local_cloud, metadata=md, inputs=inputs_for(md))
+    try:
+        local_cloud.client("s3").delete_bucket(Bucket=f"{stacks[0]}-a")  # behind its back
+        materializer = REGISTRY["aws:s3/bucket:Bucket"]
+        original = materializer.exists
+        asked: list[str] = []
+
+        def exists(ctx: object, *, id: str, outputs: dict[str, object]) -> bool:
+            asked.append(id)
+            return original(ctx, id=id, outputs=outputs)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(materializer, "exists", exists)
+        settings = Settings(project_dir=tmp_path, program=prog.path.name)
+        rows = {r.stack: r for r in provision.list_stacks(settings, engines=[engine])}
+        assert sorted(asked) == sorted(f"{s}-{n}" for s in stacks for n in "ab"), asked
+        assert [rows[s].missing for s in stacks] == [1, 0]
+        assert [rows[s].resource_count for s in stacks] == [2, 2]
+
+        # What the listing hands on is what Engine.resources answers: less what is gone.
+        listed = {s.stack: s for s in engine.list_stacks(program=prog)}
+        for stack in stacks:
+            assert listed[stack].resources == tuple(engine.resources(stack=stack, program=prog))
+        assert listed[stacks[0]].resources is not None
+        assert [r.id for r in listed[stacks[0]].resources] == [f"{stacks[0]}-b"]
+        # Not counting what is missing: nothing asked, nothing handed on.
+        asked.clear()
+        quiet = engine.list_stacks(program=prog, count_missing=False)
+        assert not asked and all(s.resources is None and s.missing is None for s in quiet)
+    finally:
+        for stack in stacks:
+            engine.destroy(stack=stack, program=prog, target=local_cloud)

@@ -414,6 +414,7 @@ def collect_stack_costs(
                 program=program,
                 metadata=md,
                 default_region=settings.region,
+                resources=summary.resources,
             )
             costs.append(estimate_stack(inventory, prices, now=now))
     return costs

@@ -215,6 +215,9 @@ class StackSummary:
     state, unreadable metadata): such a stack is listed, never hidden, never reaped, and its
     resources are never swept as orphans. ``backend`` names where the engine keeps the stack's
     state when that matters to a reader (``ls`` shows it: a one-person file backend says so).
+    ``resources``, when an engine gives it, is what ``Engine.resources`` answers for the stack
+    at the listing (the engine asked the target once for both), so a caller pricing every
+    stack need not ask again; None: ask ``Engine.resources``.
     """
 
     stack: str
@@ -225,6 +228,7 @@ class StackSummary:
     missing: int | None = None
     attention: str | None = None
     backend: str | None = None
+    resources: tuple[ResourceSummary, ...] | None = None
 
 
 class Engine(Protocol):

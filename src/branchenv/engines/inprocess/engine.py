@@ -341,7 +341,9 @@ class InProcessEngine:
         """Every stack with a state file. One that cannot be read is listed with why
         (``attention``) and no metadata, so nothing acts on it. With the local cloud known and
         ``count_missing``, ``missing`` counts the resources gone from it (asked concurrently:
-        one existence call per resource of every stack of the project)."""
+        one existence call per resource of every stack of the project). With
+        ``count_missing``, ``resources`` is what :meth:`resources` answers, from that same
+        answer (`ls` and `cost` price every stack without asking the cloud again)."""
         out = []
         readable: list[tuple[StackState, StackSummary]] = []
         for found in self.store.scan(program.project):
@@ -365,9 +367,13 @@ class InProcessEngine:
                 tags=dict(s.tags),
             )
             readable.append((s, summary))
-        missing = self._missing_counts([s for s, _ in readable]) if count_missing else {}
+        if not count_missing:
+            return out + [summary for _, summary in readable]
+        gone, answered = self._gone([s for s, _ in readable])
         for s, summary in readable:
-            out.append(dataclasses.replace(summary, missing=missing.get(s.stack)))
+            missing = sum(1 for e in s.resources if id(e) in gone) if answered else None
+            resources = tuple(_summary(e) for e in s.resources if id(e) not in gone)
+            out.append(dataclasses.replace(summary, missing=missing, resources=resources))
         return out
 
     def _running_target(self) -> Target | None:
@@ -381,21 +387,20 @@ class InProcessEngine:
             return None
         return target
 
-    def _missing_counts(self, states: list[StackState]) -> dict[str, int]:
-        """How many resources of each stack are gone from the local cloud (none when the
-        cloud is not known here or not running: unknown is not zero)."""
+    def _gone(self, states: list[StackState]) -> tuple[set[int], bool]:
+        """The ids of the entries of ``states`` gone from the local cloud, and whether it
+        answered (not when it is not known here or not running, or did not answer: unknown
+        is not zero, and then nothing counts as gone, as :meth:`resources` has it)."""
         if not states:
-            return {}
+            return set(), False
         target = self._running_target()
         if target is None:
-            return {}
-        run = self._run(target, None)
+            return set(), False
         entries = [e for s in states for e in s.resources]
         try:
-            gone = {id(e) for e in run.missing(entries)}
+            return {id(e) for e in self._run(target, None).missing(entries)}, True
         except Exception:
-            return {}  # the cloud did not answer: say nothing rather than guess
-        return {s.stack: sum(1 for e in s.resources if id(e) in gone) for s in states}
+            return set(), False  # the cloud did not answer: say nothing rather than guess
 
     def metadata(self, *, stack: str, program: Program) -> StackMetadata | None:
         return metadata_or_none(self._load(program.project, stack).tags)
