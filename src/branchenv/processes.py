@@ -11,13 +11,15 @@ to `ci`'s group reaches the child only through `ci`, which stops it itself
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import os
 import signal
 import subprocess
+import tempfile
 import threading
-from collections.abc import Iterator
-from typing import Protocol
+from collections.abc import Callable, Iterator
+from typing import IO, Any, Protocol
 
 
 class ChildListener(Protocol):
@@ -64,7 +66,7 @@ def ended(pid: int) -> None:
         listener.child_ended(pid)
 
 
-def stop_group(proc: subprocess.Popen[str], *, grace_s: float) -> None:
+def stop_group(proc: subprocess.Popen[Any], *, grace_s: float) -> None:
     """Stop a child leading its own group that its caller gave up on (an interrupt or an error
     while waiting for it): SIGINT, the signal terraform stops gracefully on (releasing its
     state lock), then SIGKILL after ``grace_s``. Reaps it."""
@@ -78,3 +80,99 @@ def stop_group(proc: subprocess.Popen[str], *, grace_s: float) -> None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
+
+
+class Tailed:
+    """An engine child whose stdout and stderr are files, not pipes, read as they grow.
+
+    A pipe dies with its reader: when `ci` is SIGKILLed, the next line terraform (or pulumi,
+    both Go programs) writes to a pipe nobody reads raises SIGPIPE, and a Go program writing to
+    a broken pipe on fd 1 or 2 exits at once - in the middle of an apply, without writing what
+    it created to the state (the watchdog's destroy then found nothing to destroy and every
+    resource created so far leaked). Writing to an (unlinked) file never fails that way: the
+    child outlives its reader, and the watchdog stops it gracefully (SIGINT) instead.
+
+    The child leads a process group of its own (``process_group=0``); each complete line goes
+    to its stream's callback (with its newline; a last unterminated one without), decoded as
+    UTF-8 with errors replaced, within :data:`TAIL_POLL_S` of being written.
+    """
+
+    def __init__(
+        self,
+        argv: list[str],
+        *,
+        cwd: str | os.PathLike[str] | None,
+        env: dict[str, str],
+        on_stdout: Callable[[str], None],
+        on_stderr: Callable[[str], None],
+    ) -> None:
+        self._done = threading.Event()
+        files = [_output_file(), _output_file()]
+        try:
+            self.proc = subprocess.Popen(
+                argv,
+                cwd=cwd,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=files[0][0],
+                stderr=files[1][0],
+                process_group=0,
+            )
+        except BaseException:
+            for writer, reader in files:
+                writer.close()
+                reader.close()
+            raise
+        finally:
+            for writer, _ in files:
+                writer.close()  # the child holds its own copies
+        self._tails = [
+            threading.Thread(target=self._tail, args=(reader, sink), daemon=True)
+            for (_, reader), sink in zip(files, (on_stdout, on_stderr), strict=True)
+        ]
+        for tail in self._tails:
+            tail.start()
+
+    def finish(self) -> None:
+        """After the child was reaped: read what is left of both files, stop the tails."""
+        self._done.set()
+        for tail in self._tails:
+            tail.join()
+
+    def _tail(self, reader: IO[bytes], sink: Callable[[str], None]) -> None:
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        pending = ""
+        try:
+            while True:
+                finished = self._done.is_set()  # looked at before the read: nothing is missed
+                chunk = reader.read()
+                if chunk:
+                    pending += decoder.decode(chunk)
+                    *lines, pending = pending.split("\n")
+                    for line in lines:
+                        sink(line + "\n")
+                elif finished:
+                    pending += decoder.decode(b"", final=True)
+                    if pending:
+                        sink(pending)
+                    return
+                else:
+                    self._done.wait(TAIL_POLL_S)
+        finally:
+            reader.close()
+
+
+TAIL_POLL_S = 0.05
+"""How often a child's output file is looked at for new lines."""
+
+
+def _output_file() -> tuple[IO[bytes], IO[bytes]]:
+    """A writer for a child's output and a reader of it (own offset), the file unlinked: it
+    lives as long as one of them is open."""
+    fd, path = tempfile.mkstemp(prefix="branchenv-child-", suffix=".out")
+    try:
+        writer = os.fdopen(fd, "wb")
+        reader = open(path, "rb")  # noqa: SIM115 - closed by the tail
+    finally:
+        os.unlink(path)
+    return writer, reader

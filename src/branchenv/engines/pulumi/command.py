@@ -13,18 +13,18 @@ grace), then destroys.
 SDK's (pulumi/automation/_cmd.py, v3.272: ``--non-interactive`` before any ``--`` argument,
 ``PULUMI_AUTOMATION_API=true``, the install's bin first on PATH, both streams consumed line by
 line into the callbacks, :func:`create_command_error` on a non-zero exit) with the start changed.
-A group of its own also means a Ctrl-C at the terminal reaches the CLI only through branchenv:
-the provisioning step finishes (the signal guard's ``finish``), or a caller that gives up on the
-wait stops the group as below.
+Its output goes to files, not pipes (:class:`branchenv.processes.Tailed`): a Go program writing
+to a pipe whose reader died exits at once on SIGPIPE, mid-update. A group of its own also means
+a Ctrl-C at the terminal reaches the CLI only through branchenv: the provisioning step finishes
+(the signal guard's ``finish``), or a caller that gives up on the wait stops the group as
+below.
 """
 
 from __future__ import annotations
 
 import os
-import subprocess
-import threading
 from collections.abc import Mapping
-from typing import IO, Any
+from typing import Any
 
 from pulumi import automation as auto
 from pulumi.automation.errors import create_command_error
@@ -61,24 +61,16 @@ class GroupedCommand(auto.PulumiCommand):
             env["PATH"] = os.pathsep.join([os.path.dirname(self.command), env.get("PATH", "")])
         out: list[str] = []
         err: list[str] = []
-        proc = subprocess.Popen(
+        child = processes.Tailed(
             [self.command, *args],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
             cwd=cwd,
             env=env,
-            encoding="utf-8",
-            process_group=0,
+            on_stdout=lambda line: _collect(line, out, on_output),
+            on_stderr=lambda line: _collect(line, err, on_error),
         )
-        assert proc.stdout is not None and proc.stderr is not None
-        pumps = [
-            threading.Thread(target=_consume, args=(proc.stdout, on_output, out), daemon=True),
-            threading.Thread(target=_consume, args=(proc.stderr, on_error, err), daemon=True),
-        ]
+        proc = child.proc
         processes.started(proc.pid)
         try:
-            for pump in pumps:
-                pump.start()
             try:
                 code = proc.wait()
             except BaseException:
@@ -86,21 +78,18 @@ class GroupedCommand(auto.PulumiCommand):
                 raise
         finally:
             processes.ended(proc.pid)
-        for pump in pumps:
-            pump.join()
+            child.finish()
         result = auto.CommandResult(stdout="\n".join(out), stderr="\n".join(err), code=code)
         if code != 0:
             raise create_command_error(result)
         return result
 
 
-def _consume(stream: IO[str], callback: Any, into: list[str]) -> None:
-    for line in iter(stream.readline, ""):
-        stripped = line.rstrip()
-        if callback:
-            callback(stripped)
-        into.append(stripped)
-    stream.close()
+def _collect(line: str, into: list[str], callback: Any) -> None:
+    stripped = line.rstrip()
+    if callback:
+        callback(stripped)
+    into.append(stripped)
 
 
 def grouped(command: auto.PulumiCommand) -> auto.PulumiCommand:

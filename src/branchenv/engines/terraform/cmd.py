@@ -13,11 +13,8 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-import subprocess
-import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import IO
 
 from branchenv import processes
 from branchenv.engines.terraform.options import TerraformOptions
@@ -184,41 +181,27 @@ def _execute(
     stream_stdout: bool,
 ) -> CommandResult:
     started = time.monotonic()
+    out: list[str] = []
+    err: list[str] = []
+    stdout_sink = on_output if stream_stdout else None
     try:
-        proc = subprocess.Popen(
+        # A group of its own, announced (processes.py): ci's watchdog stops it when ci dies;
+        # its output in files, so that it outlives ci to be stopped gracefully (Tailed).
+        child = processes.Tailed(
             argv,
             cwd=options.work_dir,
             env=command_env(options),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            errors="replace",
-            # A group of its own, announced (processes.py): ci's watchdog stops it when ci dies.
-            process_group=0,
+            on_stdout=lambda line: _collect(line, out, stdout_sink, options.secrets),
+            on_stderr=lambda line: _collect(line, err, on_output, options.secrets),
         )
     except FileNotFoundError:
         raise EngineUnavailable(
             f"`{options.binary}` is not installed (or not on PATH); install it or set "
             "terraform_binary to terraform or tofu"
         ) from None
-    out: list[str] = []
-    err: list[str] = []
-    assert proc.stdout is not None and proc.stderr is not None
-    pumps = [
-        threading.Thread(
-            target=_pump,
-            args=(proc.stdout, out, on_output if stream_stdout else None, options.secrets),
-            daemon=True,
-        ),
-        threading.Thread(
-            target=_pump, args=(proc.stderr, err, on_output, options.secrets), daemon=True
-        ),
-    ]
+    proc = child.proc
     processes.started(proc.pid)
     try:
-        for pump in pumps:
-            pump.start()
         try:
             returncode = proc.wait()
         except BaseException:
@@ -227,8 +210,7 @@ def _execute(
             raise
     finally:
         processes.ended(proc.pid)
-    for pump in pumps:
-        pump.join()
+        child.finish()
     return CommandResult(
         args=tuple(argv[1:]),
         returncode=returncode,
@@ -238,13 +220,10 @@ def _execute(
     )
 
 
-def _pump(
-    stream: IO[str], into: list[str], sink: OutputSink | None, secrets: tuple[str, ...]
-) -> None:
-    for line in stream:
-        into.append(line)
-        if sink is not None:
-            sink(mask(line.rstrip("\n"), secrets))
+def _collect(line: str, into: list[str], sink: OutputSink | None, secrets: tuple[str, ...]) -> None:
+    into.append(line)
+    if sink is not None:
+        sink(mask(line.rstrip("\n"), secrets))
 
 
 def _locked_error(command: str, output: str, secrets: tuple[str, ...]) -> StackLocked:
