@@ -3,6 +3,7 @@ reading, the override file, variable selection, backend settings, the work dir."
 
 from __future__ import annotations
 
+import configparser
 import json
 from pathlib import Path
 
@@ -12,18 +13,23 @@ import pytest
 from branchenv.engines.terraform import cmd
 from branchenv.engines.terraform.backend import BackendSpec
 from branchenv.engines.terraform.cliconfig import render_cli_config, resolve_mirror
-from branchenv.engines.terraform.hcl import read_module, tfvars_names, to_hcl
+from branchenv.engines.terraform.hcl import AwsProvider, read_module, tfvars_names, to_hcl
 from branchenv.engines.terraform.options import TerraformOptions, resolve_binary
 from branchenv.engines.terraform.override import (
+    AWS_CONFIG_FILE,
+    LOCAL_PROFILE,
     OVERRIDE_FILE,
     PROVIDERS_FILE,
     LocalWiring,
     endpoint_services,
+    needs_endpoints_block,
     render_files,
     select_vars,
     tags_expression,
+    write_files,
 )
 from branchenv.engines.terraform.workdir import prepare_work_dir
+from branchenv.engines.terraform.workspace import LOCAL_ENDPOINT_ENV
 from branchenv.errors import ConfigError, UsageError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -68,6 +74,32 @@ def test_command_env_passes_only_the_options_vars() -> None:
     assert env["TF_VAR_n"] == "3"
     assert env["TF_INPUT"] == "0" and env["TF_IN_AUTOMATION"] == "1"
     assert env["TF_CLI_CONFIG_FILE"] == "/x/cli.tfrc" and env["PATH"] == "/bin"
+
+
+def test_command_env_clears_the_callers_variables_the_options_name() -> None:
+    opts = TerraformOptions(
+        work_dir=Path("/w"),
+        env={"AWS_ENDPOINT_URL": "http://127.0.0.1:1"},
+        env_cleared=LOCAL_ENDPOINT_ENV,
+    )
+    caller = {
+        "AWS_ENDPOINT_URL": "https://elsewhere.example.com",
+        "AWS_ENDPOINT_URL_S3": "https://s3.example.com",
+        "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS": "true",
+        "TF_AWS_STS_ENDPOINT": "https://sts.example.com",
+        "AWS_S3_ENDPOINT": "https://s3.example.com",
+        "AWS_REGION": "eu-west-1",
+        "PATH": "/bin",
+    }
+    env = cmd.command_env(opts, caller)
+    assert env["AWS_ENDPOINT_URL"] == "http://127.0.0.1:1"
+    assert {k for k in env if "ENDPOINT" in k} == {"AWS_ENDPOINT_URL"}
+    assert env["AWS_REGION"] == "eu-west-1" and env["PATH"] == "/bin"  # the rest as given
+    # Without env_cleared (a real account) the caller's variables pass as they are.
+    assert cmd.command_env(TerraformOptions(work_dir=Path("/w")), caller) == {
+        **caller,
+        **cmd.command_env(TerraformOptions(work_dir=Path("/w")), {}),
+    }
 
 
 def test_mask_hides_every_secret() -> None:
@@ -185,27 +217,126 @@ def test_override_wires_every_aws_provider_to_the_local_cloud(tmp_path: Path) ->
     files = render_files(
         info, region="us-east-1", tags={"branchenv:stack": "s"}, local=LOCAL, backend_kind="s3"
     )
-    assert set(files) == {OVERRIDE_FILE}
+    assert set(files) == {OVERRIDE_FILE, AWS_CONFIG_FILE}
     parsed = hcl2.loads(files[OVERRIDE_FILE])
     providers = [body for entry in parsed["provider"] for body in entry.values()]
     assert len(providers) == 2
     for body in providers:
         assert body["region"] == '"us-east-1"'  # the local cloud's region wins
         assert body["skip_requesting_account_id"] is False  # ARNs still carry the account
-        endpoints = body["endpoints"][0]
-        assert {"s3", "sqs", "dynamodb", "lambda", "sts", "iam", "logs"} <= set(endpoints)
-        assert len([k for k in endpoints if k != "__is_block__"]) == len(endpoint_services())
+        # No endpoints block: the provider spends seconds of CPU on it at every start; the
+        # work dir's shared config file routes every service instead, for a hand-run plan too.
+        assert "endpoints" not in body
+        assert body["profile"] == f'"{LOCAL_PROFILE}"'
+        assert body["shared_config_files"] == [f'"{AWS_CONFIG_FILE}"']
+        assert body["shared_credentials_files"] == [f'"{AWS_CONFIG_FILE}"']
     assert providers[1]["alias"] == '"east"'
     assert providers[1]["default_tags"][0]["tags"].startswith("${merge(var.t, {")
     assert parsed["terraform"][0]["backend"][0] == {'"s3"': {"__is_block__": True}}
+    config = configparser.ConfigParser()
+    config.read_string(files[AWS_CONFIG_FILE])
+    assert dict(config[f"profile {LOCAL_PROFILE}"]) == {
+        "region": "us-east-1",
+        "endpoint_url": "http://127.0.0.1:5555",
+    }
+
+
+def test_on_aws_no_shared_config_file_is_written(tmp_path: Path) -> None:
+    info = read_module(_module(tmp_path, 'resource "aws_s3_bucket" "b" {}\n'))
+    files = render_files(info, region="us-east-1", tags={}, local=None, backend_kind="s3")
+    assert AWS_CONFIG_FILE not in files
+    (tmp_path / AWS_CONFIG_FILE).write_text("stale")
+    write_files(tmp_path, files)
+    assert not (tmp_path / AWS_CONFIG_FILE).exists()
 
 
 def test_a_module_without_provider_block_gets_a_plain_one(tmp_path: Path) -> None:
     info = read_module(_module(tmp_path, 'resource "aws_s3_bucket" "b" {}\n'))
     files = render_files(info, region="us-east-1", tags={"k": "v"}, local=LOCAL, backend_kind="s3")
-    assert set(files) == {OVERRIDE_FILE, PROVIDERS_FILE}
+    assert set(files) == {OVERRIDE_FILE, PROVIDERS_FILE, AWS_CONFIG_FILE}
     assert "provider" not in hcl2.loads(files[OVERRIDE_FILE])
-    assert "endpoints" in hcl2.loads(files[PROVIDERS_FILE])["provider"][0]['"aws"']
+    body = hcl2.loads(files[PROVIDERS_FILE])["provider"][0]['"aws"']
+    assert body["access_key"] == '"ak"' and "endpoints" not in body
+    assert body["shared_config_files"] == [f'"{AWS_CONFIG_FILE}"']
+
+
+@pytest.mark.parametrize(
+    "module",
+    [
+        # The module's own endpoints block: an override's block replaces it, an absent one
+        # would leave it (pointing who knows where) above the shared config file.
+        {"main.tf": 'provider "aws" {\n  endpoints {\n    s3 = "https://s3.example.com"\n  }\n}\n'},
+        # A service whose provider client ignores endpoint_url (aws-sdk-go v1).
+        {"main.tf": 'resource "aws_simpledb_domain" "d" {\n  name = "x"\n}\n'},
+        # The same in a local sub-module, two levels down.
+        {
+            "main.tf": 'module "a" {\n  source = "./a"\n}\nresource "aws_s3_bucket" "b" {}\n',
+            "a/main.tf": 'module "b" {\n  source = "../b"\n}\n',
+            "b/main.tf": 'resource "aws_simpledb_domain" "d" {\n  name = "x"\n}\n',
+        },
+        # Types that cannot be read: a registry module, a JSON configuration file.
+        {
+            "main.tf": 'module "m" {\n  source = "terraform-aws-modules/s3-bucket/aws"\n}\n'
+            'resource "aws_s3_bucket" "b" {}\n'
+        },
+        {
+            "main.tf": 'resource "aws_s3_bucket" "b" {}\n',
+            "more.tf.json": '{"resource": {"aws_simpledb_domain": {"d": {"name": "x"}}}}',
+        },
+    ],
+    ids=[
+        "module-sets-endpoints",
+        "env-blind-service",
+        "env-blind-service-in-a-sub-module",
+        "registry-module",
+        "json-configuration",
+    ],
+)
+def test_the_full_endpoints_block_stays_where_the_shared_config_might_not_route(
+    tmp_path: Path, module: dict[str, str]
+) -> None:
+    for name, text in module.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    info = read_module(tmp_path)
+    files = render_files(info, region="us-east-1", tags={}, local=LOCAL, backend_kind="s3")
+    text = files.get(PROVIDERS_FILE) or files[OVERRIDE_FILE]
+    endpoints = hcl2.loads(text)["provider"][0]['"aws"']["endpoints"][0]
+    assert {"s3", "sqs", "simpledb", "sts", "iam"} <= set(endpoints)
+    assert len([k for k in endpoints if k != "__is_block__"]) == len(endpoint_services())
+    assert endpoints["s3"] == '"http://127.0.0.1:5555"'
+
+
+def test_a_local_sub_modules_types_count(tmp_path: Path) -> None:
+    (tmp_path / "main.tf").write_text(
+        'module "store" {\n  source = "./modules/store"\n}\ndata "aws_region" "r" {}\n'
+    )
+    (tmp_path / "modules" / "store").mkdir(parents=True)
+    (tmp_path / "modules" / "store" / "main.tf").write_text(
+        'resource "aws_dynamodb_table" "t" {\n  name = "x"\n}\n'
+        'module "back" {\n  source = "../.."\n}\n'  # a cycle is followed once
+    )
+    info = read_module(tmp_path)
+    assert info.aws_types == {"aws_region", "aws_dynamodb_table"}
+    assert info.types_complete and info.uses_aws
+    assert not any(needs_endpoints_block(info, p) for p in info.aws_providers)
+
+
+def test_a_sub_module_alone_using_aws_gets_the_root_a_wired_provider(tmp_path: Path) -> None:
+    (tmp_path / "main.tf").write_text('module "q" {\n  source = "./q"\n}\n')
+    (tmp_path / "q").mkdir()
+    (tmp_path / "q" / "main.tf").write_text('resource "aws_sqs_queue" "q" {}\n')
+    info = read_module(tmp_path)
+    files = render_files(info, region="us-east-1", tags={}, local=LOCAL, backend_kind="s3")
+    body = hcl2.loads(files[PROVIDERS_FILE])["provider"][0]['"aws"']
+    assert body["profile"] == f'"{LOCAL_PROFILE}"' and "endpoints" not in body
+
+
+def test_the_demo_module_needs_no_endpoints_block() -> None:
+    info = read_module(REPO / "infra" / "terraform" / "aws")
+    assert info.types_complete and "aws_lambda_function" in info.aws_types
+    default = AwsProvider(alias=None, default_tags=None, sets_region=False)
+    assert not any(needs_endpoints_block(info, p) for p in (*info.aws_providers, default))
 
 
 def test_on_aws_only_tags_and_a_missing_region_are_set(tmp_path: Path) -> None:

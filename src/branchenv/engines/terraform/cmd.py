@@ -90,13 +90,17 @@ def command_args(options: TerraformOptions, args: Sequence[str]) -> list[str]:
 
 def command_env(options: TerraformOptions, base: dict[str, str] | None = None) -> dict[str, str]:
     """The subprocess environment: the caller's, minus any ``TF_VAR_*`` (only the options' vars
-    reach the module), plus non-interactive switches, the options' env, and ``TF_VAR_<name>``
-    for each var (strings as they are, anything else as JSON, which HCL reads)."""
+    reach the module) and any variable the options' ``env_cleared`` names, plus
+    non-interactive switches, the options' env, and ``TF_VAR_<name>`` for each var (strings as
+    they are, anything else as JSON, which HCL reads)."""
     import json
 
     env = {k: v for k, v in (os.environ if base is None else base).items()}
     for key in [k for k in env if k.startswith("TF_VAR_")]:
         del env[key]
+    for pattern in options.env_cleared:
+        for key in [k for k in env if re.match(pattern, k)]:
+            del env[key]
     env.update(TF_IN_AUTOMATION="1", TF_INPUT="0", CHECKPOINT_DISABLE="1")
     env.update(options.env)
     for name, value in options.vars.items():

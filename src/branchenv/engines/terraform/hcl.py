@@ -29,11 +29,13 @@ class Variable:
 @dataclasses.dataclass(frozen=True)
 class AwsProvider:
     """One ``provider "aws"`` block: alias (None: the default one), its ``default_tags.tags``
-    as an HCL expression (None when it sets none), and whether it sets ``region``."""
+    as an HCL expression (None when it sets none), and whether it sets ``region`` and an
+    ``endpoints`` block of its own."""
 
     alias: str | None
     default_tags: str | None
     sets_region: bool
+    sets_endpoints: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,6 +45,12 @@ class ModuleInfo:
     variables: dict[str, Variable]
     aws_providers: tuple[AwsProvider, ...]
     uses_aws: bool
+    aws_types: frozenset[str] = frozenset()
+    """Every ``aws_*`` resource and data source type the module declares, its local
+    sub-modules' (``source = "./..."`` or ``"../..."``, followed down) included."""
+    types_complete: bool = True
+    """False when some of those types could not be read: a module call from a registry, git
+    or any other non-local source, or a ``*.tf.json`` file (not parsed here)."""
 
 
 def _label(raw: str) -> str:
@@ -113,12 +121,58 @@ def _blocks(data: dict[str, Any], kind: str) -> list[tuple[str, dict[str, Any]]]
     return found
 
 
+def _is_local_source(source: str) -> bool:
+    return source.startswith(("./", "../", ".\\", "..\\"))
+
+
+def _called_types(module_dir: Path, seen: set[Path]) -> tuple[set[str], bool]:
+    """The ``aws_*`` types of a called module and of the local modules it calls in turn, and
+    whether they are all known (see :attr:`ModuleInfo.types_complete`)."""
+    module_dir = module_dir.resolve()
+    if module_dir in seen:
+        return set(), True
+    seen.add(module_dir)
+    if not module_dir.is_dir() or any(module_dir.glob("*.tf.json")):
+        return set(), False
+    types: set[str] = set()
+    complete = True
+    for path in sorted(module_dir.glob("*.tf")):
+        found, calls = _types_and_calls(_load(path))
+        types |= found
+        for source in calls:
+            if source is None or not _is_local_source(source):
+                complete = False
+                continue
+            sub_types, sub_complete = _called_types(module_dir / source, seen)
+            types |= sub_types
+            complete = complete and sub_complete
+    return types, complete
+
+
+def _types_and_calls(data: dict[str, Any]) -> tuple[set[str], list[str | None]]:
+    """One file's ``aws_*`` resource and data types, and the ``source`` of each module call
+    (None when it is not a plain string)."""
+    types: set[str] = set()
+    for resource_kind in ("resource", "data"):
+        for entry in data.get(resource_kind, []) or []:
+            if isinstance(entry, dict):
+                types |= {_label(k) for k in entry if _label(k).startswith("aws_")}
+    calls: list[str | None] = []
+    for _name, body in _blocks(data, "module"):
+        source = body.get("source")
+        calls.append(_label(source) if isinstance(source, str) else None)
+    return types, calls
+
+
 def read_module(module_dir: Path) -> ModuleInfo:
     """Variables and aws provider blocks of every ``*.tf`` file in ``module_dir`` (override
     files included, since terraform merges them; the engine's own ``branchenv_*`` excluded)."""
     variables: dict[str, Variable] = {}
     providers: list[AwsProvider] = []
     uses_aws = False
+    aws_types: set[str] = set()
+    types_complete = not any(module_dir.glob("*.tf.json"))
+    seen = {module_dir.resolve()}
     for path in sorted(module_dir.glob("*.tf")):
         if path.name.startswith("branchenv_"):
             continue
@@ -145,18 +199,34 @@ def read_module(module_dir: Path) -> ModuleInfo:
                     alias=None if alias is None else _label(str(alias)),
                     default_tags=tags,
                     sets_region="region" in body,
+                    sets_endpoints="endpoints" in body,
                 )
             )
-        for resource_kind in ("resource", "data"):
-            for entry in data.get(resource_kind, []) or []:
-                if isinstance(entry, dict) and any(_label(k).startswith("aws_") for k in entry):
-                    uses_aws = True
+        found, calls = _types_and_calls(data)
+        if found:
+            uses_aws = True
+            aws_types |= found
+        for source in calls:
+            if source is None or not _is_local_source(source):
+                types_complete = False
+                continue
+            sub_types, sub_complete = _called_types(module_dir / source, seen)
+            # A sub-module's resources use the root's default aws provider: it needs wiring.
+            uses_aws = uses_aws or bool(sub_types)
+            aws_types |= sub_types
+            types_complete = types_complete and sub_complete
         for block in data.get("terraform", []) or []:
             required = block.get("required_providers") if isinstance(block, dict) else None
             for req in required or []:
                 if isinstance(req, dict) and "aws" in req:
                     uses_aws = True
-    return ModuleInfo(variables=variables, aws_providers=tuple(providers), uses_aws=uses_aws)
+    return ModuleInfo(
+        variables=variables,
+        aws_providers=tuple(providers),
+        uses_aws=uses_aws,
+        aws_types=frozenset(aws_types),
+        types_complete=types_complete,
+    )
 
 
 def tfvars_names(module_dir: Path) -> set[str]:

@@ -48,6 +48,10 @@ class TerraformOptions:
     binary: str = "terraform"
     vars: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     env: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    env_cleared: tuple[str, ...] = ()
+    """Regexes (matched from the start) of the caller's environment variables terraform must
+    not see, applied before ``env`` (the local cloud's endpoint variables: a user's own
+    ``AWS_ENDPOINT_URL_S3`` would outrank the local cloud's ``AWS_ENDPOINT_URL``)."""
     lock_timeout_s: int = DEFAULT_LOCK_TIMEOUT_S
     retryable_errors: Mapping[str, str] = dataclasses.field(
         default_factory=lambda: RETRYABLE_ERRORS
@@ -58,7 +62,7 @@ class TerraformOptions:
     """Values never to be shown in output lines or error messages (masked as ``***``)."""
 
     def __post_init__(self) -> None:
-        for pattern in self.retryable_errors:
+        for pattern in (*self.retryable_errors, *self.env_cleared):
             re.compile(pattern)  # a bad pattern is a bug here, never a user's input
 
 

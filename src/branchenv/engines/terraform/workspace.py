@@ -31,6 +31,14 @@ from branchenv.engines.terraform.override import (
 from branchenv.engines.terraform.workdir import prepare_work_dir
 
 PLAN_FILE = "branchenv.tfplan"
+LOCAL_ENDPOINT_ENV: tuple[str, ...] = (
+    r"AWS_ENDPOINT_URL_",  # per service: outranks AWS_ENDPOINT_URL
+    r"AWS_IGNORE_CONFIGURED_ENDPOINT_URLS$",  # would turn AWS_ENDPOINT_URL off
+    r"(TF_)?AWS_(DYNAMODB|IAM|S3|STS)_ENDPOINT$",  # the provider's older per-service ones
+)
+"""The caller's variables that could send a local-cloud run's requests elsewhere: on the
+local cloud the aws provider finds its endpoint in ``AWS_ENDPOINT_URL`` and the work dir's
+shared config file, with no ``endpoints`` block (:mod:`.override`), and these outrank both."""
 _INIT_STAMP = ".branchenv_init"
 
 OutputSink = Callable[[str], None]
@@ -92,7 +100,8 @@ def prepare(
     )
     run_env = {"TF_CLI_CONFIG_FILE": str(cli_config), "AWS_REGION": region}
     if local is not None:
-        # Belt and braces: anything the override misses still reaches only the local cloud.
+        # The same endpoint as the work dir's shared config file (.override) and the same
+        # credentials as the override: the engine's runs do not depend on that file alone.
         run_env.update(
             AWS_ACCESS_KEY_ID=local.access_key,
             AWS_SECRET_ACCESS_KEY=local.secret_key,
@@ -105,6 +114,7 @@ def prepare(
         binary=binary,
         vars=variables,
         env=run_env,
+        env_cleared=LOCAL_ENDPOINT_ENV if local is not None else (),
         lock_timeout_s=lock_timeout_s,
     )
     return Workspace(options=options, backend=backend, project=project, stack=stack)
