@@ -37,6 +37,23 @@ cold start that is itself this fast), warm with changed code 3.4 s (98 %); terra
 77.9 s, warm same program 1.4 s (2 %, goal met), warm with changed code 29.5 s (38 %: one
 plan and apply of the function's new code, with the aws provider's start each time).
 
+Measured (terraform, one run each, 2026-12-02), before/after the override stopped writing the
+aws provider's `endpoints` block on the local cloud (the endpoint now comes from a shared AWS
+config file in the work dir: docs/terraform.md). Why not a block cut to the module's services: a
+plan of a provider block alone took 13.2-14.0 s CPU with the full block, 12.7-12.9 s with 8
+services, 10.6-11.5 s with an empty block and 3.7-5.3 s with none (load 10-14); the block's
+presence costs, not its size. Back to back at load 5 -> 8 (before: c5a1abc; after: the change on
+the same base): before cold 116.3 s to ready (that run overlapped a lint and type check here),
+warm same program 0.8 s, warm with changed code 31.8 s (provision 30.8) = 27 %; after cold 77.6
+s, warm same program 1.6 s, warm with changed code 24.6 s (provision 23.5) = 32 % (under 25 s;
+25 % of cold still missed: cold got faster too). At load 16 -> 18 (beside other agents' work):
+changed code 64.2 s before, 48.9 s after. What is left of a changed-code claim: three terraform
+commands that start the provider (plan -refresh=false -out, show -json of the plan, apply of the
+saved plan; at load 17, 4.8 s, 3.2 s and 3.5 s CPU each on a two-resource module), the
+function's zip built by local-exec, and the provider's wait after a Lambda code update (~5 s in
+c5f5dc5's trace). The next cut would be `show -json`, whose before/after values the claim's
+isolation check (plan_check) reads: `plan -json` does not carry them.
+
 Measured (inprocess, one run each, 2026-12-02): before (main at c73c393, load 1.8 -> 2.0) cold
 4.5 s to ready (provision 3.5), warm same program 1.7 s (provision 0.9) = 37 %, warm with
 changed code 3.3 s (provision 2.4) = 72 %; after the local cloud's S3 conditional writes were
