@@ -77,9 +77,10 @@ resource "aws_apigatewayv2_integration" "fn" {
   payload_format_version = "2.0"
 }
 
-resource "aws_apigatewayv2_route" "version" {
+resource "aws_apigatewayv2_route" "fn" {
+  for_each  = toset(["GET /health", "GET /version"]) # /health: what readiness asks
   api_id    = aws_apigatewayv2_api.api.id
-  route_key = "GET /version"
+  route_key = each.value
   target    = "integrations/${aws_apigatewayv2_integration.fn.id}"
 }
 
