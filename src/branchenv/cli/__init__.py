@@ -62,6 +62,14 @@ def build_app() -> typer.Typer:
     return app
 
 
+GC_THRESHOLD = (50_000, 20, 10)
+"""The collector's thresholds while the CLI runs as the process's command (Python's: 700, 10,
+10). With those, the imports a command makes (boto3, typer's pydantic, the Pulumi SDK and
+pulumi_aws) and an in-process Pulumi program's objects set off a young collection every 700
+objects and a full one often, for objects that live to the end: 20-25 % of an `up`'s CPU.
+Cycles are still collected, 50 000 allocations apart (a few MB at most)."""
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the CLI, turning an error into one line on stderr and its exit code.
 
@@ -72,7 +80,10 @@ def main(argv: list[str] | None = None) -> None:
     end are frozen out of the garbage collector: the interpreter's last collection at exit
     walked every one of them, 1.5 s of CPU after an ``up`` or ``ci`` that ran a Pulumi program
     in process (tens of thousands of SDK objects), for nothing, since the process is ending.
+    Likewise it collects less often while it runs (:data:`GC_THRESHOLD`).
     A caller passing ``argv`` (a test, an embedding program) keeps its collector as it was."""
+    if argv is None:
+        gc.set_threshold(*GC_THRESHOLD)
     try:
         _main(argv)
     finally:
