@@ -239,7 +239,9 @@ def main() -> None:
                 print(line("cold", cold, cold))
                 for label, warm in (("warm, same program", same), ("warm, code changed", changed)):
                     print(line(label, warm, cold, goal=GOALS_S[engine]))
-            run(root, engine, "pool", "drain", "--yes")
+                # The pool's stack now runs the changed code: the next run's fill starts afresh,
+                # or its "same program" claim would be an update.
+                run(root, engine, "pool", "drain", "--yes")
         print(load())
     finally:
         subprocess.run([str(BRANCHENV), "cloud", "stop"], cwd=root, env=_env(), capture_output=True)
