@@ -62,6 +62,37 @@ made atomic (no 0.25 s claim settle) and the fast path asked for the resources o
 ready 0.6) = 31 % (under 5 s; 25 % still missed), warm with changed code 2.4 s (provision 1.7)
 = 67 %. What is left of the warm 1.1 s: the first boto3 client of the run (the claim's S3) and
 the ready phase with the pytest child starting beside it on 2 cores.
+
+Measured (inprocess, --runs 3 each, back to back on 2 cores shared with other agents,
+2026-12-02): before (main at c5a1abc, load 2.6 -> 2.6) cold 3.4 / 3.8 / 2.9 s to ready, warm
+same program 1.6 / 1.6 / 1.2 s (provision 0.6-0.7, ready 0.5-1.0) = 46 / 43 / 41 %, warm with
+changed code 2.6 / 3.8 / 2.9 s = 76 / 101 / 100 %; after (load 1.5 -> 2.7) cold 3.1 / 2.0 /
+3.7 s, warm same program 0.4 / 0.5 / 1.2 s (provision 0.3-1.0, ready 0.1-0.2) = 14 / 24 / 32 %
+(goal met in two runs of three; the third ran into a burst of the neighbours' load), warm with
+changed code 2.2 / 1.8 / 2.4 s = 71 / 94 / 64 %. Where a warm claim's time went
+(perf_counter spans, cProfile of the phase threads) and what changed:
+- boto3's import and the claim store's first S3 client and bucket (0.5-1.1 s of the claim at
+  load 4-10): `ci` now makes them on a thread while its watchdog starts, which it only waits
+  for (claim 0.13-0.2 s at load 4-10);
+- the function's first invoke in the ready phase (its runtime starting, 1.2-1.5 s at load
+  5-17): `pool fill` now runs the readiness checks on each stack it makes before offering it,
+  so the runtime runs when a branch claims the stack (ready 0.2-0.3 s at the same loads);
+- the per-resource probes of a stack the claim just found with every resource in place,
+  unchanged since those probes passed: ci now probes its endpoints only (UpOutcome.in_place;
+  a resource gone makes the claim an update instead, which creates it again);
+- not imported by a claim with nothing to apply, before and after: pulumi, pulumi_aws (the
+  decision is the fingerprint of the program's files and inputs against the claim store's).
+What is left of a warm claim (0.5 s at load 4): the existence check of the 17 resources
+(0.3 s, seven clients made), the claim's S3 round trips, the health probe with the pytest
+child starting beside it. Warm with changed code (partial): the update costs about what a
+create does; at load 4 its spans are the existence check of the 17 resources 0.39 s, the
+program's preview run 0.71 s (its SDK imports, 2.1 s of that run at load 12, now start during
+the existence check), the apply run 0.22 s, the cost estimate 0.13 s (clients now kept per
+process, not per engine call), then in ready the new code's first invoke, a Lambda cold start
+(the function imports boto3 and makes its clients), about 0.8 s. The changed-code release
+takes 27-33 s: SQS's one purge per queue per minute (docs/pool.md). Until this change, with
+--runs above 1 the "same program" claim of the second run on was an update (the pool's
+stack kept the changed code); the pool is now drained after each run.
 """
 
 from __future__ import annotations
