@@ -54,6 +54,13 @@ function's zip built by local-exec, and the provider's wait after a Lambda code 
 c5f5dc5's trace). The next cut would be `show -json`, whose before/after values the claim's
 isolation check (plan_check) reads: `plan -json` does not carry them.
 
+On main at ff38fa8 (the change landed, pool fill probing readiness), two runs at load 2.4 -> 3.6
+and 3.4 -> 8.2: cold 68.9 s / 73.7 s to ready, warm same program 0.5 s / 1.0 s, warm with
+changed code 26.3 s / 27.7 s (38 % both: against the idle 29.5 s of 4bd2293, ~3 s won; goal
+still missed). The second run logged each terraform command: the changed-code claim ran plan
+-refresh=false -out 6.5 s, show -json 5.1 s, apply of the saved plan 13.5 s (no init), i.e. 25.1
+of its 26.3 s provision; show -json is the next cut to look at (see above).
+
 Measured (inprocess, one run each, 2026-12-02): before (main at c73c393, load 1.8 -> 2.0) cold
 4.5 s to ready (provision 3.5), warm same program 1.7 s (provision 0.9) = 37 %, warm with
 changed code 3.3 s (provision 2.4) = 72 %; after the local cloud's S3 conditional writes were
