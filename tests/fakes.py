@@ -110,6 +110,7 @@ def write_program(
 class FakeEngine:
     """The Engine protocol over JSON files: state per stack, one world per state dir."""
 
+    resources_checked = False  # resources() reads the state only, never the world
     name = ENGINE
 
     def __init__(self, *, state_dir: Path, lock_wait_s: float = 5.0) -> None:

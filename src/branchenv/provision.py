@@ -73,8 +73,9 @@ class UpOutcome:
     estimate prices these instead of asking the engine again."""
     in_place: bool = False
     """True when this up applied nothing to a warm-pool stack whose resources were all just
-    found in place (what the pool made, checked ready, and wiped since): `ci`'s readiness then
-    probes its endpoints only, which prove the whole chain answers."""
+    found in place on the target (what the pool made, checked ready, and wiped since; only an
+    engine whose ``resources`` asks the target can say so: ``Engine.resources_checked``):
+    `ci`'s readiness then probes its endpoints only, which prove the whole chain answers."""
 
 
 @dataclasses.dataclass(frozen=True)

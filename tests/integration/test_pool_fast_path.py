@@ -86,9 +86,10 @@ def test_a_claim_with_nothing_to_apply_asks_for_the_resources_once_and_prices_th
 def test_a_claim_finds_the_pool_s_resources_in_place_or_updates_the_stack(
     tmp_path: Path, local_cloud: Target, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Nothing to apply only when every resource the pool made is still there (its readiness
-    wait then probes the endpoints alone: ``in_place``); one gone meanwhile (deleted behind the
-    engine's back) makes the claim an update, which creates it again."""
+    """Nothing to apply only when every resource the pool made is still there; when the engine's
+    ``resources`` asked the target (``resources_checked``), they are proven in place and the
+    readiness wait probes the endpoints alone (``in_place``). One gone meanwhile (deleted behind
+    the engine's back) makes the claim an update, which creates it again."""
     import uuid
 
     fakes.write_program(
@@ -102,7 +103,11 @@ def test_a_claim_finds_the_pool_s_resources_in_place_or_updates_the_stack(
     filler = _context(tmp_path, local_cloud, "main")
     said: list[str] = []
     try:
-        for branch, lose_one in (("feature/in-place", False), ("feature/lost-one", True)):
+        for branch, checked, lose_one in (
+            ("feature/in-place", True, False),
+            ("feature/state-only", False, False),
+            ("feature/lost-one", True, True),
+        ):
             # (The fake's resources exist nowhere: the release cannot wipe them, destroys the
             # stack, and the next pass fills the pool again.)
             pool.fill(filler, size=1, profile="ephemeral", say=lambda _line: None)
@@ -111,6 +116,7 @@ def test_a_claim_finds_the_pool_s_resources_in_place_or_updates_the_stack(
             assert got.metadata is not None
             engine = got.ctx.engine
             engine.calls.clear()
+            monkeypatch.setattr(engine, "resources_checked", checked)
             if lose_one:
 
                 def without_jobs(*, _all: Any = engine.resources, **kw: Any) -> Any:
@@ -125,11 +131,11 @@ def test_a_claim_finds_the_pool_s_resources_in_place_or_updates_the_stack(
                 say=said.append,
                 existing=provision.check_may_manage(got.ctx),
             )
-            assert up.in_place is not lose_one
+            assert up.in_place is (checked and not lose_one)
             assert ("up" in engine.calls) is lose_one, engine.calls
             if lose_one:
                 assert any("not every resource the pool made is in place" in s for s in said)
-                monkeypatch.undo()
+            monkeypatch.undo()
             pool.release(got.ctx, got.metadata, say=lambda _line: None)
     finally:
         pool.drain(filler, yes=True, say=lambda _line: None)

@@ -235,6 +235,10 @@ class Engine(Protocol):
     """Runs one program for named stacks against a target. Every method is keyword-only."""
 
     name: str
+    resources_checked: bool
+    """Whether :meth:`resources` asks the target and leaves out what is gone from it, not only
+    what the state records: a warm claim with nothing to apply that finds every resource the
+    pool made then has them proven in place, and `ci` probes the stack's endpoints only."""
 
     def up(
         self,

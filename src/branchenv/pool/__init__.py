@@ -941,7 +941,7 @@ def apply(
             duration_s=time.monotonic() - started,
             notes=ctx.notes,
             resources=tuple(resources),  # the cost estimate's: one existence check per claim
-            in_place=True,
+            in_place=ctx.engine.resources_checked,
         )
     if resources is not None:
         say(f"{ctx.names.stack}: not every resource the pool made is in place: updating it")

@@ -54,6 +54,7 @@ class InProcessEngine:
     """The Engine protocol on the SDK mock runtime plus the local cloud. Local target only."""
 
     name = "inprocess"
+    resources_checked = True  # resources() checks each exists on the local cloud
 
     def __init__(
         self,

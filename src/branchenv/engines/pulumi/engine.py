@@ -156,6 +156,7 @@ class PulumiEngine:
     """The Engine protocol on the real Pulumi engine, through ``pulumi.automation``."""
 
     name = "pulumi"
+    resources_checked = False  # resources() reads the exported state
 
     def __init__(
         self,

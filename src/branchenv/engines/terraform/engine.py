@@ -137,6 +137,7 @@ class TerraformEngine:
     """The ``terraform`` engine (see the module docstring)."""
 
     name = "terraform"
+    resources_checked = False  # resources() reads the state
 
     def __init__(
         self,
