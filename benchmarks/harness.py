@@ -42,6 +42,17 @@ Measured (issue 17 item 2, 2 cores shared with other agents, 2026-12-02):
   8.01 s wall, median 8.01 s (goal met; the first run pays the local cloud's cold start):
   provision 1.5-3.3, ready 0.6-0.8, test 4.5-4.8, teardown 0.3-0.5 s; CPU of the CLI +
   pytest child 4.1-5.3 s.
+- the warm-claim work of 2026-12-02 (benchmarks/pool.py) touched the cold loop too: `ci` makes
+  the target's boto3 session on a thread while its watchdog starts, the inprocess engine keeps
+  its clients per process (the cost estimate's and teardown's existence checks no longer make
+  seven clients each) and imports the program's SDK during an update's existence check. Three
+  runs each, back to back: before (main at c5a1abc, load 6.5 -> 9.2) 16.70 / 14.86 / 14.07 s
+  wall, median 14.86; provision 2.5-6.2, ready 1.4-1.6, test 6.0-7.8, teardown 1.0-1.5 s; CPU
+  of the CLI + pytest child 4.52-5.01 s. After (main at 6ef3f1a plus that work, which includes
+  other sessions' commits since c5a1abc, the CLI's larger young GC generation among them; load
+  3.5 -> 4.2) 11.40 / 10.43 / 9.26 s, median 10.43; provision 1.9-2.7, ready 0.55-0.85, test
+  5.1-6.0, teardown 0.35-1.05 s; CPU of the CLI + pytest child 4.21-4.36 s. The loads differ:
+  compare the CPU seconds more than the wall times.
 """
 
 from __future__ import annotations

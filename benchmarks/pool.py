@@ -71,7 +71,8 @@ ready 0.6) = 31 % (under 5 s; 25 % still missed), warm with changed code 2.4 s (
 the ready phase with the pytest child starting beside it on 2 cores.
 
 Measured (inprocess, --runs 3 each, back to back on 2 cores shared with other agents,
-2026-12-02): before (main at c5a1abc, load 2.6 -> 2.6) cold 3.4 / 3.8 / 2.9 s to ready, warm
+2026-12-02): before (main at c5a1abc, load 2.6 -> 2.6; after: main at 9f44c2a plus this work,
+the commits in between being other sessions', none on this path) cold 3.4 / 3.8 / 2.9 s to ready, warm
 same program 1.6 / 1.6 / 1.2 s (provision 0.6-0.7, ready 0.5-1.0) = 46 / 43 / 41 %, warm with
 changed code 2.6 / 3.8 / 2.9 s = 76 / 101 / 100 %; after (load 1.5 -> 2.7) cold 3.1 / 2.0 /
 3.7 s, warm same program 0.4 / 0.5 / 1.2 s (provision 0.3-1.0, ready 0.1-0.2) = 14 / 24 / 32 %
@@ -85,8 +86,9 @@ changed code 2.2 / 1.8 / 2.4 s = 71 / 94 / 64 %. Where a warm claim's time went
   5-17): `pool fill` now runs the readiness checks on each stack it makes before offering it,
   so the runtime runs when a branch claims the stack (ready 0.2-0.3 s at the same loads);
 - the per-resource probes of a stack the claim just found with every resource in place,
-  unchanged since those probes passed: ci now probes its endpoints only (UpOutcome.in_place;
-  a resource gone makes the claim an update instead, which creates it again);
+  unchanged since those probes passed: ci now probes its endpoints only (UpOutcome.in_place,
+  on an engine whose resources() asks the target: inprocess; a resource gone makes the claim
+  an update instead, which creates it again);
 - not imported by a claim with nothing to apply, before and after: pulumi, pulumi_aws (the
   decision is the fingerprint of the program's files and inputs against the claim store's).
 What is left of a warm claim (0.5 s at load 4): the existence check of the 17 resources
