@@ -73,6 +73,20 @@ class Project:
                     proc.kill()
                     proc.wait()
 
+    def down_left(self, branches: Iterable[str]) -> None:
+        """:meth:`down_all` for those of ``branches`` whose stack ``ls`` still lists (all of
+        them when it cannot list): after a test that saw every one go, one listing instead
+        of a run per branch, each finding nothing to do."""
+        wanted = set(branches)
+        proc = self.run("ls", "--json")
+        try:
+            rows = cli_result(proc.stdout) if proc.returncode == 0 else None
+        except (AssertionError, ValueError):
+            rows = None
+        if rows is not None and all(row.get("branch") for row in rows):
+            wanted &= {row["branch"] for row in rows}
+        self.down_all(sorted(wanted))
+
     def json(self, *args: str, **env: str) -> Any:
         proc = self.run(*args, "--json", check=True, **env)
         return cli_result(proc.stdout)

@@ -106,6 +106,7 @@ def test_sigkill_of_ci_at_ten_offsets_across_provisioning_leaves_nothing(
     assert lines_in_up >= OFFSETS, lines_in_up
 
     branches = [f"wd/at-{i}" for i in range(OFFSETS)]
+    passed = False
     reports: list[dict[str, Any]] = []
     try:
         for i, branch in enumerate(branches):
@@ -130,8 +131,13 @@ def test_sigkill_of_ci_at_ten_offsets_across_provisioning_leaves_nothing(
         # The kills really left resources for the watchdog to delete (else this could not fail)
         with_resources = sum(1 for r in reports if r["teardown"]["deleted"] > 0)
         assert with_resources >= OFFSETS // 2, reports
+        passed = True
     finally:
-        project.down_all(branches)
+        # Clean-up: after a pass, only what is still listed (the watchdogs removed the rest).
+        if passed:
+            project.down_left(branches)
+        else:
+            project.down_all(branches)
 
 
 def test_sigkill_of_ci_during_its_tests_takes_the_stack_and_the_suite_down(
