@@ -69,17 +69,21 @@ def ended(pid: int) -> None:
 def stop_group(proc: subprocess.Popen[Any], *, grace_s: float) -> None:
     """Stop a child leading its own group that its caller gave up on (an interrupt or an error
     while waiting for it): SIGINT, the signal terraform stops gracefully on (releasing its
-    state lock), then SIGKILL after ``grace_s``. Reaps it."""
+    state lock), then SIGKILL after ``grace_s``, or at once when the wait for it is itself
+    interrupted (a second Ctrl-C: the child must not be left running, holding the lock). Reaps
+    it."""
     if proc.poll() is not None:
         return
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGINT)
     try:
         proc.wait(timeout=grace_s)
-    except subprocess.TimeoutExpired:
+    except BaseException as exc:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
+        if not isinstance(exc, subprocess.TimeoutExpired):
+            raise
 
 
 class Tailed:
@@ -107,6 +111,7 @@ class Tailed:
         on_stderr: Callable[[str], None],
     ) -> None:
         self._done = threading.Event()
+        self._errors: list[BaseException] = []
         files = [_output_file(), _output_file()]
         try:
             self.proc = subprocess.Popen(
@@ -133,6 +138,26 @@ class Tailed:
         for tail in self._tails:
             tail.start()
 
+    def wait(self, *, grace_s: float) -> int:
+        """The child's exit code, once it ended and all its output was passed on. While it
+        runs it is announced to the listeners (:func:`started`, :func:`ended`); a wait given up
+        on (an interrupt, raised here) stops its group first (:func:`stop_group`). Then the
+        first error a callback raised, if any, is raised (every line was still read)."""
+        try:
+            try:
+                started(self.proc.pid)
+                code = self.proc.wait()
+            except BaseException:
+                stop_group(self.proc, grace_s=grace_s)
+                raise
+            finally:
+                ended(self.proc.pid)
+        finally:
+            self.finish()
+        if self._errors:
+            raise self._errors[0]
+        return code
+
     def finish(self) -> None:
         """After the child was reaped: read what is left of both files, stop the tails."""
         self._done.set()
@@ -150,16 +175,24 @@ class Tailed:
                     pending += decoder.decode(chunk)
                     *lines, pending = pending.split("\n")
                     for line in lines:
-                        sink(line + "\n")
+                        self._pass(sink, line + "\n")
                 elif finished:
                     pending += decoder.decode(b"", final=True)
                     if pending:
-                        sink(pending)
+                        self._pass(sink, pending)
                     return
                 else:
                     self._done.wait(TAIL_POLL_S)
         finally:
             reader.close()
+
+    def _pass(self, sink: Callable[[str], None], line: str) -> None:
+        """One line to its callback; an error there is kept for :meth:`finish` and reading
+        goes on (a stopped tail would cut the output the caller maps errors from)."""
+        try:
+            sink(line)
+        except BaseException as exc:
+            self._errors.append(exc)
 
 
 TAIL_POLL_S = 0.05

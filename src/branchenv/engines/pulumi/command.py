@@ -68,17 +68,7 @@ class GroupedCommand(auto.PulumiCommand):
             on_stdout=lambda line: _collect(line, out, on_output),
             on_stderr=lambda line: _collect(line, err, on_error),
         )
-        proc = child.proc
-        processes.started(proc.pid)
-        try:
-            try:
-                code = proc.wait()
-            except BaseException:
-                processes.stop_group(proc, grace_s=STOP_GRACE_S)
-                raise
-        finally:
-            processes.ended(proc.pid)
-            child.finish()
+        code = child.wait(grace_s=STOP_GRACE_S)
         result = auto.CommandResult(stdout="\n".join(out), stderr="\n".join(err), code=code)
         if code != 0:
             raise create_command_error(result)
@@ -87,9 +77,9 @@ class GroupedCommand(auto.PulumiCommand):
 
 def _collect(line: str, into: list[str], callback: Any) -> None:
     stripped = line.rstrip()
+    into.append(stripped)  # kept even when the callback fails (Tailed.wait raises that later)
     if callback:
         callback(stripped)
-    into.append(stripped)
 
 
 def grouped(command: auto.PulumiCommand) -> auto.PulumiCommand:

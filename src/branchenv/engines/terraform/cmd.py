@@ -203,18 +203,8 @@ def _execute(
             f"`{options.binary}` is not installed (or not on PATH); install it or set "
             "terraform_binary to terraform or tofu"
         ) from None
-    proc = child.proc
-    processes.started(proc.pid)
-    try:
-        try:
-            returncode = proc.wait()
-        except BaseException:
-            # Given up on (an interrupt): terraform stops as on Ctrl-C, its lock released.
-            processes.stop_group(proc, grace_s=STOP_GRACE_S)
-            raise
-    finally:
-        processes.ended(proc.pid)
-        child.finish()
+    # Given up on (an interrupt): terraform stops as on Ctrl-C, its lock released.
+    returncode = child.wait(grace_s=STOP_GRACE_S)
     return CommandResult(
         args=tuple(argv[1:]),
         returncode=returncode,
