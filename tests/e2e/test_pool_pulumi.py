@@ -8,7 +8,8 @@ engine through pulumi.automation, the stack tags it keeps the pool's metadata an
 claim bucket and the baseline of resource addresses (URNs here), the wipers.
 
 The stand-in keeps state but creates nothing in a cloud, so the test plays the aws provider's
-part once: after `pool fill` it makes the bucket and the table the stand-in's state names, on
+part once: before `pool fill` (which offers a stack only once it answers ci's readiness checks)
+it makes the bucket and the table the stand-in's state will name, on
 the project's local cloud, without tags (the leak check looks for tags: these would read as
 leaked after a destroy the stand-in cannot do). Every check of data reads that cloud over HTTP.
 
@@ -104,6 +105,21 @@ def _provide(target: Any, outputs: dict[str, Any]) -> None:
     )
 
 
+POOL_OUTPUTS = {"bucket_name": f"{POOL_STACK}-data", "table_name": f"{POOL_STACK}-items"}
+"""What the fixture's program names for the pool's one stack."""
+
+
+def _fill_provided(clone: Clone) -> tuple[Any, dict[str, Any], dict[str, Any]]:
+    """`pool fill` of a pool of one, the aws provider's part played first: pool fill offers a
+    stack only once it answers ci's readiness checks (its bucket and table), which the stand-in
+    cannot make. Returns the target, the outputs provided and the fill's JSON."""
+    assert clone.run("cloud", "start").returncode == 0
+    target = _target(clone)
+    outputs = dict(POOL_OUTPUTS)
+    _provide(target, outputs)
+    return target, outputs, clone.json("pool", "fill")
+
+
 def _unprovide(target: Any, outputs: dict[str, Any]) -> None:
     from branchenv.pool.wipe import wipe_bucket
 
@@ -136,7 +152,7 @@ def test_a_pulumi_pool_stack_goes_back_wiped_to_the_next_claimant(
     outputs: dict[str, Any] = {}
     target: Any = None
     try:
-        fill = dev.json("pool", "fill")
+        target, outputs, fill = _fill_provided(dev)
         assert fill["engine"] == "pulumi" and fill["created"] == [POOL_STACK], fill
         [member] = dev.json("pool", "status")["stacks"]
         assert member["state"] == "free" and member["claimed_by"] is None
@@ -149,10 +165,7 @@ def test_a_pulumi_pool_stack_goes_back_wiped_to_the_next_claimant(
         assert first["stack"] == POOL_STACK
         # The program and inputs are the pool's own: the claim applies nothing.
         assert "nothing to apply" in up.stderr, up.stderr[-4000:]
-        outputs = first["outputs"]
-        assert outputs["bucket_name"] == f"{POOL_STACK}-data", outputs
-        target = _target(dev)
-        _provide(target, outputs)
+        assert first["outputs"]["bucket_name"] == outputs["bucket_name"], first["outputs"]
         s3, ddb = target.client("s3"), target.client("dynamodb")
         # The claim is in the stack's tags: `ls` and `pool status` name branch A.
         [member] = dev.json("pool", "status")["stacks"]
@@ -213,10 +226,8 @@ def test_a_pulumi_claimant_that_adds_a_resource_gets_the_stack_destroyed_at_the_
     outputs: dict[str, Any] = {}
     target: Any = None
     try:
-        assert dev.json("pool", "fill")["created"] == [POOL_STACK]
-        outputs = {"bucket_name": f"{POOL_STACK}-data", "table_name": f"{POOL_STACK}-items"}
-        target = _target(dev)
-        _provide(target, outputs)
+        target, outputs, fill = _fill_provided(dev)
+        assert fill["created"] == [POOL_STACK], fill
 
         # The branch's program adds a bucket: its code changed, and so does what it declares.
         with (dev.root / "infra" / "aws" / "__main__.py").open("a") as fh:
