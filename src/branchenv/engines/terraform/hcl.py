@@ -138,14 +138,26 @@ def _called_types(module_dir: Path, seen: set[Path]) -> tuple[set[str], bool]:
     complete = True
     for path in sorted(module_dir.glob("*.tf")):
         found, calls = _types_and_calls(_load(path))
-        types |= found
-        for source in calls:
-            if source is None or not _is_local_source(source):
-                complete = False
-                continue
-            sub_types, sub_complete = _called_types(module_dir / source, seen)
-            types |= sub_types
-            complete = complete and sub_complete
+        sub_types, sub_complete = _types_of_calls(module_dir, calls, seen)
+        types |= found | sub_types
+        complete = complete and sub_complete
+    return types, complete
+
+
+def _types_of_calls(
+    module_dir: Path, calls: list[str | None], seen: set[Path]
+) -> tuple[set[str], bool]:
+    """The ``aws_*`` types of the modules ``calls`` name (sources relative to ``module_dir``),
+    local ones followed down; and whether all are known (a non-local source is not)."""
+    types: set[str] = set()
+    complete = True
+    for source in calls:
+        if source is None or not _is_local_source(source):
+            complete = False
+            continue
+        sub_types, sub_complete = _called_types(module_dir / source, seen)
+        types |= sub_types
+        complete = complete and sub_complete
     return types, complete
 
 
@@ -206,15 +218,11 @@ def read_module(module_dir: Path) -> ModuleInfo:
         if found:
             uses_aws = True
             aws_types |= found
-        for source in calls:
-            if source is None or not _is_local_source(source):
-                types_complete = False
-                continue
-            sub_types, sub_complete = _called_types(module_dir / source, seen)
-            # A sub-module's resources use the root's default aws provider: it needs wiring.
-            uses_aws = uses_aws or bool(sub_types)
-            aws_types |= sub_types
-            types_complete = types_complete and sub_complete
+        sub_types, sub_complete = _types_of_calls(module_dir, calls, seen)
+        # A sub-module's resources use the root's default aws provider: it needs wiring.
+        uses_aws = uses_aws or bool(sub_types)
+        aws_types |= sub_types
+        types_complete = types_complete and sub_complete
         for block in data.get("terraform", []) or []:
             required = block.get("required_providers") if isinstance(block, dict) else None
             for req in required or []:
