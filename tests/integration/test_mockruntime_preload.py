@@ -12,6 +12,18 @@ import pytest
 from branchenv import mockruntime
 
 
+def _preview(prog: Path) -> mockruntime.ProgramRun:
+    """A preview of the program in ``prog`` on the mock runtime, every resource given an id."""
+    return mockruntime.run_program(
+        program_dir=prog,
+        project="p",
+        stack="s",
+        config={},
+        new_resource=lambda reg: ("id", {}),
+        preview=True,
+    )
+
+
 @pytest.mark.parametrize(
     ("token", "expected"),
     [
@@ -52,14 +64,7 @@ def test_a_run_waits_for_the_preload_still_importing(
         f"import pulumi\npulumi.export('seen', open({str(marker)!r}).read())\n"
     )
     mockruntime.preload(["aws:sqs/queue:Queue"])
-    run = mockruntime.run_program(
-        program_dir=prog,
-        project="p",
-        stack="s",
-        config={},
-        new_resource=lambda reg: ("id", {}),
-        preview=True,
-    )
+    run = _preview(prog)
     assert run.outputs["seen"] == "done"
 
 
@@ -68,12 +73,5 @@ def test_a_preload_of_an_sdk_not_installed_leaves_the_error_to_the_run(tmp_path:
     prog.mkdir()
     (prog / "__main__.py").write_text("import pulumi\npulumi.export('ok', 1)\n")
     mockruntime.preload(["nosuchcloud:things/thing:Thing"]).join(timeout=60)
-    run = mockruntime.run_program(
-        program_dir=prog,
-        project="p",
-        stack="s",
-        config={},
-        new_resource=lambda reg: ("id", {}),
-        preview=True,
-    )
+    run = _preview(prog)
     assert run.outputs == {"ok": 1}

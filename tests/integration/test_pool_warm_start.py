@@ -39,15 +39,21 @@ def _project(tmp_path: Path, **outputs: Any) -> None:
     )
 
 
+def _fresh_process(tmp_path: Path, local_cloud: Target, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """A branch's context in a project of one queue, as in a fresh process: neither the claim
+    store's client nor its bucket is known yet."""
+    _project(tmp_path)
+    ctx = _context(tmp_path, local_cloud, "feature/warm")
+    monkeypatch.setattr(claims, "_S3", {})
+    monkeypatch.setattr(claims, "_BUCKETS", {})
+    return ctx
+
+
 @pytest.mark.usefixtures("registered")
 def test_a_claim_meeting_the_warm_up_midway_waits_for_its_client_and_bucket(
     tmp_path: Path, local_cloud: Target, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _project(tmp_path)
-    ctx = _context(tmp_path, local_cloud, "feature/warm")
-    # A fresh process: neither the client nor the bucket is known yet.
-    monkeypatch.setattr(claims, "_S3", {})
-    monkeypatch.setattr(claims, "_BUCKETS", {})
+    ctx = _fresh_process(tmp_path, local_cloud, monkeypatch)
     made: list[str] = []
     real_client = Target.client
 
@@ -72,10 +78,7 @@ def test_a_claim_meeting_the_warm_up_midway_waits_for_its_client_and_bucket(
 def test_a_warm_up_that_fails_leaves_the_failure_to_the_claim(
     tmp_path: Path, local_cloud: Target, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _project(tmp_path)
-    ctx = _context(tmp_path, local_cloud, "feature/warm")
-    monkeypatch.setattr(claims, "_S3", {})
-    monkeypatch.setattr(claims, "_BUCKETS", {})
+    ctx = _fresh_process(tmp_path, local_cloud, monkeypatch)
 
     def refused(self: Target, service: str, **kwargs: Any) -> Any:
         raise ConnectionError("the local cloud is down")
