@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from branchenv.engines.base import PlannedStep
 from branchenv.engines.terraform import cmd
 from branchenv.errors import StackNotFound
 from branchenv.targets import Target
@@ -55,35 +56,48 @@ def test_provider_starts_of_up_update_and_destroy(
 
     monkeypatch.setattr(cmd, "run", recording)
 
+    checked: list[PlannedStep] = []
+
     def up(marker: str) -> dict[str, int]:
         ran.clear()
+        checked.clear()
         return engine.up(
             stack=stack,
             program=program,
             target=local_cloud,
             metadata=md,
             inputs=inputs_for(md, {"marker": marker}, target=local_cloud),
-            plan_check=lambda steps: None,
+            plan_check=checked.extend,
         ).changes
 
     real_now = engine._now
     try:
-        # A new stack: nothing to read back; one plan, its JSON for the check, its apply.
+        # A new stack: nothing to read back; one plan, its JSON for the check (a named bucket
+        # is created: its planned name is in the plan's values only), its apply.
         assert up("one")["create"] == 2
         assert ran == ["init", "plan -refresh=false", "show", "apply <plan>"]
+        named = {(s.type, s.op, s.physical_name) for s in checked if s.physical_name}
+        assert ("aws_s3_bucket", "create", f"{stack}-data") in named
 
         # An update right after: the state is ours and fresh, so no refresh; init is not rerun.
+        # The bucket is updated in place and its name cannot change so: the check gets it from
+        # the planned actions and the state, without the plan's JSON (no `show`).
         assert up("two")["update"] == 1
-        assert ran == ["plan -refresh=false", "show", "apply <plan>"]
+        assert ran == ["plan -refresh=false", "apply <plan>"]
+        named_now = {(s.type, s.op, s.physical_name) for s in checked if s.physical_name}
+        assert named_now == {
+            (rtype, "update" if rtype == "aws_s3_bucket" else "same", name)
+            for rtype, _op, name in named
+        }
         tags = local_cloud.client("s3").get_bucket_tagging(Bucket=f"{stack}-data")["TagSet"]
         assert {"Key": "marker", "Value": "two"} in tags
 
-        # Two hours on, the state is no longer trusted: the plan refreshes. Nothing changes,
-        # so nothing is applied.
+        # Two hours on, the state is no longer trusted: the plan refreshes. Nothing changes
+        # (the planned actions say so, outputs included), so nothing is applied or shown.
         engine._now = lambda: real_now() + dt.timedelta(hours=2)  # type: ignore[method-assign]
         changes = up("two")
         assert changes["update"] == 0 and changes["same"] == 2
-        assert ran == ["plan", "show"]
+        assert ran == ["plan"]
         engine._now = real_now  # type: ignore[method-assign]
 
         # Teardown of a fresh state: destroy alone (it plans for itself), no refresh.

@@ -77,6 +77,47 @@ def test_gateway_maps_failures_at_the_boundary(tmp_path: Path) -> None:
         cmd.run(TerraformOptions(work_dir=tmp_path, binary=locked), ["apply"])
 
 
+def test_gateway_reads_the_machine_readable_ui_as_terraform_prints_it(tmp_path: Path) -> None:
+    """`-json` output (plan -json): each message reaches the sink as the line a person reads,
+    the messages are kept, and an error diagnostic is mapped as the plain one is."""
+    version = '{"@level":"info","@message":"Terraform 1.11.4","type":"version","ui":"1.2"}'
+    change = (
+        '{"@level":"info","@message":"aws_s3_bucket.b: Plan to update","type":"planned_change",'
+        '"change":{"resource":{"addr":"aws_s3_bucket.b"},"action":"update"}}'
+    )
+    binary = _fake_terraform(
+        tmp_path, f"echo '{version}'\necho '{change}'\necho 'not json: kept as it is'\n"
+    )
+    lines: list[str] = []
+    result = cmd.run(
+        TerraformOptions(work_dir=tmp_path, binary=binary),
+        ["plan"],
+        on_output=lines.append,
+        json_ui=True,
+    )
+    assert lines == [
+        "Terraform 1.11.4",
+        "aws_s3_bucket.b: Plan to update",
+        "not json: kept as it is",
+    ]
+    assert [m["type"] for m in result.messages] == ["version", "planned_change"]
+    diagnostic = (
+        '{"@level":"error","@message":"Error: Error acquiring the state lock","type":"diagnostic",'
+        '"diagnostic":{"severity":"error","summary":"Error acquiring the state lock","detail":'
+        '"Lock Info:\\n  ID:        abc\\n  Operation: OperationTypeApply\\n  Who:       me@host"}}'
+    )
+    locked = _fake_terraform(tmp_path, f"echo '{diagnostic}'\nexit 1\n")
+    with pytest.raises(StackLocked, match=r"who me@host.*id abc"):
+        cmd.run(TerraformOptions(work_dir=tmp_path, binary=locked), ["plan"], json_ui=True)
+    failed = _fake_terraform(
+        tmp_path,
+        """echo '{"@message":"Error: Invalid reference","type":"diagnostic","diagnostic":'"""
+        """'{"severity":"error","summary":"Invalid reference","detail":"x"}}'\nexit 1\n""",
+    )
+    with pytest.raises(EngineError, match=r"^terraform plan failed \(exit 1\): Invalid reference$"):
+        cmd.run(TerraformOptions(work_dir=tmp_path, binary=failed), ["plan"], json_ui=True)
+
+
 def _workspace(
     tmp_path: Path,
     target: Target,

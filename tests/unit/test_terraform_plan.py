@@ -16,7 +16,13 @@ from branchenv.engines.terraform.engine import (
     _summaries,
     parse_lock_created,
 )
-from branchenv.engines.terraform.plan import change_counts, step_op, steps_from_plan
+from branchenv.engines.terraform.plan import (
+    change_counts,
+    messages_change_nothing,
+    step_op,
+    steps_from_messages,
+    steps_from_plan,
+)
 
 
 @pytest.mark.parametrize(
@@ -151,3 +157,162 @@ def test_apply_summary_counts() -> None:
         "create": 3, "update": 1, "replace": 0, "delete": 2, "same": 0,
     }  # fmt: skip
     assert _counts_from_summary("no summary")["create"] == 0
+
+
+# --- plan -json's planned actions (messages as terraform 1.11 writes them, ui 1.2) -------------
+
+
+def _change(address: str, action: str, **extra: Any) -> dict[str, Any]:
+    rtype, name = address.split("[")[0].split(".")[-2:]
+    resource = {
+        "addr": address,
+        "module": "",
+        "resource": address,
+        "implied_provider": "aws",
+        "resource_type": rtype,
+        "resource_name": name,
+        "resource_key": None,
+    }
+    return {
+        "@level": "info",
+        "@message": f"{address}: Plan to {action}",
+        "type": "planned_change",
+        "change": {"resource": resource, "action": action, **extra},
+    }
+
+
+def _summary(add: int = 0, change: int = 0, remove: int = 0, imported: int = 0) -> dict[str, Any]:
+    return {
+        "@message": "Plan: ...",
+        "type": "change_summary",
+        "changes": {
+            "add": add,
+            "change": change,
+            "import": imported,
+            "remove": remove,
+            "operation": "plan",
+        },
+    }
+
+
+def _outputs_message(**actions: str) -> dict[str, Any]:
+    return {
+        "@message": f"Outputs: {len(actions)}",
+        "type": "outputs",
+        "outputs": {k: {"sensitive": False, "action": v} for k, v in actions.items()},
+    }
+
+
+VERSION = {"@message": "Terraform 1.11.4", "type": "version", "terraform": "1.11.4", "ui": "1.2"}
+
+STATE_INSTANCES = {
+    "aws_lambda_function.fn": {
+        "type": "aws_lambda_function",
+        "name": "fn",
+        "attributes": {"function_name": "pool-1-api", "memory_size": 128},
+    },
+    "terraform_data.zip": {"type": "terraform_data", "name": "zip", "attributes": {"id": "x"}},
+    "aws_sqs_queue.q": {"type": "aws_sqs_queue", "name": "q", "attributes": {"name": "pool-1-q"}},
+    "aws_apigatewayv2_api.api": {
+        "type": "aws_apigatewayv2_api",
+        "name": "api",
+        "attributes": {"name": "pool-1-api"},
+    },
+}
+
+
+def test_a_changed_code_plan_is_read_from_its_planned_actions_and_the_state() -> None:
+    messages = [
+        VERSION,
+        _change("terraform_data.zip", "replace", reason="cannot_update"),
+        _change("aws_lambda_function.fn", "update"),
+        _summary(add=1, change=1, remove=1),
+        _outputs_message(endpoint="noop"),
+    ]
+    steps = steps_from_messages(messages, STATE_INSTANCES)
+    assert steps is not None
+    by = {s.address: s for s in steps}
+    assert set(by) == set(STATE_INSTANCES)
+    assert (
+        by["aws_lambda_function.fn"].op,
+        by["aws_lambda_function.fn"].physical_name,
+        by["aws_lambda_function.fn"].name_property,
+    ) == ("update", "pool-1-api", "function_name")
+    assert (by["terraform_data.zip"].op, by["terraform_data.zip"].physical_name) == (
+        "replace",
+        None,
+    )
+    assert (by["aws_sqs_queue.q"].op, by["aws_sqs_queue.q"].physical_name) == ("same", "pool-1-q")
+    assert by["aws_apigatewayv2_api.api"].op == "same"
+    assert change_counts(steps) == {
+        **dict.fromkeys(change_counts(()), 0),
+        "update": 1,
+        "replace": 1,
+        "same": 2,
+    }
+    assert not messages_change_nothing(messages)
+
+
+@pytest.mark.parametrize(
+    ("changes", "why"),
+    [
+        ([_change("aws_s3_bucket.new", "create")], "a named resource created: its name is planned"),
+        ([_change("aws_sqs_queue.q", "replace")], "a named resource replaced"),
+        ([_change("aws_apigatewayv2_api.api", "update")], "a type that renames in place"),
+        ([_change("aws_sqs_queue.other", "update")], "an address the state does not hold"),
+        (
+            [_change("aws_sqs_queue.q", "update", previous_resource={"addr": "aws_sqs_queue.old"})],
+            "a move",
+        ),
+        ([_change("aws_sqs_queue.q", "move")], "an action this reader does not know"),
+    ],
+)
+def test_plans_the_planned_actions_do_not_say_exactly_are_read_from_show_json(
+    changes: list[dict[str, Any]], why: str
+) -> None:
+    assert steps_from_messages([VERSION, *changes, _summary(change=1)], STATE_INSTANCES) is None, (
+        why
+    )
+
+
+def test_without_a_summary_an_import_or_a_newer_ui_the_plan_json_is_read() -> None:
+    update = _change("aws_lambda_function.fn", "update")
+    assert steps_from_messages([VERSION, update], STATE_INSTANCES) is None
+    assert (
+        steps_from_messages([VERSION, update, _summary(change=1, imported=1)], STATE_INSTANCES)
+        is None
+    )
+    newer = {**VERSION, "ui": "2.0"}
+    assert steps_from_messages([newer, update, _summary(change=1)], STATE_INSTANCES) is None
+    # Unnamed types may be created: their steps carry no name either way.
+    created = _change("terraform_data.more", "create")
+    steps = steps_from_messages([VERSION, created, _summary(add=1)], STATE_INSTANCES)
+    assert steps is not None and {"terraform_data.more"} <= {s.address for s in steps}
+
+
+def test_a_kept_name_another_branch_shares_is_refused_on_the_planned_actions_path() -> None:
+    from branchenv.engines.base import ProgramInputs
+    from branchenv.errors import SafetyRefusal
+    from branchenv.safety import check_isolation
+
+    messages = [VERSION, _change("aws_lambda_function.fn", "update"), _summary(change=1)]
+    shared = {
+        **STATE_INSTANCES,
+        "aws_sqs_queue.q": {"type": "aws_sqs_queue", "name": "q", "attributes": {"name": "orders"}},
+    }
+    steps = steps_from_messages(messages, shared)
+    assert steps is not None
+    inputs = ProgramInputs(prefix="pool-1", profile="test", tags={}, region="us-east-1")
+    with pytest.raises(SafetyRefusal, match="'orders'"):
+        check_isolation(steps, inputs)
+    check_isolation(steps_from_messages(messages, STATE_INSTANCES) or (), inputs)
+
+
+def test_planned_actions_say_when_a_plan_changes_nothing() -> None:
+    assert messages_change_nothing([VERSION, _summary(), _outputs_message(a="noop", b="noop")])
+    assert messages_change_nothing([VERSION, _summary()])  # a module without outputs
+    assert not messages_change_nothing(
+        [VERSION, _summary(), _outputs_message(a="noop", b="update")]
+    )
+    assert not messages_change_nothing([VERSION, _summary(change=1), _outputs_message(a="noop")])
+    assert not messages_change_nothing([VERSION, _outputs_message(a="noop")])  # no summary: unsure

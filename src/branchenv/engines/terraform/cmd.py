@@ -15,6 +15,7 @@ import os
 import re
 import time
 from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 from branchenv import processes
 from branchenv.engines.terraform.options import TerraformOptions
@@ -64,6 +65,8 @@ class CommandResult:
     stderr: str
     duration_s: float
     attempts: int = 1
+    messages: tuple[dict[str, Any], ...] = ()
+    """With ``json_ui``: every message terraform's machine-readable UI wrote, in order."""
 
 
 class _Retryable(Exception):
@@ -122,6 +125,7 @@ def run(
     *,
     on_output: OutputSink | None = None,
     stream_stdout: bool = True,
+    json_ui: bool = False,
     ok_codes: tuple[int, ...] = (0,),
     sleep: Callable[[float], None] = time.sleep,
 ) -> CommandResult:
@@ -130,6 +134,10 @@ def run(
 
     ``stream_stdout=False`` keeps stdout (machine output such as ``-json``) off the sink;
     ``ok_codes`` are the exit codes that count as success (``plan -detailed-exitcode``: 0, 2).
+    ``json_ui``: the command was given ``-json`` (terraform's machine-readable UI, one JSON
+    message per line): each message goes to the sink, and into the result's text, as the line a
+    person would read (:func:`ui_text`; errors as ``Error: ...``, so they are mapped as without
+    ``-json``), and the messages themselves are kept in the result.
     """
     from tenacity import (
         RetryError,
@@ -145,7 +153,9 @@ def run(
     def once() -> CommandResult:
         nonlocal attempts
         attempts += 1
-        result = _execute(options, argv, on_output=on_output, stream_stdout=stream_stdout)
+        result = _execute(
+            options, argv, on_output=on_output, stream_stdout=stream_stdout, json_ui=json_ui
+        )
         result = dataclasses.replace(result, attempts=attempts)
         if result.returncode in ok_codes:
             return result
@@ -183,11 +193,24 @@ def _execute(
     *,
     on_output: OutputSink | None,
     stream_stdout: bool,
+    json_ui: bool = False,
 ) -> CommandResult:
     started = time.monotonic()
     out: list[str] = []
     err: list[str] = []
+    messages: list[dict[str, Any]] = []
     stdout_sink = on_output if stream_stdout else None
+
+    def on_stdout(line: str) -> None:
+        if json_ui:
+            message = _ui_message(line)
+            if message is not None:
+                messages.append(message)
+                for text in ui_text(message):
+                    _collect(text + "\n", out, stdout_sink, options.secrets)
+                return
+        _collect(line, out, stdout_sink, options.secrets)
+
     try:
         # A group of its own, announced (processes.py): ci's watchdog stops it when ci dies;
         # its output in files, so that it outlives ci to be stopped gracefully (Tailed).
@@ -195,7 +218,7 @@ def _execute(
             argv,
             cwd=options.work_dir,
             env=command_env(options),
-            on_stdout=lambda line: _collect(line, out, stdout_sink, options.secrets),
+            on_stdout=on_stdout,
             on_stderr=lambda line: _collect(line, err, on_output, options.secrets),
         )
     except FileNotFoundError:
@@ -211,7 +234,33 @@ def _execute(
         stdout="".join(out),
         stderr="".join(err),
         duration_s=time.monotonic() - started,
+        messages=tuple(messages),
     )
+
+
+def _ui_message(line: str) -> dict[str, Any] | None:
+    """One line of ``-json`` output as its message; None for a line that is not one (terraform
+    writes a few early errors as plain text even with ``-json``)."""
+    import json
+
+    try:
+        message = json.loads(line)
+    except ValueError:
+        return None
+    return message if isinstance(message, dict) and "@message" in message else None
+
+
+def ui_text(message: dict[str, Any]) -> list[str]:
+    """The lines a person reads for one machine-readable UI message: its ``@message``; for a
+    diagnostic, ``Error: <summary>`` (or ``Warning:``) and its detail, as terraform prints them
+    without ``-json`` (so the lock and error mapping reads them the same)."""
+    diagnostic = message.get("diagnostic")
+    if isinstance(diagnostic, dict):
+        severity = "Warning" if diagnostic.get("severity") == "warning" else "Error"
+        lines = [f"{severity}: {diagnostic.get('summary', '')}".rstrip()]
+        detail = str(diagnostic.get("detail") or "")
+        return lines + (["", *detail.splitlines()] if detail else [])
+    return str(message.get("@message", "")).splitlines() or [""]
 
 
 def _collect(line: str, into: list[str], sink: OutputSink | None, secrets: tuple[str, ...]) -> None:

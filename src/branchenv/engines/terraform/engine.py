@@ -8,9 +8,11 @@ resources, listing, metadata) reads the backend's objects directly: no terraform
 provider start.
 
 Provider starts are the cost (each loads the aws provider's schema), so:
-- ``up`` with a plan check: one ``plan -out``, its ``show -json`` (the check reads the planned
-  physical names), then ``apply`` of that saved plan (no second refresh); a plan that changes
-  nothing is not applied at all. Without a check: ``apply`` alone. The plan reads the
+- ``up`` with a plan check: one ``plan -out -json``, then ``apply`` of that saved plan (no
+  second refresh). The check reads the planned physical names: from the planned actions and the
+  state when those say them exactly (an update that keeps every name, as a pool claim with new
+  function code), else from the plan's ``show -json`` (:mod:`.plan`). A plan that changes nothing
+  is not applied at all. Without a check: ``apply`` alone. The plan reads the
   resources back (refresh) only when the state holds some that this engine did not write
   within :data:`FRESH_STATE_S`: a new stack has none, a just-written one is trusted.
 - ``destroy``: ``destroy`` alone (it plans for itself), without a refresh when this engine
@@ -59,7 +61,12 @@ from branchenv.engines.terraform.backend import (
 from branchenv.engines.terraform.cliconfig import resolve_mirror
 from branchenv.engines.terraform.options import resolve_binary
 from branchenv.engines.terraform.override import LocalWiring
-from branchenv.engines.terraform.plan import change_counts, steps_from_plan
+from branchenv.engines.terraform.plan import (
+    change_counts,
+    messages_change_nothing,
+    steps_from_messages,
+    steps_from_plan,
+)
 from branchenv.engines.terraform.workdir import DEFAULT_WORK_DIR_WAIT_S, hold_work_dir
 from branchenv.errors import EngineError, StackLocked, StackNotFound, UsageError
 from branchenv.text import plural
@@ -409,8 +416,12 @@ class TerraformEngine:
                     )
                     result = workspace.apply(ws, on_output=on_output, refresh=refresh)
                     return _counts_from_summary(result.stdout)
-                plan = workspace.plan_to_file(ws, on_output=on_output, refresh=refresh)
-                steps = steps_from_plan(plan)
+                messages = workspace.save_plan(ws, on_output=on_output, refresh=refresh)
+                plan: dict[str, Any] | None = None
+                steps = steps_from_messages(messages, _instances(state))
+                if steps is None:  # the planned actions do not say enough: read the whole plan
+                    plan = workspace.show_plan(ws)
+                    steps = steps_from_plan(plan)
                 try:
                     plan_check(steps)
                 except BaseException:
@@ -424,7 +435,11 @@ class TerraformEngine:
                 store.write_sidecar(
                     program.project, stack, metadata.to_tags(), dict(ws.options.vars)
                 )
-                if _changes_nothing(plan):
+                if (
+                    _changes_nothing(plan)
+                    if plan is not None
+                    else messages_change_nothing(messages)
+                ):
                     workspace.discard_plan(ws)
                 else:
                     workspace.apply_saved_plan(ws, on_output=on_output)

@@ -3,8 +3,8 @@ config, init) and the few commands the engine runs in it, each through :mod:`.cm
 
 Provider starts are what cost (each loads the aws provider's schema: seconds of CPU), so each
 operation uses as few as its work allows: ``apply`` alone when no plan needs checking; with a
-check, one ``plan -out`` + ``show -json`` of that plan + ``apply`` of the saved plan (never a
-second refresh); outputs and resources come from the state document (no terraform at all).
+check, one ``plan -out -json``, ``show -json`` of that plan only when its planned actions do not
+say enough for the check, and ``apply`` of the saved plan (never a second refresh); outputs and resources come from the state document (no terraform at all).
 """
 
 from __future__ import annotations
@@ -158,12 +158,33 @@ def plan_to_file(
 ) -> dict[str, Any]:
     """``plan -out`` then ``show -json`` of that plan: the plan document (terraform's JSON
     plan representation). ``refresh=False`` plans from the state as written."""
+    save_plan(ws, on_output=on_output, destroy=destroy, refresh=refresh)
+    return show_plan(ws)
+
+
+def save_plan(
+    ws: Workspace,
+    *,
+    on_output: OutputSink | None = None,
+    destroy: bool = False,
+    refresh: bool = True,
+) -> tuple[dict[str, Any], ...]:
+    """``plan -out -json``: the plan saved for :func:`apply_saved_plan`, and the messages of
+    terraform's machine-readable UI (each resource's planned action, the change summary),
+    shown to the sink as terraform's own lines. ``refresh=False`` plans from the state as
+    written."""
     args = (
-        ["plan", f"-out={PLAN_FILE}"]
+        ["plan", f"-out={PLAN_FILE}", "-json"]
         + (["-destroy"] if destroy else [])
         + ([] if refresh else ["-refresh=false"])
     )
-    cmd.run(ws.options, args, on_output=on_output)
+    return cmd.run(ws.options, args, on_output=on_output, json_ui=True).messages
+
+
+def show_plan(ws: Workspace) -> dict[str, Any]:
+    """``show -json`` of the saved plan: the plan document (every resource's before and after
+    values). A provider start of its own: asked for only when the planned actions do not say
+    enough (:func:`~branchenv.engines.terraform.plan.steps_from_messages`)."""
     shown = cmd.run(ws.options, ["show", "-json", PLAN_FILE], stream_stdout=False)
     doc: dict[str, Any] = json.loads(shown.stdout)
     return doc
