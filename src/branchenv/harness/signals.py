@@ -10,9 +10,14 @@ main thread waits on it (polling every :data:`POLL_S`) and acts on every deliver
 =================  ========================================================================
 phase              on each delivery
 =================  ========================================================================
-:meth:`finish`     the step goes on to its end (creating a stack must record every resource
-                   it made; starting the local cloud); the caller stops right after it
-                   (:meth:`checkpoint`)
+:meth:`finish`     the first: the step goes on to its end (creating a stack must record
+                   every resource it made; starting the local cloud); the caller stops right
+                   after it (:meth:`checkpoint`). The second: SIGINT to the process group of
+                   each engine child running (terraform, pulumi: announced through
+                   :func:`branchenv.processes.announced_to`, its leader proven to be that
+                   child), which stops gracefully, writing its state; the step then ends with
+                   the engine's error, raised as :class:`Interrupted`. Later ones: only said
+                   (never SIGKILL: a killed terraform loses its state)
 :meth:`cancel`     the phase's waits end at once (:meth:`sleep`) and the main thread
                    raises :class:`Interrupted` at once (readiness), leaving the worker behind
 :meth:`run_child`  forwarded to the child's process group (the pytest suite, which runs its
@@ -35,6 +40,9 @@ import time
 from collections.abc import Callable
 from types import FrameType
 from typing import Any, TypeVar
+
+from branchenv import processes
+from branchenv.harness.watchdog import start_time as _start_time
 
 HANDLED = (signal.SIGINT, signal.SIGTERM)
 POLL_S = 0.05
@@ -171,14 +179,42 @@ class SignalGuard:
     # --- phases -----------------------------------------------------------------------------
 
     def finish(self, work: Callable[[], T], *, what: str = "the current step") -> T:
-        """Run ``work`` to its end even when signalled (then say so); the caller calls
-        :meth:`checkpoint` after it. Nothing starts once a signal has come."""
+        """Run ``work`` to its end even when signalled once (then say so); the caller calls
+        :meth:`checkpoint` after it. A second delivery stops the engine children running
+        (SIGINT to each one's group); ``work`` failing after that raises :class:`Interrupted`
+        (from the engine's error). Nothing starts once a signal has come."""
         self.checkpoint()
+        engines = EngineGroups()
+        count = 0
 
         def on_signal(name: str) -> None:
-            self._say(f"received {name}: stopping once {what} is done")
+            nonlocal count
+            count += 1
+            if count == 1:
+                self._say(
+                    f"received {name}: stopping once {what} is done "
+                    "(a second Ctrl-C stops the engine gracefully)"
+                )
+                return
+            pids = engines.interrupt()
+            if pids:
+                listed = ", ".join(str(pid) for pid in pids)
+                self._say(
+                    f"received {name} again: SIGINT forwarded to the engine process {listed}, "
+                    "which stops gracefully"
+                )
+            elif engines.interrupted:
+                self._say(f"received {name}: the engine is stopping and writing its state")
+            else:
+                self._say(f"received {name}: no engine is running; stopping once {what} is done")
 
-        return self._run(work, on_signal)
+        with processes.announced_to(engines):
+            try:
+                return self._run(work, on_signal)
+            except Exception as exc:
+                if engines.interrupted and self.received is not None:
+                    raise Interrupted(self.received) from exc
+                raise
 
     def cancel(self, work: Callable[[], T]) -> T:
         """Run ``work`` (which waits through :meth:`sleep`); on a signal, raise
@@ -260,3 +296,42 @@ class SignalGuard:
                 raise Interrupted(self._deliveries[0])
             on_signal(name)
         return acted
+
+
+class EngineGroups:
+    """The engine children running during a :meth:`SignalGuard.finish` phase (a
+    :class:`branchenv.processes.ChildListener`): each pid with its start time, so a signal
+    only reaches a group whose leader provably still is that child (not a reused pid)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._running: dict[int, int | None] = {}
+        self._signalled: set[int] = set()
+        self.interrupted = False
+        """Whether SIGINT was forwarded to an engine child in this phase."""
+
+    def child_started(self, pid: int) -> None:
+        started = _start_time(pid)
+        with self._lock:
+            self._running[pid] = started
+
+    def child_ended(self, pid: int) -> None:
+        with self._lock:
+            self._running.pop(pid, None)
+            self._signalled.discard(pid)
+
+    def interrupt(self) -> list[int]:
+        """SIGINT to the group of every running child not signalled yet; their pids."""
+        sent: list[int] = []
+        with self._lock:
+            for pid, started in self._running.items():
+                if pid in self._signalled or started is None:
+                    continue
+                with contextlib.suppress(OSError):
+                    if os.getpgid(pid) == pid and _start_time(pid) == started:
+                        os.killpg(pid, signal.SIGINT)
+                        self._signalled.add(pid)
+                        sent.append(pid)
+            if sent:
+                self.interrupted = True
+        return sent
