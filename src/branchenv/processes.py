@@ -6,7 +6,9 @@ would run on, orphaned, still applying the stack the watchdog is about to destro
 its state lock). Told of each group (its leader's pid and start time), the watchdog stops it
 first, only when the group provably is that one. A group of its own also means a signal sent
 to `ci`'s group reaches the child only through `ci`, which stops it itself
-(:func:`stop_group`).
+(:func:`stop_group`). The signal guard listens too, during a step that runs to its end
+(:meth:`branchenv.harness.signals.SignalGuard.finish`): a second Ctrl-C there is forwarded to
+the groups it was told of.
 """
 
 from __future__ import annotations

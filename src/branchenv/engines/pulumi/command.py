@@ -15,9 +15,9 @@ SDK's (pulumi/automation/_cmd.py, v3.272: ``--non-interactive`` before any ``--`
 line into the callbacks, :func:`create_command_error` on a non-zero exit) with the start changed.
 Its output goes to files, not pipes (:class:`branchenv.processes.Tailed`): a Go program writing
 to a pipe whose reader died exits at once on SIGPIPE, mid-update. A group of its own also means
-a Ctrl-C at the terminal reaches the CLI only through branchenv: the provisioning step finishes
-(the signal guard's ``finish``), or a caller that gives up on the wait stops the group as
-below.
+a Ctrl-C at the terminal reaches the CLI only through branchenv: on the first the provisioning
+step finishes (the signal guard's ``finish``), a second is forwarded to the CLI's group (it
+cancels the update); a caller that gives up on the wait stops the group as below.
 """
 
 from __future__ import annotations
