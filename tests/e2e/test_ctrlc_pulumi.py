@@ -9,6 +9,7 @@ stack's lock held (STANDIN_UP_DELAY_S), and cancelling the update on SIGINT as t
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import time
@@ -58,6 +59,8 @@ def test_a_second_sigint_cancels_the_hung_pulumi_update(
     branch = "ctrlc/twice"
     state_dir = Path(dev.env["STANDIN_STATE_DIR"])
     up = _up(dev, branch, 600)  # would hang for 10 min
+    call: dict[str, Any] = {}
+    started: int | None = None
     try:
         call = _up_call(state_dir)
         started = start_time(call["pid"])
@@ -79,6 +82,8 @@ def test_a_second_sigint_cancels_the_hung_pulumi_update(
         if up.poll() is None:
             up.kill()
             up.communicate()
+        if call and alive(call["pid"], started):  # failed: the stand-in is not left behind
+            os.killpg(call["pid"], signal.SIGINT)
     down = dev.run("down", "--branch", branch)
     assert down.returncode == 0, down.stderr  # the lock was released
 
@@ -92,8 +97,6 @@ def test_one_sigint_to_the_group_leaves_the_cli_alone_and_up_finishes(
     up = _up(dev, branch, 5)
     try:
         call = _up_call(state_dir)
-        import os
-
         os.killpg(up.pid, signal.SIGINT)  # a terminal's Ctrl-C: the whole foreground group
         _, err = up.communicate(timeout=EXIT_TIMEOUT_S)
         assert up.returncode == 130, err
