@@ -55,6 +55,23 @@ def test_gateway_retries_only_what_the_table_names(tmp_path: Path) -> None:
     assert len(waits) == 2
 
 
+def test_gateway_never_retries_a_command_that_was_interrupted(tmp_path: Path) -> None:
+    """A terraform stopped by SIGINT (a second Ctrl-C) whose interrupted calls printed a
+    retryable error is not started again: the stop stands."""
+    counter = tmp_path / "count"
+    binary = _fake_terraform(
+        tmp_path,
+        f"n=$(cat {counter} 2>/dev/null || echo 0); echo $((n+1)) > {counter}\n"
+        'printf "\\nInterrupt received.\\nPlease wait for Terraform to exit or data loss may '
+        'occur.\\nGracefully shutting down...\\n"\n'
+        'echo "Error: RequestError: send request failed" >&2\nexit 1\n',
+    )
+    opts = TerraformOptions(work_dir=tmp_path, binary=binary, retry_wait_s=0.0)
+    with pytest.raises(EngineError, match="send request failed"):
+        cmd.run(opts, ["apply"], sleep=lambda _s: None)
+    assert counter.read_text().strip() == "1"
+
+
 def test_gateway_maps_failures_at_the_boundary(tmp_path: Path) -> None:
     binary = _fake_terraform(
         tmp_path,

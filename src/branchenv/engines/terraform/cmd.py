@@ -48,6 +48,8 @@ _TWO_WORD = frozenset({"state", "providers"})
 
 _LOCK_HELD = re.compile(r"Error acquiring the state lock|state blob is already locked")
 _LOCK_FIELD = re.compile(r"^\s*(ID|Who|Created|Operation):\s*(.+?)\s*$", re.MULTILINE)
+_INTERRUPTED = re.compile(r"^\s*Interrupt received\.", re.MULTILINE)
+"""What terraform (and tofu) print when SIGINT stops them gracefully."""
 _ERROR_LINE = re.compile(r"^(?:│\s*)?Error:\s*(.+?)\s*$", re.MULTILINE)
 _MAX_QUOTED_ERRORS = 3
 STOP_GRACE_S = 60.0
@@ -162,6 +164,10 @@ def run(
         combined = result.stdout + "\n" + result.stderr
         if _LOCK_HELD.search(combined):
             raise _locked_error(args[0], combined, options.secrets)
+        if _INTERRUPTED.search(combined):
+            # Stopped on purpose (a second Ctrl-C, ci's watchdog): never started again, even
+            # when what the interrupted calls printed matches a retryable error.
+            raise _failed_error(result, args[0], options.secrets)
         for pattern, reason in options.retryable_errors.items():
             if re.search(pattern, combined):
                 if on_output is not None:
