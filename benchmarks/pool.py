@@ -102,6 +102,22 @@ process, not per engine call), then in ready the new code's first invoke, a Lamb
 takes 27-33 s: SQS's one purge per queue per minute (docs/pool.md). Until this change, with
 --runs above 1 the "same program" claim of the second run on was an update (the pool's
 stack kept the changed code); the pool is now drained after each run.
+
+Measured (session 6, 2026-12-02, idle machine, one run each): main at da53ffb (load 0.0 -> 0.4):
+terraform cold 72.7 s to ready, warm same program 0.3 s, warm with changed code 14.0 s
+(provision 13.5) = 19 % of cold: both terraform goals met on an idle machine (the 26-28 s above
+were at load 2.4-8). After the isolation check stopped needing `show -json` for such a plan
+(a4efb4e: it reads `plan -json`'s planned actions and the state), load 0.4 -> 0.7, every
+terraform command logged: cold 71.0 s, warm same program 0.4 s, warm with changed code 13.4 s
+(provision 12.7) = 19 %, made of plan -refresh=false -out -json 3.8 s and apply of the saved
+plan 8.3 s, no `show` (it had cost 2.8-3.1 s idle). What is left is a floor set by the
+provider: two provider starts (~3 s each idle) and terraform-provider-aws's waitFunctionUpdated,
+whose StateChangeConf has a fixed `Delay: 5 * time.Second` before its first poll after every
+UpdateFunctionCode (internal/service/lambda/function.go), however fast the endpoint answers.
+Inprocess in the same session (load 1.7 -> 0.5, beside a helper's tests): cold 2.5 s, warm same
+program 0.5 s = 20 % (met), warm with changed code 1.5 s = 61 % (missed): a changed-code claim
+runs the user's program on the mock runtime (its SDK imports) and plans and applies, as a cold
+start does; only the creates are saved, and on the local cloud they are cheap.
 """
 
 from __future__ import annotations
